@@ -1,0 +1,1 @@
+"""gouache: text-to-image diffusion you train on your own captioned pictures."""
