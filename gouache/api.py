@@ -1,0 +1,47 @@
+"""The Python API behind every CLI command: each function does what its command does."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .images import grid, load_rgb, save_png
+from .pipeline import Pipeline
+from .strips import evenly_spaced_steps, noise_strip, trajectory_strip
+
+__all__ = ["generate", "noise_strip_file"]
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    return "-".join(filter(None, keep.split("-")))[:60] or "image"
+
+
+def generate(prompt: str, *, model: str | Path | None = None, negative_prompt: str = "",
+             num_images: int = 1, sampler: str = "dpmpp_2m", steps: int | None = None,
+             guidance: float = 3.0, seed: int = 0, out: Path = Path("out"),
+             trajectory: Path | None = None, scale: int = 1, device: str = "auto",
+             pipeline: Pipeline | None = None) -> list[Path]:
+    """Generate and save: one PNG per image, plus a grid when there are several; return the paths."""
+    pipe = pipeline or Pipeline.load(model, device=device)
+    n_steps = steps
+    record = ()
+    if trajectory is not None:
+        from .samplers import SAMPLERS
+        n_steps = steps or SAMPLERS.get(sampler, (None, None, 20))[2]
+        record = evenly_spaced_steps(n_steps, 5)
+    result = pipe.generate(prompt, negative_prompt=negative_prompt, num_images=num_images, sampler=sampler,
+                           steps=n_steps, guidance=guidance, seed=seed, record=record)
+    stem = _slug(prompt)
+    paths = []
+    for img, s in zip(result.images, result.seeds):
+        big = img.resize((img.width * scale, img.height * scale), 0) if scale > 1 else img
+        paths.append(save_png(big, Path(out) / f"{stem}-seed{s}.png"))
+    if num_images > 1:
+        paths.append(save_png(grid(result.images, scale=scale), Path(out) / f"{stem}-grid.png"))
+    if trajectory is not None:
+        paths.append(save_png(trajectory_strip(result), trajectory))
+    return paths
+
+
+def noise_strip_file(image: Path, *, out: Path, size: int = 64, seed: int = 0) -> Path:
+    """Write the forward noising strip of one image file."""
+    return save_png(noise_strip(load_rgb(image, size), seed=seed), out)

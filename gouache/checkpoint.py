@@ -1,0 +1,146 @@
+"""Checkpoints: safetensors weights, JSON configs, written so that a crash loses nothing.
+
+A model folder (what ``--model`` takes) holds
+
+    config.json         the ModelConfig
+    ema.safetensors     the EMA weights that sampling uses
+
+and, in a run's checkpoints, also what resuming needs:
+
+    model.safetensors   the raw weights
+    train.safetensors   AdamW moments and the random generators' states
+    state.json          step, AdamW hyper-parameters, the TrainConfig
+
+A checkpoint is written into a temporary folder that is renamed into place only
+when complete; then ``latest.txt`` in the run folder is replaced atomically. A
+run killed at any moment keeps its last complete checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ModelConfig, write_json
+from .errors import GouacheError
+
+__all__ = ["save_checkpoint", "load_weights", "load_train_state", "resolve_model_dir",
+           "read_model_config", "export_model"]
+
+
+def _contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in sd.items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        out[k] = v.contiguous()
+    return out
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    sd = opt.state_dict()
+    tensors = {f"state.{i}.{k}": torch.as_tensor(v) for i, s in sd["state"].items() for k, v in s.items()}
+    return tensors, sd["param_groups"]
+
+
+def save_checkpoint(run: Path, *, step: int, model_config: ModelConfig, net: torch.nn.Module,
+                    ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    generators: dict[str, torch.Generator], train_config: dict, keep: int = 2) -> Path:
+    """Write ``run/checkpoints/step-N`` atomically and point ``run/latest.txt`` at it."""
+    run = Path(run)
+    final = run / "checkpoints" / f"step-{step:08d}"
+    tmp = run / "checkpoints" / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write_json(model_config.to_dict(), tmp / "config.json")
+    save_file(_contiguous(ema.state_dict()), tmp / "ema.safetensors")
+    save_file(_contiguous(net.state_dict()), tmp / "model.safetensors")
+    opt_tensors, groups = _optimizer_tensors(optimizer)
+    rng = {f"rng.{name}": g.get_state() for name, g in generators.items()}
+    save_file(_contiguous(opt_tensors | rng), tmp / "train.safetensors")
+    write_json({"step": step, "param_groups": groups, "train_config": train_config}, tmp / "state.json")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    (run / ".latest.tmp").write_text(str(final.relative_to(run)) + "\n")
+    (run / ".latest.tmp").replace(run / "latest.txt")
+    _prune(run / "checkpoints", keep)
+    return final
+
+
+def _prune(folder: Path, keep: int) -> None:
+    done = sorted(p for p in folder.glob("step-*") if p.is_dir())
+    for old in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_model_dir(path: Path | str) -> Path:
+    """A model folder, or a run folder (followed to its latest checkpoint)."""
+    path = Path(path)
+    if (path / "ema.safetensors").exists():
+        return path
+    latest = path / "latest.txt"
+    if latest.exists():
+        return path / latest.read_text().strip()
+    if not path.exists():
+        raise GouacheError(f"no such model or run folder: {path}")
+    raise GouacheError(f"{path} holds no checkpoint (expected ema.safetensors or latest.txt)")
+
+
+def read_model_config(folder: Path) -> ModelConfig:
+    path = Path(folder) / "config.json"
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise GouacheError(f"{path} is missing: a model folder needs its config.json") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise GouacheError(f"{path}: not a gouache model config ({e})") from None
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module``, naming the file and the mismatch on failure."""
+    path = Path(path)
+    try:
+        sd = load_file(path)
+    except FileNotFoundError:
+        raise GouacheError(f"{path} is missing") from None
+    except (SafetensorError, OSError) as e:
+        raise GouacheError(f"{path}: not a readable safetensors file ({e})") from None
+    own = module.state_dict()
+    bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if bad or missing or extra:
+        what = (f"{len(bad)} shape mismatches (e.g. {bad[0]}: {tuple(sd[bad[0]].shape)} vs "
+                f"{tuple(own[bad[0]].shape)})" if bad else f"{len(missing)} missing, {len(extra)} unexpected")
+        raise GouacheError(f"{path}: weights of another model shape: {what}")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
+
+
+def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
+                     generators: dict[str, torch.Generator]) -> int:
+    """Restore AdamW and the generators from a checkpoint; return its step."""
+    folder = Path(folder)
+    state = json.loads((folder / "state.json").read_text())
+    tensors = load_file(folder / "train.safetensors")
+    opt_state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("state."):
+            _, i, name = key.split(".", 2)
+            opt_state.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    for name, g in generators.items():
+        g.set_state(tensors[f"rng.{name}"])
+    return int(state["step"])
+
+
+def export_model(src: Path, dst: Path, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy a checkpoint's config and EMA weights (in fp16 by default) to a model folder."""
+    src, dst = resolve_model_dir(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src / "config.json", dst / "config.json")
+    save_file(_contiguous(load_file(src / "ema.safetensors"), dtype), dst / "ema.safetensors")
+    return dst

@@ -1,0 +1,160 @@
+"""The ``gouache`` command: parse, call the library, print. Nothing here that Python can't call."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import GouacheError
+
+__all__ = ["main", "build_parser"]
+
+HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _add_generate(sub) -> None:
+    from .samplers import SAMPLERS
+
+    p = sub.add_parser("generate", formatter_class=HELP, help="paint pictures from a prompt",
+                       description="Start from pure noise and denoise step by step, steered by the prompt.")
+    p.add_argument("prompt", help='what to paint, e.g. "red apple"')
+    p.add_argument("--model", default=None, help="model or run folder (default: the shipped emoji model)")
+    p.add_argument("--negative-prompt", default="", help="what to steer away from")
+    p.add_argument("-n", "--num-images", type=int, default=1, help="pictures to make")
+    p.add_argument("--sampler", default="dpmpp_2m", choices=sorted(SAMPLERS),
+                   help="dpmpp_2m/heun/euler: fast deterministic solvers; ddpm: the classic 100-step sampler")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 20 for dpmpp_2m, 100 for ddpm)")
+    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--seed", type=int, default=0, help="image k uses seed+k: same seed, same picture")
+    p.add_argument("--out", type=Path, default=Path("out"), help="folder for the PNGs")
+    p.add_argument("--trajectory", type=Path, default=None, help="also write the step-by-step strip here")
+    p.add_argument("--scale", type=int, default=1, help="enlarge saved pictures this many times (nearest)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_generate)
+
+
+def _generate(a: argparse.Namespace) -> None:
+    from .api import generate
+
+    paths = generate(a.prompt, model=a.model, negative_prompt=a.negative_prompt, num_images=a.num_images,
+                     sampler=a.sampler, steps=a.steps, guidance=a.guidance, seed=a.seed, out=a.out,
+                     trajectory=a.trajectory, scale=a.scale, device=a.device)
+    for path in paths:
+        print(path)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", formatter_class=HELP, help="train a model on a folder of captioned images",
+                       description="Supervised denoising of image+caption pairs. Options given here "
+                                   "override the --config recipe (a TOML file).")
+    p.add_argument("--data", default=None, help="imagefolder: metadata.jsonl or NAME.txt captions")
+    p.add_argument("--config", type=Path, default=None, help="TOML recipe (see configs/)")
+    p.add_argument("--out", default=None, help="run folder (default runs/gouache)")
+    p.add_argument("--resume", type=Path, default=None, help="continue the run in this folder")
+    for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
+                       ("max-minutes", float), ("sample-every", int), ("checkpoint-every", int),
+                       ("grad-accum", int), ("num-workers", int)):
+        p.add_argument(f"--{name}", type=kind, default=None, help="override the recipe")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda")
+    p.add_argument("--grad-checkpointing", action="store_true", default=None,
+                   help="recompute activations to save memory")
+    p.set_defaults(func=_train)
+
+
+def _train(a: argparse.Namespace) -> None:
+    from .config import load_train_config
+    from .train import train
+
+    over = {k: getattr(a, k) for k in ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes",
+                                       "sample_every", "checkpoint_every", "grad_accum", "num_workers",
+                                       "device", "grad_checkpointing")}
+    if a.resume is not None and over["out"] is None:
+        over["out"] = str(a.resume)
+    cfg = load_train_config(a.config, **over)
+    if not cfg.data:
+        raise GouacheError("say which data to train on: --data FOLDER (or data = ... in --config)")
+    result = train(cfg, resume=a.resume)
+    print(f"trained to step {result.step} at {result.images_per_second:.1f} images/s; run folder {result.run}")
+
+
+def _add_noise(sub) -> None:
+    p = sub.add_parser("noise", formatter_class=HELP, help="draw the forward noising strip of an image",
+                       description="Clean, noisier, noisier, pure noise: what training does to an image.")
+    p.add_argument("image", type=Path)
+    p.add_argument("--out", type=Path, default=Path("out/noise_strip.png"))
+    p.add_argument("--size", type=int, default=64, help="resize and centre-crop to this side")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_noise)
+
+
+def _noise(a: argparse.Namespace) -> None:
+    from .api import noise_strip_file
+
+    print(noise_strip_file(a.image, out=a.out, size=a.size, seed=a.seed))
+
+
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="build and check datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    e = dsub.add_parser("emoji", formatter_class=HELP, help="build the emoji dataset from npm packages")
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--size", type=int, default=64)
+    e.add_argument("--cache-dir", type=Path, default=None, help="npm tarball cache (default ~/.cache/gouache/npm)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    e.set_defaults(func=_data_emoji)
+    s = dsub.add_parser("shapes", formatter_class=HELP, help="draw the coloured-shapes sanity dataset")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--size", type=int, default=32)
+    s.add_argument("--per-caption", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_data_shapes)
+    c = dsub.add_parser("check", formatter_class=HELP, help="lint an imagefolder; non-zero exit on errors")
+    c.add_argument("folder", type=Path)
+    c.set_defaults(func=_data_check)
+
+
+def _data_emoji(a: argparse.Namespace) -> None:
+    import json
+
+    from .data.emoji import build_emoji_dataset
+
+    manifest = build_emoji_dataset(a.out, size=a.size, cache_dir=a.cache_dir, seed=a.seed)
+    print(json.dumps(manifest.get("counts", manifest), indent=2, sort_keys=True))
+    print(f"built {a.out}")
+
+
+def _data_shapes(a: argparse.Namespace) -> None:
+    from .data.shapes import build_shapes_dataset
+
+    n = build_shapes_dataset(a.out, size=a.size, per_caption=a.per_caption, seed=a.seed)
+    print(f"drew {n} images in {a.out}")
+
+
+def _data_check(a: argparse.Namespace) -> None:
+    from .data.check import check_dataset
+
+    report = check_dataset(a.folder)
+    print(report.format())
+    if report.errors:
+        raise SystemExit(1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gouache", description="Text-to-image diffusion you train on your "
+                                "own captioned pictures.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_train, _add_noise, _add_data):
+        add(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except GouacheError as e:
+        print(f"gouache: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("gouache: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

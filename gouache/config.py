@@ -1,0 +1,139 @@
+"""Typed configs: what a model is (saved beside its weights) and how a run trains it.
+
+A training recipe is a TOML file whose keys are the fields of ``TrainConfig``;
+its ``[model]`` table names a preset of ``unet.PRESETS`` and may override any
+``UNetConfig`` field, its ``[schedule]`` table any ``NoiseSchedule`` field:
+
+    steps = 20000
+    batch_size = 64
+    [model]
+    preset = "base"
+    channels = [64, 128, 192]
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import GouacheError
+from .schedule import NoiseSchedule
+from .text import DEFAULT_TEXT_MODEL
+from .unet import PRESETS, UNetConfig
+
+__all__ = ["ModelConfig", "TrainConfig", "load_train_config"]
+
+DEFAULT_SAMPLE_PROMPTS = ("red apple", "watermelon", "banana", "grinning face", "cat face",
+                          "rocket", "pizza", "sun", "red heart", "christmas tree")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a trained model from its weights."""
+
+    unet: UNetConfig = field(default_factory=UNetConfig)  # the network's sizes
+    schedule: NoiseSchedule = field(default_factory=NoiseSchedule)  # sigma range and sigma_data
+    text_model: str = DEFAULT_TEXT_MODEL  # the frozen prompt encoder: package name, folder or hub name
+    text_max_length: int = 32  # prompts are cut to this many tokens
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(unet=UNetConfig.from_dict(d["unet"]), schedule=NoiseSchedule(**d.get("schedule", {})),
+                   text_model=d.get("text_model", DEFAULT_TEXT_MODEL),
+                   text_max_length=int(d.get("text_max_length", 32)))
+
+
+@dataclass
+class TrainConfig:
+    """A training run: the data, the model, the optimiser and the bookkeeping."""
+
+    data: str = ""  # an imagefolder (metadata.jsonl or sidecar .txt captions)
+    out: str = "runs/gouache"  # the run folder: checkpoints, samples, log.csv
+    model: ModelConfig = field(default_factory=ModelConfig)  # what is trained
+    split: str = "train"  # which rows of metadata.jsonl to train on
+    steps: int = 10_000  # optimiser steps
+    batch_size: int = 32  # images per optimiser step (all processes together)
+    grad_accum: int = 1  # micro-batches per step: same result, less memory
+    lr: float = 5e-4  # AdamW peak learning rate
+    warmup: int = 500  # linear warm-up steps
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # clip the global gradient norm to this
+    ema_decay: float = 0.999  # EMA of the weights (ramped up early: min(decay, (1+n)/(10+n)))
+    caption_dropout: float = 0.1  # share of captions replaced by "" (classifier-free guidance)
+    seed: int = 0  # the whole run's randomness
+    max_minutes: float = 0.0  # stop after this wall time (0 = no limit), with a checkpoint
+    log_every: int = 50  # steps between log.csv rows
+    checkpoint_every: int = 1000  # steps between checkpoints
+    keep_checkpoints: int = 2  # older checkpoints are deleted
+    sample_every: int = 1000  # steps between sample grids (0 = never)
+    sample_prompts: tuple[str, ...] = DEFAULT_SAMPLE_PROMPTS  # the fixed grid of prompts
+    sample_steps: int = 20  # DPM-Solver++(2M) steps for the grids
+    eval_every: int = 1000  # steps between held-out denoising losses (needs a test split)
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"...
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    compile: bool = False  # torch.compile the network
+    channels_last: bool = False  # channels-last memory format
+    grad_checkpointing: bool = False  # recompute activations in the backward pass to save memory
+    num_workers: int = 0  # dataloader workers for streamed (sharded) data
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        model = d.pop("model", None)
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise GouacheError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        if "sample_prompts" in d:
+            d["sample_prompts"] = tuple(d["sample_prompts"])
+        cfg = cls(**d)
+        if model is not None:
+            cfg.model = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)
+        return cfg
+
+
+def model_config_from_table(table: dict) -> ModelConfig:
+    """A ``[model]`` TOML table: ``preset`` plus any UNetConfig field; ``text_model`` etc."""
+    table = dict(table)
+    preset = table.pop("preset", "base")
+    if preset not in PRESETS:
+        raise GouacheError(f"unknown model preset {preset!r}; choose from {', '.join(PRESETS)}")
+    top = {k: table.pop(k) for k in ("text_model", "text_max_length") if k in table}
+    schedule = NoiseSchedule(**table.pop("schedule", {}))
+    unet = PRESETS[preset].to_dict() | table
+    try:
+        return ModelConfig(unet=UNetConfig.from_dict(unet), schedule=schedule, **top)
+    except TypeError as e:
+        raise GouacheError(f"bad [model] table: {e}") from None
+
+
+def load_train_config(path: Path | None, **overrides) -> TrainConfig:
+    """A TOML recipe (or the defaults), then the command line's overrides."""
+    d: dict = {}
+    if path is not None:
+        try:
+            d = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise GouacheError(f"no such config file: {path}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise GouacheError(f"{path}: not valid TOML ({e})") from None
+    model = model_config_from_table(d.pop("model", {}))
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = TrainConfig.from_dict(d)
+    cfg.model = model
+    return cfg
+
+
+def write_json(obj: dict, path: Path) -> None:
+    """Write JSON atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,111 @@
+"""Several processes, one training run: thin helpers over torch.distributed.
+
+``torchrun --nproc-per-node N -m gouache train ...`` starts N processes that
+each see RANK, WORLD_SIZE and LOCAL_RANK. Every rank draws the same global
+batch (same generators, same seed) and keeps its own contiguous share, so the
+ranks read disjoint images, DistributedDataParallel averages the gradients, and
+the result equals one process with the same global batch. NCCL on CUDA, Gloo on
+the CPU. With a single process every helper here is a no-op.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+
+__all__ = ["init", "is_distributed", "world_size", "rank", "is_main", "device", "wrap",
+           "shard", "no_sync_unless", "mean", "barrier"]
+
+
+def init() -> None:
+    """Join the process group that torchrun describes, once."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not tdist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        tdist.init_process_group(backend)
+
+
+def is_distributed() -> bool:
+    return tdist.is_available() and tdist.is_initialized() and tdist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return tdist.get_world_size() if is_distributed() else 1
+
+
+def rank() -> int:
+    return tdist.get_rank() if is_distributed() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def device(name: str) -> torch.device:
+    """This rank's device: its own GPU (LOCAL_RANK) on CUDA, else the CPU."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu" if name == "auto" else name)
+
+
+class _Loss(nn.Module):
+    """DDP hooks ``forward``: route it to the denoiser's per-sample loss."""
+
+    def __init__(self, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.denoiser.loss(*args, **kwargs)
+
+
+class Wrapped:
+    """``loss(...)`` through DistributedDataParallel when several ranks run, else directly."""
+
+    def __init__(self, denoiser: nn.Module, device: torch.device) -> None:
+        self.module = _Loss(denoiser)
+        self.ddp = None
+        if is_distributed():
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
+
+    def loss(self, *args, **kwargs) -> torch.Tensor:
+        return (self.ddp or self.module)(*args, **kwargs)
+
+    def no_sync(self):
+        return self.ddp.no_sync() if self.ddp is not None else contextlib.nullcontext()
+
+
+def wrap(denoiser: nn.Module, device: torch.device) -> Wrapped:
+    return Wrapped(denoiser, device)
+
+
+def shard(t: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous share of a global batch (dim 0)."""
+    if not is_distributed():
+        return t
+    return t.chunk(world_size())[rank()]
+
+
+def no_sync_unless(model: Wrapped, sync: bool):
+    """Skip the gradient all-reduce on accumulation micro-batches but the last."""
+    return contextlib.nullcontext() if sync else model.no_sync()
+
+
+def mean(t: torch.Tensor) -> torch.Tensor:
+    """The average of a scalar over ranks."""
+    if is_distributed():
+        t = t.clone()
+        tdist.all_reduce(t, op=tdist.ReduceOp.AVG if t.device.type == "cuda" else tdist.ReduceOp.SUM)
+        if t.device.type != "cuda":
+            t /= world_size()
+    return t
+
+
+def barrier() -> None:
+    if is_distributed():
+        tdist.barrier()

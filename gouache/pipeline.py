@@ -1,0 +1,169 @@
+"""The pipeline: a trained network, the text encoder and a sampler, joined.
+
+    pipe = Pipeline.load()                       # the shipped emoji model
+    result = pipe.generate("red apple", num_images=4, seed=0)
+    result.images[0].save("apple.png")
+
+Image k of a call uses seed ``seed + k`` for all its randomness, so it is the
+same picture whatever the batch size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .checkpoint import load_weights, read_model_config, resolve_model_dir
+from .config import ModelConfig
+from .denoiser import Denoiser
+from .errors import GouacheError
+from .guidance import guided
+from .images import to_pil
+from .rng import PerSampleNoise
+from .samplers import SAMPLERS
+from .schedule import ddpm_sigmas, karras_sigmas
+from .text import PromptEmbedding, TextEncoder
+from .unet import UNet
+
+__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "MAX_STEPS"]
+
+MAX_STEPS = 1000
+
+
+def default_model_dir() -> Path:
+    """The emoji model that ships inside the package."""
+    return Path(__file__).resolve().parent / "models" / "emoji64"
+
+
+@dataclass
+class Frame:
+    """One recorded sampling step: the current noisy images and the model's clean estimate."""
+
+    step: int
+    sigma: float
+    x: torch.Tensor  # (B, 3, H, W) the noisy images entering the step
+    denoised: torch.Tensor  # (B, 3, H, W) the predicted clean images at this step
+
+
+@dataclass
+class Generation:
+    images: list[Image.Image]
+    prompts: list[str]  # the prompt of each image
+    seeds: list[int]  # the seed of each image
+    frames: list[Frame] = field(default_factory=list)  # recorded steps (see ``record``)
+    final: torch.Tensor | None = None  # (N, 3, H, W) in [-1, 1]
+
+
+class Pipeline:
+    def __init__(self, net: torch.nn.Module, text_encoder: TextEncoder, config: ModelConfig,
+                 device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.config = config
+        self.denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data).to(self.device).eval()
+        self.text_encoder = text_encoder.to(self.device)
+        self._prompt_cache: dict[str, PromptEmbedding] = {}
+
+    @classmethod
+    def load(cls, model: Path | str | None = None, *, device: str = "auto",
+             text_encoder: TextEncoder | None = None) -> "Pipeline":
+        """A model folder or run folder (default: the shipped emoji model)."""
+        folder = resolve_model_dir(model if model is not None else default_model_dir())
+        config = read_model_config(folder)
+        net = UNet(config.unet)
+        load_weights(net, folder / "ema.safetensors")
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
+                           else "cpu" if device == "auto" else device)
+        encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
+        return cls(net, encoder, config, dev)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.unet.image_size
+
+    def encode(self, prompts: Sequence[str]) -> PromptEmbedding:
+        """Encode prompts, each unique prompt once per pipeline."""
+        todo = sorted({p for p in prompts if p not in self._prompt_cache})
+        if todo:
+            emb = self.text_encoder(todo)
+            for k, p in enumerate(todo):
+                self._prompt_cache[p] = emb.index(slice(k, k + 1))
+        return PromptEmbedding.cat([self._prompt_cache[p] for p in prompts]).to(self.device)
+
+    def sigmas(self, sampler: str, steps: int) -> torch.Tensor:
+        _, schedule, _ = SAMPLERS[sampler]
+        s = self.config.schedule
+        if schedule == "ddpm":
+            return ddpm_sigmas(steps, sigma_max=s.sigma_max)
+        return karras_sigmas(steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max)
+
+    @torch.inference_mode()
+    def generate(self, prompt: str | Sequence[str], *, negative_prompt: str = "", num_images: int = 1,
+                 sampler: str = "dpmpp_2m", steps: int | None = None, guidance: float = 3.0,
+                 seed: int = 0, batch_size: int = 16, record: Sequence[int] = (),
+                 callback: Callable[[int, int, torch.Tensor], None] | None = None,
+                 progress: bool = True) -> Generation:
+        """Paint ``num_images`` pictures per prompt, starting from pure noise.
+
+        ``record`` lists step indices whose noisy and predicted images are kept
+        (for trajectory strips); ``callback(step, total, denoised)`` sees every step.
+        """
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        steps = _validate(prompts, sampler, steps, guidance, num_images)
+        prompts = [p for p in prompts for _ in range(num_images)]
+        seeds = [seed + k for k in range(len(prompts))]
+        sigmas = self.sigmas(sampler, steps).to(self.device)
+        bar = tqdm(total=steps * math.ceil(len(prompts) / batch_size), desc="sampling",
+                   unit="step", disable=not progress)
+        finals, frames = [], []
+        for start in range(0, len(prompts), batch_size):
+            part = slice(start, start + batch_size)
+            x, fr = self._sample(prompts[part], seeds[part], negative_prompt, sampler, sigmas,
+                                 guidance, set(record), callback, bar)
+            finals.append(x)
+            frames.append(fr)
+        bar.close()
+        final = torch.cat(finals)
+        merged = [Frame(f[0].step, f[0].sigma, torch.cat([g.x for g in f]), torch.cat([g.denoised for g in f]))
+                  for f in zip(*frames)]
+        return Generation([to_pil(img) for img in final], prompts, seeds, merged, final)
+
+    def _sample(self, prompts: list[str], seeds: list[int], negative: str, sampler: str,
+                sigmas: torch.Tensor, guidance: float, record: set[int], callback, bar) -> tuple:
+        fn, _, _ = SAMPLERS[sampler]
+        size = self.image_size
+        noise = PerSampleNoise(seeds, device=self.device)
+        x = noise.randn((3, size, size)) * sigmas[0]  # pure noise: every pixel at random
+        model = guided(self.denoiser, self.encode(prompts), self.encode([negative] * len(prompts)), guidance)
+        frames: list[Frame] = []
+        total = len(sigmas) - 1
+
+        def on_step(i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor) -> None:
+            if i in record:
+                frames.append(Frame(i, float(sigma), x.cpu(), denoised.cpu()))
+            if callback is not None:
+                callback(i, total, denoised)
+            bar.update(1)
+
+        x = fn(model, x, sigmas, noise=noise, callback=on_step)
+        return x.clamp(-1, 1).cpu(), frames
+
+
+def _validate(prompts: list[str], sampler: str, steps: int | None, guidance: float, num_images: int) -> int:
+    """Check the request; return the number of steps to run."""
+    if not prompts or any(not p.strip() for p in prompts):
+        raise GouacheError("the prompt is empty: say what to paint, e.g. \"red apple\"")
+    if sampler not in SAMPLERS:
+        raise GouacheError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+    steps = SAMPLERS[sampler][2] if steps is None else steps
+    if not 1 <= steps <= MAX_STEPS:
+        raise GouacheError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if not 0 <= guidance <= 50:
+        raise GouacheError(f"guidance must be between 0 and 50, got {guidance}")
+    if num_images < 1:
+        raise GouacheError(f"number of images must be at least 1, got {num_images}")
+    return steps

@@ -1,0 +1,129 @@
+"""Samplers: from pure noise to an image, one decreasing sigma at a time.
+
+Every sampler knows one contract only: ``model(x, sigma) -> denoised`` (the
+prompt and guidance are bound into ``model`` by the caller, see ``guidance.py``).
+Each takes the starting noise already scaled to ``sigmas[0]`` and a list of
+sigmas ending in 0, and returns the final image. ``callback(i, x, denoised,
+sigma)`` sees every step: that is how progress bars and trajectory strips are
+drawn. Ancestral samplers take ``noise(like)``, which returns fresh unit noise
+shaped like its argument (per-sample generators keep image k of a batch the same
+whatever the batch size).
+"""
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+__all__ = ["SAMPLERS", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m"]
+
+Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Noise = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Callback(Protocol):
+    def __call__(self, i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor) -> None: ...
+
+
+def _check(sigmas: torch.Tensor) -> None:
+    if sigmas.ndim != 1 or len(sigmas) < 2:
+        raise ValueError("a sampler needs at least one step: sigmas must hold 2 or more values")
+
+
+def _notify(callback: Callback | None, i: int, x, denoised, sigma) -> None:
+    if callback is not None:
+        callback(i, x, denoised, sigma)
+
+
+@torch.no_grad()
+def sample_ddpm(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noise,
+                callback: Callback | None = None) -> torch.Tensor:
+    """Ancestral sampling of Ho et al., "Denoising Diffusion Probabilistic Models" (2020).
+
+    Each step draws x_{s} from the posterior q(x_s | x_t, x_0) with x_0 replaced by
+    the model's estimate (DDPM eq. 6-7). In sigma form (x_t = x_0 + sigma_t n):
+        mean = x0_hat + (sigma_s / sigma_t)^2 (x_t - x0_hat)
+        var  = sigma_s^2 (1 - (sigma_s / sigma_t)^2)
+    """
+    _check(sigmas)
+    for i in range(len(sigmas) - 1):
+        t, s = sigmas[i], sigmas[i + 1]
+        denoised = model(x, t)
+        _notify(callback, i, x, denoised, t)
+        ratio = (s / t) ** 2
+        x = denoised + ratio * (x - denoised)  # posterior mean
+        if s > 0:
+            x = x + s * (1 - ratio).sqrt() * noise(x)  # posterior noise
+    return x
+
+
+@torch.no_grad()
+def sample_euler(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
+                 callback: Callback | None = None, noise: Noise | None = None) -> torch.Tensor:
+    """Euler steps on the probability-flow ODE: DDIM (Song et al., 2021) in sigma form.
+
+    EDM Algorithm 1 without its second-order correction: dx/dsigma = (x - D(x)) / sigma.
+    """
+    _check(sigmas)
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        _notify(callback, i, x, denoised, sigmas[i])
+        d = (x - denoised) / sigmas[i]  # ODE derivative
+        x = x + (sigmas[i + 1] - sigmas[i]) * d  # Euler step
+    return x
+
+
+@torch.no_grad()
+def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
+                callback: Callback | None = None, noise: Noise | None = None) -> torch.Tensor:
+    """Karras et al., EDM (2022), Algorithm 1: Heun's 2nd-order deterministic sampler."""
+    _check(sigmas)
+    for i in range(len(sigmas) - 1):
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        denoised = model(x, t_cur)
+        _notify(callback, i, x, denoised, t_cur)
+        d_cur = (x - denoised) / t_cur
+        x_next = x + (t_next - t_cur) * d_cur  # Euler step.
+        if t_next > 0:  # Apply 2nd order correction.
+            d_prime = (x_next - model(x_next, t_next)) / t_next
+            x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+        x = x_next
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
+                    callback: Callback | None = None, noise: Noise | None = None) -> torch.Tensor:
+    """Lu et al., "DPM-Solver++" (2022), Algorithm 2: the multistep 2nd-order solver (2M).
+
+    Works in lambda = -ln(sigma). The first step (and a final step to sigma = 0) is
+    first order; the others correct the data prediction with the previous one:
+        D = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1},    r = h_{i-1} / h_i.
+    """
+    _check(sigmas)
+    old_denoised = None
+    for i in range(len(sigmas) - 1):
+        t, t_next = sigmas[i], sigmas[i + 1]
+        denoised = model(x, t)
+        _notify(callback, i, x, denoised, t)
+        if t_next == 0:  # last step: the data prediction itself
+            x = denoised
+            break
+        h = t.log() - t_next.log()  # lambda_next - lambda_cur
+        if old_denoised is None:
+            d = denoised  # first step: DPM-Solver++(1), i.e. DDIM
+        else:
+            r = (sigmas[i - 1].log() - t.log()) / h
+            d = (1 + 1 / (2 * r)) * denoised - (1 / (2 * r)) * old_denoised
+        x = (t_next / t) * x - torch.expm1(-h) * d
+        old_denoised = denoised
+    return x
+
+
+# Name -> (sampler, schedule name, default steps); the schedule names are in pipeline.py.
+SAMPLERS: dict[str, tuple[Callable, str, int]] = {
+    "dpmpp_2m": (sample_dpmpp_2m, "karras", 20),
+    "heun": (sample_heun, "karras", 12),
+    "euler": (sample_euler, "karras", 25),
+    "ddpm": (sample_ddpm, "ddpm", 100),
+}

@@ -1,0 +1,237 @@
+"""Training: supervised denoising of captioned images.
+
+Each step (Karras et al. 2022, section 5):
+  1. draw a batch of images and, per image, one caption variant; replace about
+     10% of captions by "" so the model also learns the unconditional case that
+     classifier-free guidance needs;
+  2. draw a noise level per image, ln(sigma) ~ N(P_mean, P_std^2), and noise the
+     image: x = x0 + sigma n;
+  3. ask the preconditioned denoiser for x0 given x, sigma and the caption, and
+     take the EDM-weighted squared error per image (``Denoiser.loss``);
+  4. AdamW with linear warm-up, gradient clipping, and an EMA copy of the
+     weights, which is what sampling uses.
+
+Prompt embeddings are computed once per unique caption before the first step.
+All randomness comes from two generators (data, noise) seeded from the config
+and saved in every checkpoint, so a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import distributed as dist
+from .checkpoint import load_train_state, load_weights, resolve_model_dir, save_checkpoint
+from .config import TrainConfig, write_json
+from .data.imagefolder import CaptionedImages, load_imagefolder
+from .data.prompts import CaptionTable
+from .denoiser import Denoiser
+from .errors import GouacheError
+from .text import TextEncoder
+from .unet import UNet
+from .validation import HeldOut
+
+__all__ = ["train", "TrainResult", "pick_device"]
+
+
+@dataclass
+class TrainResult:
+    run: Path  # the run folder
+    step: int  # the last step done
+    losses: list[float]  # the training loss of every step of this call
+    images_per_second: float
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to ``cfg.lr``, then constant."""
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: float) -> None:
+    """EMA with the usual warm-up: early on the average follows the weights closely."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.parameters(), net.parameters()):
+        e.lerp_(p.detach().to(e.dtype), 1 - d)
+
+
+class Trainer:
+    """Holds the pieces of one run; ``step`` does one optimiser step."""
+
+    def __init__(self, cfg: TrainConfig, data: CaptionedImages, table: CaptionTable,
+                 device: torch.device) -> None:
+        self.cfg, self.data, self.table, self.device = cfg, data, table, device
+        torch.manual_seed(cfg.seed)  # the network's initial weights
+        net = UNet(cfg.model.unet)
+        if cfg.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net.to(device)
+        self.denoiser = Denoiser(self.net, sigma_data=cfg.model.schedule.sigma_data)
+        self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.model = dist.wrap(self.denoiser, device)  # DistributedDataParallel when several ranks
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.gen = {"data": torch.Generator().manual_seed(cfg.seed),
+                    "noise": torch.Generator(device).manual_seed(cfg.seed + 1)}
+        self.step_no = 0
+        self.autocast = device.type == "cuda" and cfg.bf16
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One global batch, this rank's share: images in [-1, 1] and caption ids."""
+        g, n = self.gen["data"], len(self.data)
+        idx = torch.randint(n, (self.cfg.batch_size,), generator=g)
+        ids = self.table.draw(idx, generator=g, dropout=self.cfg.caption_dropout)
+        idx, ids = dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
+        x0 = self.data.images[idx].to(self.device, non_blocking=True).float() / 127.5 - 1
+        return x0, ids.to(self.device)
+
+    def step(self) -> float:
+        cfg = self.cfg
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(self.step_no, cfg)
+        x0, ids = self.batch()
+        b = x0.shape[0]  # this rank's share of the global batch
+        g = self.gen["noise"]  # drawn for the global batch, so any number of ranks agrees
+        sigma = dist.shard(cfg.model.schedule.sample_training_sigmas(
+            cfg.batch_size, generator=g, device=self.device))
+        noise = dist.shard(torch.randn((cfg.batch_size, *x0.shape[1:]), generator=g, device=self.device))
+        total = torch.zeros((), device=self.device)
+        chunks = torch.arange(b).chunk(cfg.grad_accum)
+        for k, part in enumerate(chunks):
+            with dist.no_sync_unless(self.model, k == len(chunks) - 1), \
+                    torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
+                cond = self.table.cond(ids[part], self.device)
+                losses = self.model.loss(x0[part], noise[part], sigma[part], **cond)
+                loss = losses.sum() / b  # mean over this rank's batch
+            loss.backward()
+            total += loss.detach()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        update_ema(self.ema, self.net, self.step_no, cfg.ema_decay)
+        self.step_no += 1
+        return float(dist.mean(total))
+
+    def save(self) -> Path:
+        return save_checkpoint(Path(self.cfg.out), step=self.step_no, model_config=self.cfg.model,
+                               net=self.net, ema=self.ema, optimizer=self.opt, generators=self.gen,
+                               train_config=self.cfg.to_dict(), keep=self.cfg.keep_checkpoints)
+
+    def resume(self, run: Path) -> None:
+        folder = resolve_model_dir(run)
+        load_weights(self.net, folder / "model.safetensors")
+        load_weights(self.ema, folder / "ema.safetensors")
+        self.step_no = load_train_state(folder, self.opt, self.gen)
+
+
+def _check_resolution(cfg: TrainConfig) -> None:
+    u = cfg.model.unet
+    if u.image_size % u.divisor:
+        raise GouacheError(f"image size {u.image_size} is not divisible by {u.divisor} "
+                           f"(patch {u.patch} x 2^{len(u.channels) - 1} levels)")
+
+
+def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True,
+          data: CaptionedImages | None = None, text_encoder: TextEncoder | None = None) -> TrainResult:
+    """Train (or continue training) a model as ``cfg`` says; return the run's summary."""
+    _check_resolution(cfg)
+    dist.init()
+    device = pick_device(cfg.device) if not dist.is_distributed() else dist.device(cfg.device)
+    if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
+        raise GouacheError(f"batch size {cfg.batch_size} must divide by processes x grad_accum "
+                           f"({dist.world_size()} x {cfg.grad_accum})")
+    lead = dist.is_main()
+    if data is None:
+        data = load_imagefolder(Path(cfg.data), size=cfg.model.unet.image_size, split=cfg.split,
+                                progress=progress and lead)
+    text_encoder = text_encoder or TextEncoder(cfg.model.text_model, max_length=cfg.model.text_max_length)
+    if text_encoder.dim != cfg.model.unet.text_dim:
+        raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
+                           f"but the model expects text_dim={cfg.model.unet.text_dim}")
+    table = CaptionTable.build(data, text_encoder, progress=progress and lead)
+    trainer = Trainer(cfg, data, table, device)
+    run = Path(cfg.out)
+    if resume is not None:
+        trainer.resume(resume)
+    if lead:
+        run.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.to_dict(), run / "train_config.json")
+    heldout = HeldOut.from_folder(cfg, text_encoder, device) if lead and cfg.eval_every else None
+    log = _Log(run / "log.csv") if lead else None
+    return _loop(trainer, text_encoder, heldout, log, progress=progress and lead)
+
+
+def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None",
+          log: "_Log | None", *, progress: bool) -> TrainResult:
+    cfg, run = trainer.cfg, Path(trainer.cfg.out)
+    losses: list[float] = []
+    start, seen = time.perf_counter(), 0
+    bar = tqdm(total=cfg.steps, initial=trainer.step_no, desc="training", unit="step", disable=not progress)
+    while trainer.step_no < cfg.steps:
+        loss = trainer.step()
+        losses.append(loss)
+        seen += cfg.batch_size
+        step = trainer.step_no
+        ips = seen / (time.perf_counter() - start)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
+        out_of_time = cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes
+        last = step == cfg.steps or out_of_time
+        if log is not None:
+            if step % cfg.log_every == 0 or last:
+                log.write(step=step, loss=sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
+                          lr=lr_at(step - 1, cfg), images_per_second=ips)
+            if heldout is not None and (step % cfg.eval_every == 0 or last):
+                log.write(step=step, heldout_loss=heldout.loss(trainer.ema))
+            if cfg.sample_every and (step % cfg.sample_every == 0 or last):
+                _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
+            if step % cfg.checkpoint_every == 0 or last:
+                trainer.save()
+        dist.barrier()
+        if out_of_time:
+            break
+    bar.close()
+    return TrainResult(run, trainer.step_no, losses, seen / max(1e-9, time.perf_counter() - start))
+
+
+def _sample_grid(trainer: Trainer, text_encoder: TextEncoder, path: Path) -> None:
+    from .images import grid, save_png
+    from .pipeline import Pipeline
+
+    pipe = Pipeline(trainer.ema, text_encoder, trainer.cfg.model, trainer.device)
+    prompts = list(trainer.cfg.sample_prompts)
+    images = pipe.generate(prompts, steps=trainer.cfg.sample_steps, seed=0, progress=False).images
+    save_png(grid(images, cols=min(5, len(images)), labels=prompts, scale=2), path)
+
+
+class _Log:
+    """Rows of log.csv: step, loss, lr, images_per_second, heldout_loss (blank where not measured)."""
+
+    FIELDS = ("time", "step", "loss", "lr", "images_per_second", "heldout_loss")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists():
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(self.FIELDS)
+
+    def write(self, **row: float) -> None:
+        row["time"] = int(time.time())
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.FIELDS])
+
+
+def _fmt(v) -> str:
+    return f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v)
