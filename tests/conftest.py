@@ -1,0 +1,60 @@
+"""Shared fixtures: the real (frozen, bundled) text encoder, a tiny model, tiny data."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def text_encoder():
+    from gouache.text import TextEncoder
+
+    return TextEncoder()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A model folder with a randomly initialised tiny network (16x16 images)."""
+    from gouache.checkpoint import _contiguous
+    from gouache.config import ModelConfig, write_json
+    from gouache.unet import PRESETS, UNet
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    cfg = ModelConfig(unet=PRESETS["tiny"])
+    torch.manual_seed(0)
+    net = UNet(cfg.unet)
+    for p in net.parameters():  # zero-initialised output layers would paint flat grey
+        p.data.add_(0.02 * torch.randn_like(p))
+    write_json(cfg.to_dict(), folder / "config.json")
+    save_file(_contiguous(net.state_dict()), folder / "ema.safetensors")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_model_dir, text_encoder):
+    from gouache.pipeline import Pipeline
+
+    return Pipeline.load(tiny_model_dir, device="cpu", text_encoder=text_encoder)
+
+
+@pytest.fixture(scope="session")
+def emoji_fixture() -> Path:
+    """36 real emoji images (18 emoji x google/twitter) with metadata.jsonl; 6 in split test."""
+    return FIXTURES / "emoji"
+
+
+@pytest.fixture()
+def shapes_dir(tmp_path) -> Path:
+    from gouache.data.shapes import build_shapes_dataset
+
+    build_shapes_dataset(tmp_path / "shapes", size=16, per_caption=4, seed=0, progress=False)
+    return tmp_path / "shapes"
