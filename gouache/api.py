@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .images import grid, load_rgb, save_png
-from .pipeline import Pipeline
+from .pipeline import Pipeline, validate_request
 from .strips import evenly_spaced_steps, noise_strip, trajectory_strip
 
 __all__ = ["generate", "noise_strip_file"]
@@ -21,13 +21,9 @@ def generate(prompt: str, *, model: str | Path | None = None, negative_prompt: s
              trajectory: Path | None = None, scale: int = 1, device: str = "auto",
              pipeline: Pipeline | None = None) -> list[Path]:
     """Generate and save: one PNG per image, plus a grid when there are several; return the paths."""
+    n_steps = validate_request([prompt], sampler, steps, guidance, num_images)  # before any loading
     pipe = pipeline or Pipeline.load(model, device=device)
-    n_steps = steps
-    record = ()
-    if trajectory is not None:
-        from .samplers import SAMPLERS
-        n_steps = steps or SAMPLERS.get(sampler, (None, None, 20))[2]
-        record = evenly_spaced_steps(n_steps, 5)
+    record = evenly_spaced_steps(n_steps, 5) if trajectory is not None else ()
     result = pipe.generate(prompt, negative_prompt=negative_prompt, num_images=num_images, sampler=sampler,
                            steps=n_steps, guidance=guidance, seed=seed, record=record)
     stem = _slug(prompt)

@@ -30,7 +30,7 @@ from .schedule import ddpm_sigmas, karras_sigmas
 from .text import PromptEmbedding, TextEncoder
 from .unet import UNet
 
-__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "MAX_STEPS"]
+__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "validate_request", "MAX_STEPS"]
 
 MAX_STEPS = 1000
 
@@ -98,7 +98,7 @@ class Pipeline:
         _, schedule, _ = SAMPLERS[sampler]
         s = self.config.schedule
         if schedule == "ddpm":
-            return ddpm_sigmas(steps, sigma_max=s.sigma_max)
+            return ddpm_sigmas(steps)
         return karras_sigmas(steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max)
 
     @torch.inference_mode()
@@ -113,7 +113,7 @@ class Pipeline:
         (for trajectory strips); ``callback(step, total, denoised)`` sees every step.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        steps = _validate(prompts, sampler, steps, guidance, num_images)
+        steps = validate_request(prompts, sampler, steps, guidance, num_images)
         prompts = [p for p in prompts for _ in range(num_images)]
         seeds = [seed + k for k in range(len(prompts))]
         sigmas = self.sigmas(sampler, steps).to(self.device)
@@ -153,7 +153,8 @@ class Pipeline:
         return x.clamp(-1, 1).cpu(), frames
 
 
-def _validate(prompts: list[str], sampler: str, steps: int | None, guidance: float, num_images: int) -> int:
+def validate_request(prompts: list[str], sampler: str, steps: int | None, guidance: float,
+                     num_images: int) -> int:
     """Check the request; return the number of steps to run."""
     if not prompts or any(not p.strip() for p in prompts):
         raise GouacheError("the prompt is empty: say what to paint, e.g. \"red apple\"")

@@ -71,11 +71,11 @@ def karras_sigmas(n: int, *, sigma_min: float = 0.002, sigma_max: float = 80.0,
 
 
 def ddpm_sigmas(n: int, *, num_train_steps: int = 1000, beta_start: float = 1e-4,
-                beta_end: float = 0.02, sigma_max: float = 80.0) -> torch.Tensor:
+                beta_end: float = 0.02) -> torch.Tensor:
     """The DDPM linear-beta schedule at ``n`` evenly strided timesteps, as sigmas, then 0.
 
-    The largest DDPM sigma (about 157) is clipped to ``sigma_max``: beyond it the
-    picture is pure noise either way, and the denoiser was trained up to there.
+    Its largest sigma is about 157, twice EDM's sigma_max: pure noise either way, and
+    the preconditioning keeps the network's input at unit variance there too.
     """
     if n < 1:
         raise ValueError(f"number of steps must be at least 1, got {n}")
@@ -83,7 +83,7 @@ def ddpm_sigmas(n: int, *, num_train_steps: int = 1000, beta_start: float = 1e-4
     alpha_bar = torch.cumprod(1 - betas, dim=0)
     # Timesteps T-1, ..., 0 with an even stride (the "trailing" spacing keeps t = T-1).
     t = torch.linspace(num_train_steps - 1, 0, n, dtype=torch.float64).round().long()
-    sigmas = ((1 - alpha_bar[t]) / alpha_bar[t]).sqrt().clamp(max=sigma_max)
+    sigmas = ((1 - alpha_bar[t]) / alpha_bar[t]).sqrt()
     return torch.cat([sigmas, sigmas.new_zeros(1)]).float()
 
 

@@ -84,7 +84,9 @@ class TextEncoder(nn.Module):
     def __init__(self, name: str = DEFAULT_TEXT_MODEL, *, max_length: int = 32) -> None:
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # gouache draws its own bars; loading is instant
         path = resolve_text_model(name)
         local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         try:

@@ -1,0 +1,45 @@
+"""The CLI end to end, in-process: files written, and one-line errors with exit code 2."""
+import pytest
+from PIL import Image
+
+from gouache.cli import main
+
+
+def test_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["generate", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "(default: dpmpp_2m)" in out and "--trajectory" in out
+
+
+def test_generate_writes_pictures_grid_and_trajectory(tiny_model_dir, tmp_path, capsys):
+    main(["generate", "red apple", "--model", str(tiny_model_dir), "-n", "2", "--steps", "3",
+          "--out", str(tmp_path), "--trajectory", str(tmp_path / "strip.png"), "--device", "cpu"])
+    printed = capsys.readouterr().out.split()
+    names = sorted(p.split("/")[-1] for p in printed)
+    assert names == ["red-apple-grid.png", "red-apple-seed0.png", "red-apple-seed1.png", "strip.png"]
+    assert Image.open(tmp_path / "red-apple-seed0.png").size == (16, 16)
+
+
+def test_noise_strip(tmp_path, emoji_fixture, capsys):
+    img = next((emoji_fixture / "images" / "google").glob("*.png"))
+    main(["noise", str(img), "--out", str(tmp_path / "n.png")])
+    assert Image.open(tmp_path / "n.png").width > 6 * 64
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "", "--model", "{model}"], "the prompt is empty"),
+    (["generate", "x", "--model", "{tmp}/missing"], "no such model or run folder"),
+    (["generate", "x", "--model", "{model}", "--steps", "0"], "steps must be between"),
+    (["noise", "{tmp}/nope.png"], "cannot read image"),
+    (["train", "--data", "{tmp}"], "no images found"),
+    (["train", "--data", "{tmp}", "--config", "{tmp}/nope.toml"], "no such config file"),
+])
+def test_errors_are_one_line(argv, message, tiny_model_dir, tmp_path, capsys):
+    argv = [a.format(model=tiny_model_dir, tmp=tmp_path) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gouache: error:") and message in err and "\n" not in err

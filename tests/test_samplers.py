@@ -1,0 +1,80 @@
+"""Every sampler through the same checks, on an analytic denoiser and on the real pipeline."""
+import pytest
+import torch
+
+from gouache.guidance import guided
+from gouache.rng import PerSampleNoise
+from gouache.samplers import SAMPLERS
+from gouache.schedule import ddpm_sigmas, karras_sigmas
+
+NAMES = sorted(SAMPLERS)
+SD = 0.5
+
+
+def gaussian_denoiser(x, sigma):
+    """The exact denoiser for data ~ N(0, SD^2): E[x0 | x] = x SD^2 / (sigma^2 + SD^2)."""
+    return x * SD ** 2 / (sigma ** 2 + SD ** 2)
+
+
+def sigmas_for(name, steps):
+    return ddpm_sigmas(steps) if SAMPLERS[name][1] == "ddpm" else karras_sigmas(steps)
+
+
+def run(name, steps, seeds):
+    fn = SAMPLERS[name][0]
+    noise = PerSampleNoise(seeds)
+    s = sigmas_for(name, steps)
+    x = noise.randn((3, 8, 8)) * s[0]
+    return fn(gaussian_denoiser, x, s, noise=noise)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shape_and_determinism(name):
+    a, b = run(name, 10, [1, 2]), run(name, 10, [1, 2])
+    assert a.shape == (2, 3, 8, 8)
+    assert torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_k_does_not_depend_on_the_batch(name):
+    batch = run(name, 8, [10, 11, 12])
+    alone = run(name, 8, [11])
+    assert torch.allclose(batch[1], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_samples_have_the_data_distribution(name):
+    steps = {"ddpm": 100, "euler": 50}.get(name, 25)  # Euler is first order: more steps
+    x = run(name, steps, list(range(64)))
+    assert x.std().item() == pytest.approx(SD, rel=0.1)
+    assert abs(x.mean().item()) < 0.05
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_zero_steps_refused(name):
+    fn = SAMPLERS[name][0]
+    with pytest.raises(ValueError):
+        fn(gaussian_denoiser, torch.zeros(1, 3, 4, 4), torch.tensor([0.0]), noise=PerSampleNoise([0]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_callback_sees_every_step(name):
+    seen = []
+    fn = SAMPLERS[name][0]
+    s = sigmas_for(name, 6)
+    fn(gaussian_denoiser, torch.randn(1, 3, 4, 4) * s[0], s, noise=PerSampleNoise([0]),
+       callback=lambda i, x, d, sigma: seen.append(i))
+    assert seen == list(range(6))
+
+
+def test_guidance_scale_one_is_the_conditional_model(tiny_pipeline):
+    cond = tiny_pipeline.encode(["red apple"])
+    uncond = tiny_pipeline.encode([""])
+    x, sigma = torch.randn(1, 3, 16, 16), torch.tensor(2.0)
+    model = guided(tiny_pipeline.denoiser, cond, uncond, 1.0)
+    want = tiny_pipeline.denoiser(x, sigma, **cond.as_cond())
+    assert torch.equal(model(x, sigma), want)
+    strong = guided(tiny_pipeline.denoiser, cond, uncond, 3.0)(x, sigma)
+    d_u = tiny_pipeline.denoiser(x, sigma, **uncond.as_cond())
+    assert torch.allclose(strong, d_u + 3.0 * (want - d_u), atol=1e-5)
