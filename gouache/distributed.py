@@ -6,9 +6,15 @@ batch (same generators, same seed) and keeps its own contiguous share, so the
 ranks read disjoint images, DistributedDataParallel averages the gradients, and
 the result equals one process with the same global batch. NCCL on CUDA, Gloo on
 the CPU. With a single process every helper here is a no-op.
+
+Only rank 0 writes (checkpoints, samples, logs); the others wait for it at a
+barrier after such steps, and decisions that must be unanimous (stopping on the
+time limit) go through ``any_rank``, so no rank is left waiting at a collective
+that the others skip.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 
@@ -17,14 +23,35 @@ import torch.distributed as tdist
 from torch import nn
 
 __all__ = ["init", "is_distributed", "world_size", "rank", "is_main", "device", "wrap",
-           "shard", "no_sync_unless", "mean", "barrier"]
+           "shard", "no_sync_unless", "mean", "any_rank", "barrier"]
 
 
-def init() -> None:
-    """Join the process group that torchrun describes, once."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not tdist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        tdist.init_process_group(backend)
+def _uses_cuda(name: str) -> bool:
+    """Whether ranks asked for ``name`` train on GPUs."""
+    return (name in ("auto", "cuda") or name.startswith("cuda:")) and torch.cuda.is_available()
+
+
+def init(device_name: str = "auto") -> bool:
+    """Join the process group that torchrun describes, once; True if this call made it.
+
+    NCCL when the ranks train on GPUs (``device_name`` auto/cuda with CUDA
+    present), else Gloo, so ``--device cpu`` works on a GPU machine too. The
+    group is destroyed at exit.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or tdist.is_initialized():
+        return False
+    if _uses_cuda(device_name):
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        tdist.init_process_group("nccl")
+    else:
+        tdist.init_process_group("gloo")
+    atexit.register(_shutdown)
+    return True
+
+
+def _shutdown() -> None:
+    if tdist.is_initialized():
+        tdist.destroy_process_group()
 
 
 def is_distributed() -> bool:
@@ -45,7 +72,7 @@ def is_main() -> bool:
 
 def device(name: str) -> torch.device:
     """This rank's device: its own GPU (LOCAL_RANK) on CUDA, else the CPU."""
-    if name in ("auto", "cuda") and torch.cuda.is_available():
+    if _uses_cuda(name):
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
@@ -106,6 +133,20 @@ def mean(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def any_rank(flag: bool) -> bool:
+    """True on every rank if ``flag`` is True on any rank: a decision all ranks share."""
+    if not is_distributed():
+        return flag
+    on = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([int(flag)], device=on)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def barrier() -> None:
+    """Wait until every rank gets here (e.g. while rank 0 writes a checkpoint)."""
     if is_distributed():
-        tdist.barrier()
+        if tdist.get_backend() == "nccl":
+            tdist.barrier(device_ids=[torch.cuda.current_device()])
+        else:
+            tdist.barrier()

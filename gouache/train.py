@@ -11,9 +11,19 @@ Each step (Karras et al. 2022, section 5):
   4. AdamW with linear warm-up, gradient clipping, and an EMA copy of the
      weights, which is what sampling uses.
 
-Prompt embeddings are computed once per unique caption before the first step.
+Prompt embeddings are computed once per unique caption before the first step
+(or read from ``prompt_embeddings.safetensors`` beside the data).
 All randomness comes from two generators (data, noise) seeded from the config
 and saved in every checkpoint, so a resumed run repeats an uninterrupted one.
+
+Data comes from a batch source (``data/sources.py``): an imagefolder in memory,
+or WebDataset shards streamed when ``--data`` names .tar files (a resumed
+streamed run sees freshly shuffled data, not exactly the uninterrupted run's).
+
+Several processes (``torchrun --nproc-per-node N -m gouache train ...``): each
+rank trains on its share of every global batch and DDP averages the gradients,
+so a step equals one process's step on the whole batch; only rank 0 writes
+checkpoints, samples and logs (see ``distributed.py``).
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ from .checkpoint import load_train_state, load_weights, resolve_model_dir, save_
 from .config import TrainConfig, write_json
 from .data.imagefolder import CaptionedImages, load_imagefolder
 from .data.prompts import CaptionTable
+from .data.sources import BatchSource, MemorySource, StreamSource
 from .denoiser import Denoiser
 from .errors import GouacheError
 from .text import TextEncoder
@@ -71,11 +82,13 @@ def update_ema(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: flo
 class Trainer:
     """Holds the pieces of one run; ``step`` does one optimiser step."""
 
-    def __init__(self, cfg: TrainConfig, data: CaptionedImages, table: CaptionTable,
+    def __init__(self, cfg: TrainConfig, data: CaptionedImages | BatchSource, table: CaptionTable | None,
                  device: torch.device) -> None:
+        """``data`` is in-memory images with their ``table``, or any batch source (table None)."""
         self.cfg, self.data, self.table, self.device = cfg, data, table, device
+        self.source: BatchSource = MemorySource(data, table) if isinstance(data, CaptionedImages) else data
         torch.manual_seed(cfg.seed)  # the network's initial weights
-        net = UNet(cfg.model.unet)
+        net = UNet(cfg.model.unet).set_grad_checkpointing(cfg.grad_checkpointing)
         if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.net = net.to(device)
@@ -90,11 +103,9 @@ class Trainer:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One global batch, this rank's share: images in [-1, 1] and caption ids."""
-        g, n = self.gen["data"], len(self.data)
-        idx = torch.randint(n, (self.cfg.batch_size,), generator=g)
-        ids = self.table.draw(idx, generator=g, dropout=self.cfg.caption_dropout)
-        idx, ids = dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
-        x0 = self.data.images[idx].to(self.device, non_blocking=True).float() / 127.5 - 1
+        images, ids = self.source.draw(self.cfg.batch_size, generator=self.gen["data"],
+                                       dropout=self.cfg.caption_dropout, step=self.step_no)
+        x0 = images.to(self.device, non_blocking=True).float() / 127.5 - 1
         return x0, ids.to(self.device)
 
     def step(self) -> float:
@@ -112,7 +123,7 @@ class Trainer:
         for k, part in enumerate(chunks):
             with dist.no_sync_unless(self.model, k == len(chunks) - 1), \
                     torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-                cond = self.table.cond(ids[part], self.device)
+                cond = self.source.cond(ids[part], self.device)
                 losses = self.model.loss(x0[part], noise[part], sigma[part], **cond)
                 loss = losses.sum() / b  # mean over this rank's batch
             loss.backward()
@@ -145,23 +156,36 @@ def _check_resolution(cfg: TrainConfig) -> None:
 
 def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True,
           data: CaptionedImages | None = None, text_encoder: TextEncoder | None = None) -> TrainResult:
-    """Train (or continue training) a model as ``cfg`` says; return the run's summary."""
+    """Train (or continue training) a model as ``cfg`` says; return the run's summary.
+
+    ``data`` and ``text_encoder``, when given, replace loading ``cfg.data`` and
+    the configured encoder. Under torchrun every rank calls this.
+    """
+    from .data.shards import is_shard_spec
+
     _check_resolution(cfg)
-    dist.init()
+    dist.init(cfg.device)
     device = pick_device(cfg.device) if not dist.is_distributed() else dist.device(cfg.device)
     if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
         raise GouacheError(f"batch size {cfg.batch_size} must divide by processes x grad_accum "
                            f"({dist.world_size()} x {cfg.grad_accum})")
     lead = dist.is_main()
-    if data is None:
-        data = load_imagefolder(Path(cfg.data), size=cfg.model.unet.image_size, split=cfg.split,
-                                progress=progress and lead)
     text_encoder = text_encoder or TextEncoder(cfg.model.text_model, max_length=cfg.model.text_max_length)
     if text_encoder.dim != cfg.model.unet.text_dim:
         raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
                            f"but the model expects text_dim={cfg.model.unet.text_dim}")
-    table = CaptionTable.build(data, text_encoder, progress=progress and lead)
-    trainer = Trainer(cfg, data, table, device)
+    if data is None and cfg.data and is_shard_spec(cfg.data):
+        source = StreamSource(cfg.data, size=cfg.model.unet.image_size, encoder=text_encoder,
+                              split=cfg.split, num_workers=cfg.num_workers, seed=cfg.seed,
+                              pin_memory=device.type == "cuda")
+        trainer = Trainer(cfg, source, None, device)
+    else:
+        if data is None:
+            data = load_imagefolder(Path(cfg.data), size=cfg.model.unet.image_size, split=cfg.split,
+                                    progress=progress and lead)
+        table = CaptionTable.build(data, text_encoder, progress=progress and lead,
+                                   folder=Path(cfg.data) if cfg.data else None)
+        trainer = Trainer(cfg, data, table, device)
     run = Path(cfg.out)
     if resume is not None:
         trainer.resume(resume)
@@ -187,8 +211,11 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
         ips = seen / (time.perf_counter() - start)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
-        out_of_time = cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes
+        elapsed = time.perf_counter() - start
+        out_of_time = cfg.max_minutes > 0 and dist.any_rank(elapsed > 60 * cfg.max_minutes)  # unanimous
         last = step == cfg.steps or out_of_time
+        # rank 0's slow work below: every rank knows when it happens, and waits for it
+        writes = last or any(_due(step, n) for n in (cfg.checkpoint_every, cfg.sample_every, cfg.eval_every))
         if log is not None:
             if step % cfg.log_every == 0 or last:
                 log.write(step=step, loss=sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
@@ -199,11 +226,17 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
                 _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
             if step % cfg.checkpoint_every == 0 or last:
                 trainer.save()
-        dist.barrier()
+        if writes:
+            dist.barrier()
         if out_of_time:
             break
     bar.close()
     return TrainResult(run, trainer.step_no, losses, seen / max(1e-9, time.perf_counter() - start))
+
+
+def _due(step: int, every: int) -> bool:
+    """Whether a task done every ``every`` steps (0 = never) falls on ``step``."""
+    return every > 0 and step % every == 0
 
 
 def _sample_grid(trainer: Trainer, text_encoder: TextEncoder, path: Path) -> None:

@@ -3,17 +3,97 @@
 Training never runs the text encoder in its loop: before the first step every
 caption variant of the dataset (and "", the unconditional prompt) is encoded
 once, and a step only indexes that table.
+
+``gouache data embed DATA`` goes further and stores those states beside the
+data, in ``DATA/prompt_embeddings.safetensors``:
+
+    tokens   (U, L, D) fp16   per-token states, zero on padding
+    mask     (U, L) bool      True on real tokens
+    pooled   (U, D) fp32      the sentence embeddings
+    metadata: captions (a JSON list, row order), text_model, max_length
+
+``CaptionTable.build`` (in-memory data) and ``CaptionCache`` (streamed shards)
+use the file when its text model and token limit are the model's, so a large
+run never encodes a prompt; without it the cache encodes each new caption once.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from ..errors import GouacheError
 from ..text import PromptEmbedding, TextEncoder
 from .imagefolder import CaptionedImages
 
-__all__ = ["CaptionTable"]
+__all__ = ["CaptionTable", "CaptionCache", "EMBEDDINGS_FILE", "save_prompt_embeddings",
+           "load_prompt_embeddings", "embed_dataset", "dataset_captions"]
+
+EMBEDDINGS_FILE = "prompt_embeddings.safetensors"
+
+
+def _model_of(encoder: TextEncoder) -> tuple[str | None, int | None]:
+    return getattr(encoder, "name", None), getattr(encoder, "max_length", None)
+
+
+def save_prompt_embeddings(path: Path, captions: Sequence[str], emb: PromptEmbedding, *,
+                           text_model: str, max_length: int) -> Path:
+    """Write ``captions``' embeddings (rows in that order) atomically to ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tensors = {"tokens": emb.tokens.half().contiguous(), "mask": emb.mask.bool().contiguous(),
+               "pooled": emb.pooled.float().contiguous()}
+    meta = {"captions": json.dumps(list(captions), ensure_ascii=False), "text_model": text_model,
+            "max_length": str(max_length)}
+    save_file(tensors, tmp, metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def load_prompt_embeddings(path: Path, encoder: TextEncoder) -> tuple[list[str], PromptEmbedding] | None:
+    """The stored captions and embeddings, or None when the file is absent or made by another
+    text model or token limit than ``encoder``'s."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if (meta.get("text_model"), meta.get("max_length")) != tuple(map(str, _model_of(encoder))):
+                return None
+            captions = json.loads(meta["captions"])
+            emb = PromptEmbedding(f.get_tensor("tokens"), f.get_tensor("mask"), f.get_tensor("pooled"))
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise GouacheError(f"{path}: not a prompt embeddings file ({e})") from None
+    return captions, emb
+
+
+def dataset_captions(data: Path | str) -> list[str]:
+    """Every caption variant of an imagefolder or of shards (all splits): "" first, then sorted."""
+    from .imagefolder import caption_variants, read_records
+    from .shards import is_shard_spec, read_samples
+
+    rows = ((s["row"] for s in read_samples(data)) if is_shard_spec(data)
+            else read_records(Path(data), split=None))
+    unique = {c for row in rows for c in caption_variants(row)[0]} - {""}
+    return [""] + sorted(unique)
+
+
+def embed_dataset(data: Path | str, encoder: TextEncoder, *, progress: bool = False) -> Path:
+    """Encode every caption of ``data`` once and store them in ``DATA/prompt_embeddings.safetensors``."""
+    from .shards import is_shard_spec, shards_folder
+
+    folder = shards_folder(data) if is_shard_spec(data) else Path(data)
+    captions = dataset_captions(data)
+    emb = encoder.encode_unique(captions, progress=progress)
+    name, length = _model_of(encoder)
+    return save_prompt_embeddings(folder / EMBEDDINGS_FILE, captions, emb,
+                                  text_model=str(name), max_length=int(length or 0))
 
 
 @dataclass
@@ -24,7 +104,10 @@ class CaptionTable:
     cum_probs: torch.Tensor  # (N, K) float: cumulative probabilities of those variants
 
     @classmethod
-    def build(cls, data: CaptionedImages, encoder: TextEncoder, *, progress: bool = False) -> "CaptionTable":
+    def build(cls, data: CaptionedImages, encoder: TextEncoder, *, progress: bool = False,
+              folder: Path | None = None) -> "CaptionTable":
+        """The table of ``data``'s captions: from ``folder/prompt_embeddings.safetensors`` when
+        that file holds them all for this encoder, else encoded now."""
         unique = sorted({c for v in data.variants for c in v} - {""})
         captions = [""] + unique
         pos = {c: i for i, c in enumerate(captions)}
@@ -35,7 +118,12 @@ class CaptionTable:
             ids[n, :len(vs)] = torch.tensor([pos[c] for c in vs])
             ids[n, len(vs):] = pos[vs[-1]]
             cum[n, :len(ps)] = torch.tensor(ps).cumsum(0)
-        emb = encoder.encode_unique(captions, progress=progress)
+        stored = load_prompt_embeddings(Path(folder) / EMBEDDINGS_FILE, encoder) if folder else None
+        rows = {c: i for i, c in enumerate(stored[0])} if stored else {}
+        if stored and all(c in rows for c in captions):
+            emb = stored[1].index(torch.tensor([rows[c] for c in captions]))
+        else:
+            emb = encoder.encode_unique(captions, progress=progress)
         emb = PromptEmbedding(emb.tokens.half(), emb.mask, emb.pooled)
         return cls(captions, emb, ids, cum)
 
@@ -54,3 +142,50 @@ class CaptionTable:
         length = int(mask.sum(1).max())
         return {"tokens": self.emb.tokens[ids, :length].to(device).float(),
                 "mask": mask[:, :length].to(device), "pooled": self.emb.pooled[ids].to(device)}
+
+
+class CaptionCache:
+    """Prompt embeddings by caption text, for streamed data whose captions are not known upfront.
+
+    Starts from stored embeddings when given (see ``load_prompt_embeddings``);
+    a caption not seen before is encoded once, in one batch with the other new
+    captions of its call, and kept. ``ids`` and ``cond`` mirror ``CaptionTable``.
+    """
+
+    def __init__(self, encoder: TextEncoder,
+                 stored: tuple[list[str], PromptEmbedding] | None = None) -> None:
+        self.encoder = encoder
+        self.index: dict[str, int] = {}
+        self.tokens: list[torch.Tensor] = []  # per caption (length, D) fp16, no padding
+        self.pooled: list[torch.Tensor] = []  # per caption (D,)
+        if stored is not None:
+            self._add(*stored)
+        self.ids([""])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def _add(self, captions: Sequence[str], emb: PromptEmbedding) -> None:
+        lengths = emb.mask.sum(1).tolist()
+        tokens = emb.tokens.half()
+        for k, (caption, n) in enumerate(zip(captions, lengths)):
+            if caption not in self.index:
+                self.index[caption] = len(self.tokens)
+                self.tokens.append(tokens[k, :int(n)])
+                self.pooled.append(emb.pooled[k].float())
+
+    def ids(self, captions: Sequence[str]) -> torch.Tensor:
+        """The id of each caption, encoding the ones not seen before."""
+        new = sorted({c for c in captions if c not in self.index})
+        if new:
+            self._add(new, self.encoder.encode_unique(new))
+        return torch.tensor([self.index[c] for c in captions], dtype=torch.long)
+
+    def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        """The network's prompt inputs for caption ids, padded to the longest prompt among them."""
+        rows = [self.tokens[i] for i in ids.tolist()]
+        lengths = torch.tensor([r.shape[0] for r in rows])
+        tokens = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)  # (B, L, D)
+        mask = torch.arange(tokens.shape[1])[None] < lengths[:, None]  # (B, L)
+        pooled = torch.stack([self.pooled[i] for i in ids.tolist()])
+        return {"tokens": tokens.to(device).float(), "mask": mask.to(device), "pooled": pooled.to(device)}

@@ -1,0 +1,115 @@
+"""Batch sources: where ``Trainer`` gets each step's images and caption ids.
+
+Two kinds, one interface (``BatchSource``):
+
+* ``MemorySource``: an imagefolder held in memory. Every rank draws the same
+  global batch of indices and captions from the shared data generator and keeps
+  its contiguous share, so a run is exactly reproducible and resumes exactly,
+  with any number of processes.
+* ``StreamSource``: WebDataset shards streamed by a DataLoader (``ShardStream``);
+  each rank reads its own shards. The data generator still draws the caption
+  variant and the caption dropout for the global batch, but which images come
+  is up to the stream: a resumed streamed run continues with fresh shuffles
+  (seeded by the seed and the step it resumes at), not with the exact images
+  an uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import torch
+
+from .. import distributed as dist
+from ..text import TextEncoder
+from .imagefolder import CaptionedImages
+from .prompts import EMBEDDINGS_FILE, CaptionCache, CaptionTable, load_prompt_embeddings
+
+__all__ = ["BatchSource", "MemorySource", "StreamSource"]
+
+
+class BatchSource(Protocol):
+    def draw(self, batch_size: int, *, generator: torch.Generator, dropout: float,
+             step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of a global batch of ``batch_size``: uint8 images
+        (b, 3, H, W) and caption ids (b,), "" for a share ``dropout`` of them."""
+        ...
+
+    def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        """The network's prompt inputs (tokens, mask, pooled) for caption ids."""
+        ...
+
+
+class MemorySource:
+    """Images in memory, captions from a ``CaptionTable``."""
+
+    def __init__(self, data: CaptionedImages, table: CaptionTable) -> None:
+        self.data, self.table = data, table
+
+    def draw(self, batch_size: int, *, generator: torch.Generator, dropout: float,
+             step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.data), (batch_size,), generator=generator)
+        ids = self.table.draw(idx, generator=generator, dropout=dropout)
+        idx, ids = dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
+        return self.data.images[idx], ids
+
+    def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        return self.table.cond(ids, device)
+
+
+def _pick(variants: list[str], probs: list[float], u: float) -> str:
+    """The variant whose cumulative probability first reaches ``u``."""
+    total = 0.0
+    for caption, p in zip(variants, probs):
+        total += p
+        if u <= total:
+            return caption
+    return variants[-1]
+
+
+class StreamSource:
+    """Shards streamed through a DataLoader; prompt embeddings from a ``CaptionCache``.
+
+    The cache starts from ``prompt_embeddings.safetensors`` beside the shards
+    when that file fits the text encoder (``gouache data embed``), else encodes
+    each new caption once.
+    """
+
+    def __init__(self, spec: str | Path, *, size: int, encoder: TextEncoder, split: str | None = "train",
+                 num_workers: int = 0, seed: int = 0, buffer: int = 1000,
+                 pin_memory: bool = False) -> None:
+        from .shards import expand_shards, shards_folder
+
+        self.urls = expand_shards(spec)
+        self.size, self.split, self.num_workers = size, split, num_workers
+        self.seed, self.buffer, self.pin_memory = seed, buffer, pin_memory
+        stored = load_prompt_embeddings(shards_folder(spec) / EMBEDDINGS_FILE, encoder)
+        self.captions = CaptionCache(encoder, stored)
+        self._batches: Iterator | None = None
+        self._local = 0
+
+    def _start(self, local_batch: int, step: int) -> None:
+        from torch.utils.data import DataLoader
+
+        from .shards import ShardStream, collate
+
+        stream = ShardStream(self.urls, size=self.size, split=self.split, rank=dist.rank(),
+                             world=dist.world_size(), seed=self.seed * 1_000_003 + step, buffer=self.buffer)
+        loader = DataLoader(stream, batch_size=local_batch, num_workers=self.num_workers,
+                            collate_fn=collate, pin_memory=self.pin_memory,
+                            persistent_workers=self.num_workers > 0)
+        self._batches, self._local = iter(loader), local_batch
+
+    def draw(self, batch_size: int, *, generator: torch.Generator, dropout: float,
+             step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        local = batch_size // dist.world_size()
+        if self._batches is None or self._local != local:
+            self._start(local, step)
+        images, variants, probs = next(self._batches)
+        u = dist.shard(torch.rand(batch_size, generator=generator)).tolist()
+        drop = dist.shard(torch.rand(batch_size, generator=generator) < dropout).tolist()
+        captions = ["" if d else _pick(v, p, x) for v, p, x, d in zip(variants, probs, u, drop)]
+        return images, self.captions.ids(captions)
+
+    def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
+        return self.captions.cond(ids, device)
