@@ -86,12 +86,14 @@ class Pipeline:
         return self.config.unet.image_size
 
     def encode(self, prompts: Sequence[str]) -> PromptEmbedding:
-        """Encode prompts, each unique prompt once per pipeline."""
-        todo = sorted({p for p in prompts if p not in self._prompt_cache})
-        if todo:
-            emb = self.text_encoder(todo)
-            for k, p in enumerate(todo):
-                self._prompt_cache[p] = emb.index(slice(k, k + 1))
+        """Encode prompts, each unique prompt once per pipeline.
+
+        Each prompt is encoded on its own: padded in a batch with longer prompts its
+        states would shift by rounding, and the same prompt must give the same picture.
+        """
+        for p in dict.fromkeys(prompts):
+            if p not in self._prompt_cache:
+                self._prompt_cache[p] = self.text_encoder([p])
         return PromptEmbedding.cat([self._prompt_cache[p] for p in prompts]).to(self.device)
 
     def sigmas(self, sampler: str, steps: int) -> torch.Tensor:
