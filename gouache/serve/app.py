@@ -1,0 +1,200 @@
+"""The web server: a page at ``/`` and a JSON API under ``/api`` (OpenAPI at ``/openapi.json``).
+
+    app = create_app(Pipeline.load())
+    uvicorn.run(app, host="127.0.0.1", port=7860)
+
+``POST /api/generate`` answers with the pictures; ``POST /api/generate/stream``
+answers with Server-Sent Events: ``queued``, ``progress`` (the predicted clean
+pictures every few steps), then ``result`` or ``error``. Both go through the
+one bounded queue of :class:`~gouache.serve.worker.Worker`: when it is full the
+answer is 503 with ``Retry-After``. A client that goes away cancels its job.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..samplers import SAMPLERS
+from .schemas import (MAX_SEED, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse,
+                      SamplerInfo)
+from .worker import Job, QueueFull, Settings, Worker
+
+__all__ = ["create_app"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_BODY_BYTES = 16_384  # a request is a few short fields
+PAGE_HEADERS = {  # the page uses its own files only: no CDN, no inline script
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
+                               "script-src 'self'; connect-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+BUSY = {503: {"description": "The queue is full: retry after ``Retry-After`` seconds"}}
+
+
+def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
+               preview_every: int | None = None) -> FastAPI:
+    """A FastAPI app serving ``pipeline`` (loaded once, painted by one worker thread).
+
+    ``queue_size``: jobs that may wait; ``max_batch``: most pictures per batch;
+    ``preview_every``: steps between streamed previews (default: about 10 per job).
+    """
+    worker = Worker(pipeline, queue_size=queue_size, max_batch=max_batch, preview_every=preview_every)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        yield
+        await asyncio.to_thread(worker.stop)
+
+    app = FastAPI(title="gouache", version="0.1.0", lifespan=lifespan,
+                  description="Paint pictures from a prompt with a gouache diffusion model.")
+    app.state.worker = worker
+    app.exception_handler(RequestValidationError)(_validation_error)
+    app.add_middleware(_BodyLimit)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
+
+    @app.get("/api/health", response_model=HealthResponse, summary="Is the worker running")
+    async def health() -> dict[str, Any]:
+        s = worker.stats
+        return {"status": "ok" if worker.alive else "stopped", "queued": worker.queued,
+                "running": s.running, "served": s.served, "cancelled": s.cancelled,
+                "failed": s.failed, "rejected": s.rejected, "batches": s.batches}
+
+    @app.get("/api/info", response_model=InfoResponse, summary="The model, samplers, defaults and limits")
+    async def info() -> InfoResponse:
+        return InfoResponse(image_size=pipeline.image_size, queue_size=queue_size, max_batch=max_batch,
+                            device=str(pipeline.device),
+                            samplers=[SamplerInfo(name=n, default_steps=v[2]) for n, v in SAMPLERS.items()])
+
+    @app.post("/api/generate", response_model=GenerateResponse, responses=BUSY, summary="Paint pictures")
+    async def generate(req: GenerateRequest, request: Request) -> Any:
+        job, events, _ = _submit(worker, req, previews=False)
+        try:
+            while True:
+                try:
+                    kind, data = await asyncio.wait_for(events.get(), timeout=0.5)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        return Response(status_code=499)  # nobody is listening any more
+                    continue
+                if kind == "done":
+                    return data
+                if kind == "error":
+                    raise HTTPException(data["status"], data["detail"])
+        finally:
+            job.cancel()  # a no-op once answered; frees the worker if the client went away
+
+    @app.post("/api/generate/stream", responses={**BUSY, 200: {
+        "description": "Server-Sent Events: `queued` {position}, `progress` (see ProgressEvent), "
+                       "then `result` (see GenerateResponse) or `error` {status, detail}",
+        "content": {"text/event-stream": {}}}}, summary="Paint pictures, streaming the progress")
+    async def generate_stream(req: GenerateRequest) -> Response:
+        job, events, position = _submit(worker, req, previews=True)
+        return _JobStream(job, _events(events, position), media_type="text/event-stream",
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+def _submit(worker: Worker, req: GenerateRequest, *, previews: bool) -> tuple[Job, asyncio.Queue, int]:
+    """Queue the request; the worker's events arrive on the returned asyncio queue."""
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue = asyncio.Queue()
+
+    def sink(kind: str, data: dict[str, Any]) -> None:  # called from the worker thread
+        loop.call_soon_threadsafe(events.put_nowait, (kind, data))
+
+    settings = Settings(sampler=req.sampler, steps=req.resolved_steps(), guidance=float(req.guidance),
+                        negative_prompt=req.negative_prompt)
+    seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED)
+    job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, settings=settings, sink=sink,
+              previews=previews)
+    try:
+        position = worker.submit(job)
+    except QueueFull as e:
+        raise HTTPException(503, "the server is busy: too many pictures queued; try again shortly",
+                            headers={"Retry-After": str(e.retry_after)}) from None
+    return job, events, position
+
+
+async def _events(events: asyncio.Queue, position: int) -> AsyncIterator[str]:
+    """The Server-Sent Events of one job, ending with its result or error."""
+    yield _sse("queued", {"position": position})
+    while True:
+        try:
+            kind, data = await asyncio.wait_for(events.get(), timeout=10)
+        except asyncio.TimeoutError:
+            yield ": waiting\n\n"  # a comment: keeps proxies from closing an idle stream
+            continue
+        if kind == "progress":
+            yield _sse("progress", data)
+        else:
+            yield _sse("result" if kind == "done" else "error", data)
+            return
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class _JobStream(StreamingResponse):
+    """A stream that cancels its job however it ends: finished, failed or client gone."""
+
+    def __init__(self, job: Job, content: AsyncIterator[str], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.job = job
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.cancel()
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with FastAPI's usual ``detail`` list plus a one-line ``message`` naming each field."""
+    errors = exc.errors()
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        field = ".".join(loc) if loc and err.get("type") != "json_invalid" else "body"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        elif err.get("type") == "json_invalid":
+            msg = f"malformed JSON ({err.get('ctx', {}).get('error', 'cannot parse')})"
+        parts.append(f"{field}: {msg}")
+    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+    return JSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
+
+
+class _BodyLimit:
+    """Refuse bodies larger than a request could ever need, before reading them (plain ASGI)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+                response = JSONResponse({"detail": f"the body is larger than {MAX_BODY_BYTES} bytes"},
+                                        status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,318 @@
+// gouache page: form -> POST /api/generate/stream (Server-Sent Events) -> live picture -> history.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const HISTORY_KEY = "gouache.history.v1";
+const HISTORY_MAX = 30;
+const SAMPLER_LABELS = { dpmpp_2m: "DPM++ 2M", heun: "Heun", euler: "Euler", ddpm: "DDPM" };
+
+const state = { info: null, controller: null, stepsTouched: false, history: [] };
+
+// ---------- start-up ----------
+async function init() {
+  bindForm();
+  loadHistory();
+  renderHistory();
+  try {
+    const resp = await fetch("/api/info");
+    if (!resp.ok) throw new Error(resp.statusText);
+    state.info = await resp.json();
+  } catch (err) {
+    setStatus("down", "server unreachable");
+    showError("Cannot reach the server: reload the page once it runs.");
+    return;
+  }
+  applyInfo(state.info);
+}
+
+function applyInfo(info) {
+  const select = $("sampler");
+  select.replaceChildren(...info.samplers.map((s) => {
+    const opt = document.createElement("option");
+    opt.value = s.name;
+    opt.textContent = SAMPLER_LABELS[s.name] || s.name;
+    opt.dataset.steps = s.default_steps;
+    return opt;
+  }));
+  select.value = info.default_sampler;
+  $("steps").value = defaultSteps();
+  $("steps").max = info.limits.max_steps;
+  $("guidance").max = info.limits.max_guidance;
+  $("guidance").value = info.default_guidance;
+  updateGuidance();
+  $("prompt").maxLength = $("negative_prompt").maxLength = info.limits.max_prompt_chars;
+  $("prompt-max").textContent = info.limits.max_prompt_chars;
+  $("seed").max = info.limits.max_seed;
+  const count = $("num_images");
+  count.replaceChildren(...Array.from({ length: info.limits.max_images }, (_, k) => new Option(String(k + 1))));
+  setStatus("ok", `ready · ${info.image_size}×${info.image_size} model on ${info.device}`);
+}
+
+function defaultSteps() {
+  const opt = $("sampler").selectedOptions[0];
+  return opt ? Number(opt.dataset.steps) : 20;
+}
+
+function bindForm() {
+  $("form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (state.controller) { state.controller.abort(); return; }
+    const body = collect();
+    if (body) generate(body);
+  });
+  $("prompt").addEventListener("input", () => { $("prompt-count").textContent = $("prompt").value.length; });
+  $("prompt").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); $("form").requestSubmit(); }
+  });
+  $("guidance").addEventListener("input", updateGuidance);
+  $("steps").addEventListener("input", () => { state.stepsTouched = true; });
+  $("sampler").addEventListener("change", () => { if (!state.stepsTouched) $("steps").value = defaultSteps(); });
+  $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6); });
+  $("clear").addEventListener("click", () => { state.history = []; saveHistory(); renderHistory(); });
+}
+
+function updateGuidance() { $("guidance-out").textContent = Number($("guidance").value).toFixed(1); }
+
+// ---------- the request ----------
+function collect() {
+  showError(null);
+  const limits = state.info ? state.info.limits : { max_steps: 200, max_seed: 2147483647 };
+  const prompt = $("prompt").value.trim();
+  if (!prompt) return invalid("prompt", "Write a prompt first: say what to paint, e.g. “red apple”.");
+  const steps = Number($("steps").value);
+  if (!Number.isInteger(steps) || steps < 1 || steps > limits.max_steps) {
+    return invalid("steps", `Steps must be a whole number from 1 to ${limits.max_steps}.`);
+  }
+  const body = {
+    prompt,
+    negative_prompt: $("negative_prompt").value.trim(),
+    sampler: $("sampler").value || "dpmpp_2m",
+    steps,
+    guidance: Number($("guidance").value),
+    num_images: Number($("num_images").value),
+  };
+  const seedText = $("seed").value.trim();
+  if (seedText !== "") {
+    const seed = Number(seedText);
+    if (!Number.isInteger(seed) || seed < 0 || seed > limits.max_seed) {
+      return invalid("seed", `The seed must be a whole number from 0 to ${limits.max_seed}, or empty for a random one.`);
+    }
+    body.seed = seed;
+  }
+  return body;
+}
+
+function invalid(id, message) {
+  showError(message);
+  $(id).focus();
+  return null;
+}
+
+async function generate(body) {
+  state.controller = new AbortController();
+  setBusy(true);
+  setProgress(0);
+  $("caption").textContent = "Sending…";
+  if (window.matchMedia("(max-width: 820px)").matches) {
+    document.querySelector(".stage").scrollIntoView({ behavior: "smooth", block: "nearest" });
+  }
+  let finished = false;
+  try {
+    const resp = await fetch("/api/generate/stream", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
+      body: JSON.stringify(body),
+      signal: state.controller.signal,
+    });
+    if (!resp.ok) { showError(await errorMessage(resp)); $("caption").textContent = "Nothing painted."; return; }
+    await readEvents(resp.body, (event, data) => {
+      if (event === "queued") {
+        $("caption").textContent = data.position > 1 ? `Waiting in the queue (place ${data.position})…` : "Starting…";
+      } else if (event === "progress") {
+        showImages(data.images, body.prompt);
+        setProgress(data.step / data.total);
+        $("caption").textContent = `Painting… step ${data.step} of ${data.total}`;
+      } else if (event === "result") {
+        finished = true;
+        showImages(data.images.map((im) => im.png), data.prompt);
+        setProgress(1);
+        const seeds = data.images.length > 1 ? `seeds ${data.seed}–${data.seed + data.images.length - 1}` : `seed ${data.seed}`;
+        $("caption").textContent = `“${data.prompt}” · ${seeds} · ${data.elapsed_s.toFixed(1)} s`;
+        addHistory(data);
+      } else if (event === "error") {
+        finished = true;
+        showError(data.detail || "Painting failed.");
+      }
+    });
+    if (!finished) showError("The connection closed before the picture was finished.");
+  } catch (err) {
+    if (err.name === "AbortError") { $("caption").textContent = "Stopped."; }
+    else { showError("Lost the connection to the server."); }
+  } finally {
+    state.controller = null;
+    setBusy(false);
+  }
+}
+
+async function errorMessage(resp) {
+  let data = {};
+  try { data = await resp.json(); } catch (err) { /* not JSON */ }
+  if (resp.status === 503) {
+    const wait = resp.headers.get("Retry-After");
+    return `The server is busy${wait ? `: try again in ${wait} s` : ""}.`;
+  }
+  if (data.message) return data.message;
+  if (typeof data.detail === "string") return data.detail;
+  return `The server answered ${resp.status} ${resp.statusText}.`;
+}
+
+async function readEvents(stream, onEvent) {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+      }
+      if (data.length) onEvent(event, JSON.parse(data.join("\n")));
+    }
+  }
+}
+
+// ---------- the live picture ----------
+function showImages(pngs, prompt) {
+  const canvas = $("canvas");
+  $("placeholder").hidden = true;
+  canvas.dataset.count = pngs.length;
+  let imgs = canvas.querySelectorAll("img");
+  if (imgs.length !== pngs.length) {
+    imgs.forEach((img) => img.remove());
+    for (let k = 0; k < pngs.length; k++) canvas.append(document.createElement("img"));
+    imgs = canvas.querySelectorAll("img");
+  }
+  imgs.forEach((img, k) => {
+    img.src = `data:image/png;base64,${pngs[k]}`;
+    img.alt = `${prompt} (${k + 1} of ${pngs.length})`;
+  });
+}
+
+function setProgress(fraction) { $("bar").style.width = `${Math.round(fraction * 100)}%`; }
+
+function setBusy(busy) {
+  const button = $("generate");
+  button.textContent = busy ? "Stop" : "Generate";
+  button.classList.toggle("stop", busy);
+  if (state.info) {
+    const size = state.info.image_size;
+    setStatus(busy ? "busy" : "ok", busy ? "painting…" : `ready · ${size}×${size} model on ${state.info.device}`);
+  }
+}
+
+function setStatus(kind, text) {
+  const el = $("status");
+  el.className = `status ${kind}`;
+  el.textContent = text;
+}
+
+function showError(message) {
+  const el = $("error");
+  el.hidden = !message;
+  el.textContent = message || "";
+}
+
+// ---------- history ----------
+function loadHistory() {
+  try { state.history = JSON.parse(localStorage.getItem(HISTORY_KEY)) || []; } catch (err) { state.history = []; }
+  if (!Array.isArray(state.history)) state.history = [];
+}
+
+function saveHistory() {
+  for (;;) {
+    try { localStorage.setItem(HISTORY_KEY, JSON.stringify(state.history)); return; } catch (err) {
+      if (!state.history.length) return;
+      state.history.pop(); // storage full: forget the oldest
+    }
+  }
+}
+
+function addHistory(result) {
+  state.history.unshift({ ...result, created: Date.now() });
+  state.history.length = Math.min(state.history.length, HISTORY_MAX);
+  saveHistory();
+  renderHistory();
+}
+
+function renderHistory() {
+  const list = $("history");
+  const template = $("card-template");
+  list.replaceChildren(...state.history.map((entry) => {
+    const card = template.content.firstElementChild.cloneNode(true);
+    const thumbs = card.querySelector(".thumbs");
+    if (entry.images.length === 1) thumbs.dataset.single = "";
+    for (const image of entry.images) thumbs.append(thumb(entry, image));
+    card.querySelector(".card-prompt").textContent = entry.prompt;
+    card.querySelector(".card-negative").textContent = entry.negative_prompt ? `not: ${entry.negative_prompt}` : "";
+    const chips = card.querySelector(".chips");
+    for (const [name, value] of [["sampler", SAMPLER_LABELS[entry.sampler] || entry.sampler], ["steps", entry.steps],
+      ["guidance", Number(entry.guidance).toFixed(1)], ["seed", entry.seed]]) {
+      const div = document.createElement("div");
+      const dt = document.createElement("dt");
+      const dd = document.createElement("dd");
+      dt.textContent = name;
+      dd.textContent = value;
+      div.append(dt, dd);
+      chips.append(div);
+    }
+    card.querySelector(".reuse").addEventListener("click", () => reuse(entry));
+    return card;
+  }));
+  $("history-empty").hidden = state.history.length > 0;
+  $("clear").hidden = state.history.length === 0;
+}
+
+function thumb(entry, image) {
+  const box = document.createElement("div");
+  box.className = "thumb";
+  const img = document.createElement("img");
+  img.src = `data:image/png;base64,${image.png}`;
+  img.alt = `${entry.prompt}, seed ${image.seed}`;
+  img.width = img.height = 96;
+  const link = document.createElement("a");
+  link.href = img.src;
+  link.download = `${slug(entry.prompt)}-seed${image.seed}.png`;
+  link.textContent = entry.images.length === 1 ? "↓ Download PNG" : `↓ ${image.seed}`;
+  link.title = `Download the ${image.width}×${image.height} PNG`;
+  box.append(img, link);
+  return box;
+}
+
+function reuse(entry) {
+  $("prompt").value = entry.prompt;
+  $("prompt-count").textContent = entry.prompt.length;
+  $("negative_prompt").value = entry.negative_prompt || "";
+  $("sampler").value = entry.sampler;
+  $("steps").value = entry.steps;
+  state.stepsTouched = true;
+  $("guidance").value = entry.guidance;
+  updateGuidance();
+  $("seed").value = entry.seed;
+  $("num_images").value = String(entry.num_images);
+  window.scrollTo({ top: 0, behavior: "smooth" });
+  $("prompt").focus({ preventScroll: true });
+}
+
+function slug(text) {
+  return text.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 60) || "image";
+}
+
+document.addEventListener("DOMContentLoaded", init);

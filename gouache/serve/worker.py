@@ -1,0 +1,303 @@
+"""One worker thread, one bounded queue: the only place the server touches the model.
+
+Requests become :class:`Job` objects. ``Worker.submit`` puts a job in the queue
+or raises :class:`QueueFull` (the server answers 503). The worker takes the
+oldest job plus any queued jobs with the same settings (sampler, steps,
+guidance, negative prompt), up to ``max_batch`` pictures (a bigger job runs
+alone), and paints them in one batch. Every picture keeps its own seed: image k of a job is the same
+picture whether it was painted alone or batched with others.
+
+A job reports through its ``sink(kind, data)``: ``progress`` (predicted clean
+pictures every few steps, only if the job asked for previews), then ``done``
+(the response) or ``error`` (a status and a message). ``Job.cancel()`` drops
+a queued job; a running batch stops at its next step once all its jobs are
+cancelled.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from PIL import Image
+
+from ..errors import GouacheError
+from ..guidance import guided
+from ..images import to_pil
+from ..rng import PerSampleNoise
+from ..samplers import SAMPLERS
+
+__all__ = ["Job", "Settings", "Worker", "QueueFull", "Cancelled", "render", "png_base64"]
+
+log = logging.getLogger("gouache.serve")
+Sink = Callable[[str, dict[str, Any]], None]
+PROMPT_CACHE_LIMIT = 512  # the pipeline caches every prompt it encodes: bound it on a server
+_ids = itertools.count(1)
+
+
+class QueueFull(Exception):
+    """The queue holds ``queue_size`` jobs already; try again in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"the queue is full; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class Cancelled(Exception):
+    """Raised inside the sampler callback to stop a batch whose clients have all gone."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What must be equal for jobs to share one batch."""
+
+    sampler: str
+    steps: int
+    guidance: float
+    negative_prompt: str
+
+
+@dataclass(eq=False)
+class Job:
+    prompt: str
+    seed: int
+    num_images: int
+    settings: Settings
+    sink: Sink
+    previews: bool = False
+    id: int = field(default_factory=lambda: next(_ids))
+    queued_at: float = field(default_factory=time.perf_counter)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Give up on this job (the client went away); safe to call at any time, from any thread."""
+        self.cancelled.set()
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        try:
+            self.sink(kind, data)
+        except Exception:  # a sink that fails (e.g. its event loop closed) must not stop the worker
+            log.debug("job %d: dropped %s event", self.id, kind, exc_info=True)
+
+
+def png_base64(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@torch.inference_mode()
+def render(pipeline, prompts: list[str], seeds: list[int], settings: Settings,
+           on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> list[Image.Image]:
+    """Paint one picture per (prompt, seed): the same pictures as ``Pipeline.generate``.
+
+    ``Pipeline.generate`` numbers the seeds of a call ``seed, seed+1, ...``; a batch of
+    several requests needs each request's own seeds, hence these few lines of sampling.
+    Prompts are encoded one by one (and cached by the pipeline): encoded together, padding
+    changes their embeddings in the last float bits, and so a pixel here and there.
+    """
+    fn = SAMPLERS[settings.sampler][0]
+    sigmas = pipeline.sigmas(settings.sampler, settings.steps).to(pipeline.device)
+    noise = PerSampleNoise(seeds, device=pipeline.device)
+    size = pipeline.image_size
+    x = noise.randn((3, size, size)) * sigmas[0]
+    for text in dict.fromkeys([*prompts, settings.negative_prompt]):
+        pipeline.encode([text])  # one at a time: a prompt's embedding must not depend on its batch-mates
+    model = guided(pipeline.denoiser, pipeline.encode(prompts),
+                   pipeline.encode([settings.negative_prompt] * len(prompts)), settings.guidance)
+    total = len(sigmas) - 1
+
+    def step(i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor) -> None:
+        if on_step is not None:
+            on_step(i, total, denoised)
+
+    x = fn(model, x, sigmas, noise=noise, callback=step)
+    return [to_pil(img) for img in x.clamp(-1, 1).cpu()]
+
+
+@dataclass
+class Stats:
+    served: int = 0  # jobs answered with pictures
+    cancelled: int = 0  # jobs dropped because their client went away
+    failed: int = 0  # jobs answered with an error
+    rejected: int = 0  # submissions refused because the queue was full
+    batches: int = 0
+    running: int = 0  # jobs in the batch being painted now
+    seconds_per_batch: float = 0.0  # moving average
+
+
+class Worker:
+    """A bounded queue of jobs and the one thread that paints them."""
+
+    def __init__(self, pipeline, *, queue_size: int = 16, max_batch: int = 8,
+                 preview_every: int | None = None) -> None:
+        if queue_size < 1 or max_batch < 1:
+            raise ValueError("queue_size and max_batch must be at least 1")
+        self.pipeline = pipeline
+        self.queue_size = queue_size
+        self.max_batch = max_batch
+        self.preview_every = preview_every
+        self.stats = Stats()
+        self._pending: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # ---- the side the web handlers call ----
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
+                self._thread = threading.Thread(target=self._loop, name="gouache-worker", daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current step; queued jobs are answered 503."""
+        with self._cond:
+            self._stopping = True
+            left = list(self._pending)
+            self._pending.clear()
+            self._cond.notify_all()
+        for job in left:
+            job.emit("error", {"status": 503, "detail": "the server is shutting down"})
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    def submit(self, job: Job) -> int:
+        """Queue ``job``; return its place in the queue (1 = next). Raises :class:`QueueFull`."""
+        self.start()
+        with self._cond:
+            if len(self._pending) >= self.queue_size:
+                self.stats.rejected += 1
+                raise QueueFull(self.retry_after())
+            self._pending.append(job)
+            self._cond.notify()
+            return len(self._pending)
+
+    def retry_after(self) -> int:
+        """Seconds until a place in the queue is likely free (1 to 60)."""
+        per_batch = self.stats.seconds_per_batch or 1.0
+        batches = len(self._pending) / self.max_batch + 1
+        return max(1, min(60, math.ceil(per_batch * batches)))
+
+    # ---- the worker thread ----
+    def _take_batch(self) -> list[Job] | None:
+        """Wait for work; return the oldest live job and the queued jobs that can share its batch."""
+        with self._cond:
+            while True:
+                while self._pending and self._pending[0].cancelled.is_set():
+                    self._pending.popleft()
+                    self.stats.cancelled += 1
+                if self._stopping:
+                    return None
+                if self._pending:
+                    break
+                self._cond.wait()
+            first = self._pending.popleft()
+            batch, size = [first], first.num_images
+            for job in list(self._pending):
+                if job.settings == first.settings and size + job.num_images <= self.max_batch \
+                        and not job.cancelled.is_set():
+                    self._pending.remove(job)
+                    batch.append(job)
+                    size += job.num_images
+            self.stats.running = len(batch)
+            return batch
+
+    def _loop(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            start = time.perf_counter()
+            try:
+                self._run(batch)
+            finally:
+                took = time.perf_counter() - start
+                avg = self.stats.seconds_per_batch
+                self.stats.seconds_per_batch = took if avg == 0 else 0.8 * avg + 0.2 * took
+                self.stats.batches += 1
+                self.stats.running = 0
+                self._trim_prompt_cache()
+
+    def _run(self, batch: list[Job]) -> None:
+        prompts = [job.prompt for job in batch for _ in range(job.num_images)]
+        seeds = [job.seed + k for job in batch for k in range(job.num_images)]
+        settings = batch[0].settings
+        try:
+            images = render(self.pipeline, prompts, seeds, settings, self._on_step(batch))
+        except Cancelled:
+            if self._stopping:
+                self._fail([job for job in batch if not job.cancelled.is_set()], 503,
+                           "the server is shutting down")
+            self.stats.cancelled += sum(job.cancelled.is_set() for job in batch)
+            log.info("batch of %d job(s) stopped", len(batch))
+            return
+        except GouacheError as e:
+            self._fail(batch, 400, str(e))
+            return
+        except Exception:
+            log.exception("painting failed")
+            self._fail(batch, 500, "painting failed: see the server log")
+            return
+        offset = 0
+        for job in batch:
+            mine = images[offset:offset + job.num_images]
+            offset += job.num_images
+            if job.cancelled.is_set():
+                self.stats.cancelled += 1
+                continue
+            job.emit("done", self._response(job, mine))
+            self.stats.served += 1
+
+    def _on_step(self, batch: list[Job]) -> Callable[[int, int, torch.Tensor], None]:
+        """The sampler callback: send previews, and stop once every job is cancelled."""
+        def on_step(i: int, total: int, denoised: torch.Tensor) -> None:
+            if self._stopping or all(job.cancelled.is_set() for job in batch):
+                raise Cancelled
+            every = self.preview_every or max(1, total // 10)
+            done = i + 1
+            if done % every and done != 1 or done == total:
+                return  # the last step's picture comes with the result
+            offset = 0
+            for job in batch:
+                part = denoised[offset:offset + job.num_images]
+                offset += job.num_images
+                if job.previews and not job.cancelled.is_set():
+                    pngs = [png_base64(to_pil(img)) for img in part]
+                    job.emit("progress", {"step": done, "total": total, "images": pngs})
+        return on_step
+
+    def _response(self, job: Job, images: list[Image.Image]) -> dict[str, Any]:
+        s = job.settings
+        return {
+            "images": [{"seed": job.seed + k, "png": png_base64(img), "width": img.width,
+                        "height": img.height} for k, img in enumerate(images)],
+            "prompt": job.prompt, "negative_prompt": s.negative_prompt, "sampler": s.sampler,
+            "steps": s.steps, "guidance": s.guidance, "seed": job.seed, "num_images": job.num_images,
+            "elapsed_s": round(time.perf_counter() - job.queued_at, 4),
+        }
+
+    def _fail(self, batch: list[Job], status: int, detail: str) -> None:
+        for job in batch:
+            self.stats.failed += 1
+            job.emit("error", {"status": status, "detail": detail})
+
+    def _trim_prompt_cache(self) -> None:
+        """``Pipeline`` keeps every prompt it ever encoded; on a server that grows without end."""
+        cache = getattr(self.pipeline, "_prompt_cache", None)
+        if isinstance(cache, dict) and len(cache) > PROMPT_CACHE_LIMIT:
+            cache.clear()

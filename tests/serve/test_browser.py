@@ -1,0 +1,98 @@
+"""The page of ``gouache serve`` in headless Chromium: type a prompt, paint, get a picture.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium (``apt-get install chromium``) and the
+``playwright`` Python package (no browser download); skipped otherwise. Run it with
+``pytest -m browser``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture()
+def browser_page(tmp_path):
+    """A fresh headless Chromium profile: its page, and the list its console errors collect in."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS,
+            viewport={"width": 1280, "height": 900})
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            yield page, errors
+        finally:
+            context.close()
+
+
+@pytest.fixture()
+def server(tiny_pipeline):
+    pytest.importorskip("fastapi")
+    from gouache.serve.app import create_app
+    from gouache.serve.cli import BackgroundServer
+
+    with BackgroundServer(create_app(tiny_pipeline)) as running:
+        yield running
+
+
+def data_url_image(url: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert url.startswith(prefix)
+    return Image.open(io.BytesIO(base64.b64decode(url[len(prefix):]))).convert("RGB")
+
+
+def test_page_paints_a_picture(server, browser_page, tiny_pipeline, tmp_path):
+    from playwright.sync_api import expect
+
+    page, errors = browser_page
+    page.goto(server.url + "/")
+    expect(page.locator("#status")).to_have_class(re.compile(r"\bok\b"))
+    expect(page.locator("#sampler option")).to_have_count(4)
+
+    page.click("#generate")  # no prompt yet: the page says so and sends nothing
+    expect(page.locator("#error")).to_contain_text("prompt")
+
+    page.fill("#prompt", "red apple")
+    page.fill("#steps", "12")
+    page.click("#dice")
+    seed = int(page.input_value("#seed"))
+    page.click("#generate")
+    card = page.locator("#history .card")
+    expect(card).to_have_count(1, timeout=120_000)
+    expect(page.locator("#generate")).to_have_text("Generate")
+    expect(page.locator("#error")).to_be_hidden()
+
+    src = card.locator("img").first.get_attribute("src")
+    img = data_url_image(src)
+    size = tiny_pipeline.image_size
+    assert img.size == (size, size)
+    assert np.asarray(img).std() > 1  # not a blank picture
+    assert page.locator("#canvas img").first.get_attribute("src") == src  # the live view ends on it
+    link = card.locator("a[download]").first
+    assert link.get_attribute("href") == src
+    assert link.get_attribute("download") == f"red-apple-seed{seed}.png"
+    expect(card.locator(".chips")).to_contain_text(str(seed))
+    expect(page.locator("#caption")).to_contain_text("red apple")
+    page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+    assert errors == []
