@@ -1,0 +1,399 @@
+"""gouache vs huggingface diffusers: the same work, timed in the same process.
+
+    python benchmarks/speed.py                       # the full run (see benchmarks/README.md)
+    python benchmarks/speed.py --quick --threads 1   # a smoke test: small sizes, few repeats
+
+The two systems are timed in turn (A, B, A, B...) so that machine drift hits both;
+each figure is the median of ``--repeats`` timings after warm-up. Prints one
+markdown table (gouache, diffusers, gouache/diffusers) and writes ``--json``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import diffusers
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers.utils import numpy_to_pil
+from torch.utils.flop_counter import FlopCounterMode
+
+from gouache.config import ModelConfig
+from gouache.denoiser import Denoiser
+from gouache.pipeline import Pipeline
+from gouache.schedule import NoiseSchedule
+from gouache.text import PromptEmbedding, TextEncoder
+from gouache.unet import PRESETS, UNet, UNetConfig, count_flops
+
+TEXT_DIM, TOKENS = 384, 16  # the prompt encoder's width; tokens per prompt for counting and training
+PROMPT, GUIDANCE = "red apple", 3.0
+SYSTEMS = ("gouache", "diffusers")
+
+# Equal work: diffusers block widths -> the gouache config that matches its parameters and
+# forward FLOPs within 10% (both counted by ``equal_work``). diffusers: layers_per_block 2,
+# ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D") and mirrored up blocks.
+PAIRS: dict[str, dict] = {
+    "small": {"diffusers": (32, 64, 128), "gouache": UNetConfig(
+        patch=1, channels=(32, 72, 144), blocks_per_level=2, attn_levels=(1, 2), head_dim=16, emb_dim=128, groups=8)},
+    "reference": {"diffusers": (64, 128, 256), "gouache": UNetConfig(
+        patch=1, channels=(72, 144, 288), blocks_per_level=2, attn_levels=(1, 2), head_dim=32, emb_dim=256, groups=24)},
+}
+
+
+def diffusers_unet(widths: tuple[int, ...], size: int = 64) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=size, in_channels=3, out_channels=3, block_out_channels=widths, layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_DIM)
+
+
+def text_cond(batch: int, device="cpu") -> dict[str, torch.Tensor]:
+    return dict(tokens=torch.randn(batch, TOKENS, TEXT_DIM, device=device),
+                mask=torch.ones(batch, TOKENS, dtype=torch.bool, device=device),
+                pooled=F.normalize(torch.randn(batch, TEXT_DIM, device=device), dim=-1))
+
+
+def forward_flops(model: torch.nn.Module, system: str, size: int) -> int:
+    """FLOPs of one forward pass, batch 1, counted on the meta device (no arithmetic is done).
+
+    There attention runs as two batched matmuls and is counted; on the CPU FlopCounterMode
+    has no formula for the flash kernel and leaves it out (as ``gouache.unet.count_flops`` does)."""
+    x, t, cond = torch.zeros(1, 3, size, size, device="meta"), torch.zeros(1, device="meta"), text_cond(1, "meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        if system == "gouache":
+            model(x, t, **cond)
+        else:
+            model(x, t, encoder_hidden_states=cond["tokens"], encoder_attention_mask=cond["mask"])
+    return counter.get_total_flops()
+
+
+def equal_work(pair: str = "small", sizes: tuple[int, ...] = (64,)) -> dict:
+    """Parameters and forward FLOPs of both networks of a pair, and gouache/diffusers ratios."""
+    widths, cfg = PAIRS[pair]["diffusers"], PAIRS[pair]["gouache"]
+    with torch.device("meta"):
+        nets = {"gouache": UNet(cfg), "diffusers": diffusers_unet(widths)}
+    out = {"pair": pair, "gouache_config": cfg.to_dict(), "diffusers_block_out_channels": list(widths)}
+    for name, net in nets.items():
+        out[name] = {"params": sum(p.numel() for p in net.parameters()),
+                     **{f"flops_{s}": forward_flops(net, name, s) for s in sizes}}
+    for key in out["gouache"]:
+        out[f"ratio_{key}"] = out["gouache"][key] / out["diffusers"][key]
+    return out
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    """Wall seconds of one call (CUDA synchronised on both sides)."""
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def median_time(fn, repeats: int, warmup: int, device=torch.device("cpu")) -> float:
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn, device) for _ in range(repeats))
+
+
+def interleaved(fns: dict, repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
+    """Warm every function up, then time them in turn, A, B, A, B...: all the timings per name."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(timed(fn, device))
+    return times
+
+
+def matmul_peak(device: torch.device, n: int, repeats: int) -> float:
+    """Median FLOP/s of an n x n matmul: float32 on the CPU, bfloat16 on CUDA."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n ** 3 / median_time(lambda: a @ b, repeats, 2, device)
+
+
+class NetTimer(torch.nn.Module):
+    """Wraps a network and adds up the seconds spent inside its calls."""
+
+    def __init__(self, net: torch.nn.Module, device: torch.device) -> None:
+        super().__init__()
+        self.net, self.device, self.seconds = net, device, 0.0
+
+    def forward(self, *args, **kwargs):
+        out = []
+        self.seconds += timed(lambda: out.append(self.net(*args, **kwargs)), self.device)
+        return out[0]
+
+
+def autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def train_step(system: str, net_spec, size: int, batch: int, device: torch.device):
+    """One optimiser step as each library trains: noise, forward, loss, backward, AdamW."""
+    torch.manual_seed(0)
+    x0 = (0.5 * torch.randn(batch, 3, size, size, device=device)).clamp(-1, 1)
+    cond = text_cond(batch, device)
+    if system == "gouache":
+        model, schedule = Denoiser(UNet(net_spec)).to(device).train(), NoiseSchedule()
+
+        def loss():
+            sigma = schedule.sample_training_sigmas(batch, device=device)
+            return model.loss(x0, torch.randn_like(x0), sigma, **cond).mean()
+    else:
+        model, ddpm = diffusers_unet(net_spec, size).to(device).train(), DDPMScheduler(num_train_timesteps=1000)
+
+        def loss():  # epsilon prediction, as diffusers' train_text_to_image.py
+            noise = torch.randn_like(x0)
+            t = torch.randint(0, ddpm.config.num_train_timesteps, (batch,), device=device)
+            pred = model(ddpm.add_noise(x0, noise, t), t, encoder_hidden_states=cond["tokens"],
+                         encoder_attention_mask=cond["mask"]).sample
+            return F.mse_loss(pred.float(), noise.float())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with autocast(device):
+            value = loss()
+        value.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def train_memory(system: str, pair: str, size: int, batch: int, args) -> dict:
+    """Training's memory high-water mark over the built state: a fresh subprocess (CPU) or CUDA's stats."""
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        cmd = [sys.executable, __file__, "--threads", str(args.threads), "--memory-child",
+               f"{system},{pair},{size},{batch}"]
+        return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    step = train_step(system, PAIRS[pair][system], size, batch, device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step(), step()
+    peak = torch.cuda.max_memory_allocated(device)
+    return {"peak_mib": peak / 2 ** 20, "delta_mib": (peak - base) / 2 ** 20}
+
+
+def memory_child(spec: str) -> None:
+    """In a fresh process that has imported both libraries: Linux's VmHWM, reset once the model is built
+    (ru_maxrss cannot be reset, and a child's starts at its parent's peak, inherited across exec)."""
+    system, pair, size, batch = spec.split(",")
+    step = train_step(system, PAIRS[pair][system], int(size), int(batch), torch.device("cpu"))
+    base = proc_status_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    step(), step()  # the second step holds the optimiser state too
+    peak = proc_status_mib("VmHWM")
+    print(json.dumps({"peak_mib": peak, "delta_mib": peak - base}))
+
+
+def proc_status_mib(field: str) -> float:  # VmRSS, VmHWM...
+    return next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith(field + ":")) / 1024
+
+
+def gouache_sampler(cfg: UNetConfig, encoder: TextEncoder, device: torch.device, n: int, sampler: str,
+                    variant: str = ""):
+    """``run(steps) -> network seconds`` through gouache's own Pipeline.generate. ``variant`` (CPU):
+    "channels_last" converts the network's weights (so every convolution runs channels-last),
+    "bf16" samples under CPU bf16 autocast; gouache itself is unchanged."""
+    net = UNet(cfg).to(memory_format=torch.channels_last if variant == "channels_last" else torch.contiguous_format)
+    timer = NetTimer(net, device)
+    pipe = Pipeline(timer, encoder, ModelConfig(unet=cfg), device)
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "bf16" else (lambda: autocast(device))
+
+    def run(steps: int) -> float:
+        timer.seconds = 0.0
+        with amp():
+            pipe.generate(PROMPT, num_images=n, sampler=sampler, steps=steps, guidance=GUIDANCE,
+                          batch_size=n, progress=False)
+        return timer.seconds
+    return run
+
+
+def diffusers_sampler(widths, size: int, encoder: TextEncoder, device: torch.device, n: int, sampler: str):
+    """The usual diffusers loop: CFG as one batched call, scheduler.step, images to PIL."""
+    timer = NetTimer(diffusers_unet(widths, size).to(device).eval(), device)
+    scheduler = (DPMSolverMultistepScheduler() if sampler == "dpmpp_2m" else DDPMScheduler())
+    emb = PromptEmbedding.cat([encoder([""] * n), encoder([PROMPT] * n)]).to(device)  # as gouache
+
+    @torch.no_grad()
+    def run(steps: int) -> float:
+        timer.seconds = 0.0
+        scheduler.set_timesteps(steps, device=device)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(n, 3, size, size, generator=gen).to(device) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            inp = scheduler.scale_model_input(torch.cat([x, x]), t)
+            with autocast(device):
+                eps = timer(inp, t, encoder_hidden_states=emb.tokens, encoder_attention_mask=emb.mask).sample
+            uncond, cond = eps.float().chunk(2)
+            x = scheduler.step(uncond + GUIDANCE * (cond - uncond), t, x, generator=gen).prev_sample
+        numpy_to_pil((x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).float().cpu().numpy())
+        return timer.seconds
+    return run
+
+
+def time_sampling(runs: dict, steps: int, n: int, repeats: int, device: torch.device) -> dict:
+    """Seconds per image and the share of time outside the network, interleaved."""
+    for run in runs.values():
+        run(2)  # warm-up: a short run
+    net = {name: [] for name in runs}
+    fns = {name: (lambda r=run, name=name: net[name].append(r(steps))) for name, run in runs.items()}
+    total = interleaved(fns, repeats, 0, device)
+    return {name: {"s_per_image": statistics.median(total[name]) / n,
+                   "outside_net": statistics.median(1 - a / b for a, b in zip(net[name], total[name]))}
+            for name in runs}
+
+
+def settings(args) -> dict:
+    """What is run: the full benchmark, or small sizes and few repeats with ``--quick``."""
+    q, repeats = args.quick, args.repeats or (2 if args.quick else 5)
+    return dict(pair=args.pair, repeats=repeats, sample_repeats=max(1, (repeats + 1) // 2), warmup=2 if q else 3,
+                sizes=(32,) if q else (32, 64), batch=2 if q else 8, sample_size=32 if q else 64,
+                images=2 if q else 4, dpm_steps=4 if q else 20, ddpm_steps=8 if q else 100,
+                cpu64_steps=4 if q else 20, matmul_n=512 if q else 2048)
+
+
+def run(args) -> dict:
+    device, st = torch.device(args.device), settings(args)
+    res = {"env": env_info(device), "settings": st}
+    peak = matmul_peak(device, st["matmul_n"], st["repeats"] + 2)
+    res["env"]["matmul_peak_gflops"] = peak / 1e9
+    res["equal_work"] = equal_work(st["pair"], tuple(sorted({*st["sizes"], 64})))
+    log(f"matmul peak {peak / 1e9:.1f} GFLOP/s; equal work: {res['equal_work']['ratio_params']:.3f} params, "
+        f"{res['equal_work']['ratio_flops_64']:.3f} FLOPs")
+
+    for size in st["sizes"]:
+        steps = {s: train_step(s, PAIRS[st["pair"]][s], size, st["batch"], device) for s in SYSTEMS}
+        times = interleaved(steps, st["repeats"], st["warmup"], device)
+        for s, t in times.items():
+            ips = st["batch"] / statistics.median(t)
+            flops = res["equal_work"][s][f"flops_{size}"]
+            res.setdefault(s, {})[f"train_ips_{size}"] = ips
+            res[s][f"train_mfu_{size}"] = 3 * flops * ips / peak
+        log(f"training {size}x{size}: " + ", ".join(f"{s} {res[s][f'train_ips_{size}']:.2f} img/s" for s in times))
+        del steps
+    for s in SYSTEMS:
+        res[s]["train_mem"] = train_memory(s, st["pair"], st["sizes"][-1], st["batch"], args)
+
+    encoder, size, n = TextEncoder().to(device), st["sample_size"], st["images"]
+    for sampler, steps in (("dpmpp_2m", st["dpm_steps"]), ("ddpm", st["ddpm_steps"])):
+        cfg = dataclasses.replace(PAIRS[st["pair"]]["gouache"], image_size=size)
+        runs = {"gouache": gouache_sampler(cfg, encoder, device, n, sampler),
+                "diffusers": diffusers_sampler(PAIRS[st["pair"]]["diffusers"], size, encoder, device, n, sampler)}
+        for s, r in time_sampling(runs, steps, n, st["sample_repeats"], device).items():
+            res[s][sampler] = r
+        log(f"sampling {sampler}: " + ", ".join(f"{s} {res[s][sampler]['s_per_image']:.3f} s/img" for s in runs))
+
+    res["cpu64"] = shipped(st, encoder, device, peak)
+    return res
+
+
+def shipped(st: dict, encoder: TextEncoder, device: torch.device, peak: float) -> dict:
+    """The shipped configuration alone: FLOPs, training at 64x64, one image with guidance
+    (on the CPU also with channels-last weights and with bf16 autocast, timed in turn)."""
+    cfg, net = PRESETS["cpu64"], UNet(PRESETS["cpu64"])
+    flops = forward_flops(net.to("meta"), "gouache", 64)
+    out = {"params": sum(p.numel() for p in net.parameters()), "flops_64": flops,
+           "count_flops_cpu": count_flops(UNet(cfg))}  # gouache's own count, on the CPU: no attention
+    step = train_step("gouache", cfg, 64, st["batch"], device)
+    ips = st["batch"] / median_time(step, st["repeats"], st["warmup"], device)
+    out.update(train_ips_64=ips, train_mfu_64=3 * flops * ips / peak)
+    variants = ("", "channels_last", "bf16") if device.type == "cpu" else ("",)
+    runs = {v: gouache_sampler(cfg, encoder, device, 1, "dpmpp_2m", v) for v in variants}
+    out["sampling"] = time_sampling(runs, st["cpu64_steps"], 1, st["sample_repeats"], device)
+    log(f"cpu64: {ips:.2f} train img/s, {out['sampling']['']['s_per_image']:.3f} s/img")
+    return out
+
+
+def env_info(device: torch.device) -> dict:
+    names = []
+    with contextlib.suppress(OSError):
+        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+    return dict(torch=torch.__version__, diffusers=diffusers.__version__, threads=torch.get_num_threads(),
+                cpu=names[0] if names else platform.processor(), cpus=os.cpu_count(), device=str(device),
+                gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
+
+
+def table(res: dict) -> str:
+    st, ew, c64 = res["settings"], res["equal_work"], res["cpu64"]
+    g, d = {**ew["gouache"], **res["gouache"]}, {**ew["diffusers"], **res["diffusers"]}
+    rows = [("parameters (M)", g["params"] / 1e6, d["params"] / 1e6),
+            ("forward GFLOP / image, 64x64", g["flops_64"] / 1e9, d["flops_64"] / 1e9)]
+    for s in st["sizes"]:
+        rows += [(f"train images/s, {s}x{s}, batch {st['batch']}", g[f"train_ips_{s}"], d[f"train_ips_{s}"]),
+                 (f"train MFU %, {s}x{s}", 100 * g[f"train_mfu_{s}"], 100 * d[f"train_mfu_{s}"])]
+    s = st["sizes"][-1]
+    rows.append((f"train peak memory, MiB over the built model, {s}x{s}", g["train_mem"]["delta_mib"],
+                 d["train_mem"]["delta_mib"]))
+    for key, name, steps in (("dpmpp_2m", "DPM-Solver++(2M)", st["dpm_steps"]), ("ddpm", "DDPM", st["ddpm_steps"])):
+        what = f"{name} {steps} steps, CFG, {st['images']} images {st['sample_size']}x{st['sample_size']}"
+        rows += [(f"{what}: s / image", g[key]["s_per_image"], d[key]["s_per_image"]),
+                 (f"{what}: % outside the network", 100 * g[key]["outside_net"], 100 * d[key]["outside_net"])]
+    base = c64["sampling"][""]
+    rows += [("cpu64 (shipped): parameters (M)", c64["params"] / 1e6, None),
+             ("cpu64: forward GFLOP / image, 64x64", c64["flops_64"] / 1e9, None),
+             (f"cpu64: train images/s, 64x64, batch {st['batch']}", c64["train_ips_64"], None),
+             ("cpu64: train MFU %", 100 * c64["train_mfu_64"], None),
+             (f"cpu64: s / image, {st['cpu64_steps']} steps, CFG, batch 1", base["s_per_image"], None),
+             ("cpu64: % of sampling outside the network", 100 * base["outside_net"], None)]
+    rows += [(f"cpu64: s / image, {v.replace('_', '-')} (speed-up x{base['s_per_image'] / r['s_per_image']:.2f})",
+              r["s_per_image"], None) for v, r in c64["sampling"].items() if v]
+    fmt = lambda v: "–" if v is None else f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"  # noqa: E731
+    lines = ["| measurement | gouache | diffusers | gouache/diffusers |", "|---|---:|---:|---:|"]
+    return "\n".join(lines + [f"| {n} | {fmt(a)} | {fmt(b)} | {'–' if not b else f'{a / b:.2f}'} |"
+                              for n, a, b in rows])
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, few repeats: a smoke test")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda: bf16 autocast, bf16 matmul peak)")
+    ap.add_argument("--repeats", type=int, default=0, help="timed repeats per figure (default 5, quick 2)")
+    ap.add_argument("--pair", choices=sorted(PAIRS), default="small", help="which equal-work pair")
+    ap.add_argument("--json", type=Path, help="write every figure here")
+    ap.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    diffusers.utils.logging.set_verbosity_error()
+    if args.memory_child:
+        return memory_child(args.memory_child)
+    res = run(args)
+    e, ew = res["env"], res["equal_work"]
+    print(f"torch {e['torch']}, diffusers {e['diffusers']}, {e['threads']} threads, CPU: {e['cpu']} "
+          f"({e['cpus']} cores), device {e['device']}{' ' + e['gpu'] if e['gpu'] else ''}, matmul peak {e['matmul_peak_gflops']:.1f} "
+          f"GFLOP/s\nequal work ({ew['pair']}): " + "; ".join(
+              f"{s} {ew[s]['params'] / 1e6:.2f}M params {ew[s]['flops_64'] / 1e9:.2f} GFLOP" for s in SYSTEMS)
+          + f"; gouache/diffusers {ew['ratio_params']:.3f} params, {ew['ratio_flops_64']:.3f} FLOPs\n")
+    print(table(res))
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
