@@ -47,7 +47,8 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", formatter_class=HELP, help="train a model on a folder of captioned images",
                        description="Supervised denoising of image+caption pairs. Options given here "
                                    "override the --config recipe (a TOML file).")
-    p.add_argument("--data", default=None, help="imagefolder: metadata.jsonl or NAME.txt captions")
+    p.add_argument("--data", default=None, help="imagefolder (metadata.jsonl or NAME.txt captions), "
+                   'or WebDataset shards: "DIR/{000000..000099}.tar" or a folder of .tar files')
     p.add_argument("--config", type=Path, default=None, help="TOML recipe (see configs/)")
     p.add_argument("--out", default=None, help="run folder (default runs/gouache)")
     p.add_argument("--resume", type=Path, default=None, help="continue the run in this folder")
@@ -63,6 +64,7 @@ def _add_train(sub) -> None:
 
 def _train(a: argparse.Namespace) -> None:
     from .config import load_train_config
+    from .distributed import is_main
     from .train import train
 
     over = {k: getattr(a, k) for k in ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes",
@@ -74,7 +76,8 @@ def _train(a: argparse.Namespace) -> None:
     if not cfg.data:
         raise GouacheError("say which data to train on: --data FOLDER (or data = ... in --config)")
     result = train(cfg, resume=a.resume)
-    print(f"trained to step {result.step} at {result.images_per_second:.1f} images/s; run folder {result.run}")
+    if is_main():  # under torchrun, one line for the run, not one per process
+        print(f"trained to step {result.step} at {result.images_per_second:.1f} images/s; run folder {result.run}")
 
 
 def _add_noise(sub) -> None:
@@ -111,6 +114,21 @@ def _add_data(sub) -> None:
     c = dsub.add_parser("check", formatter_class=HELP, help="lint an imagefolder; non-zero exit on errors")
     c.add_argument("folder", type=Path)
     c.set_defaults(func=_data_check)
+    h = dsub.add_parser("shard", formatter_class=HELP, help="convert an imagefolder to WebDataset tar shards",
+                        description="Write OUT/000000.tar, 000001.tar, ...: png, txt and json per image; "
+                                    'train on them with --data "OUT/{000000..000009}.tar" or --data OUT.')
+    h.add_argument("folder", type=Path, help="imagefolder (metadata.jsonl or NAME.txt captions)")
+    h.add_argument("--out", type=Path, required=True, help="an empty folder for the shards")
+    h.add_argument("--shard-size", type=int, default=1000, help="images per shard")
+    h.add_argument("--split", default=None, help="only this split (default: all rows, split kept in json)")
+    h.set_defaults(func=_data_shard)
+    m = dsub.add_parser("embed", formatter_class=HELP, help="precompute the prompt embeddings of a dataset",
+                        description="Encode every caption variant once into DATA/prompt_embeddings.safetensors; "
+                                    "training then never runs the text encoder.")
+    m.add_argument("data", help="imagefolder, shard folder or shard pattern")
+    m.add_argument("--text-model", default=None, help="text encoder (default: the bundled MiniLM)")
+    m.add_argument("--max-length", type=int, default=32, help="prompts are cut to this many tokens")
+    m.set_defaults(func=_data_embed)
 
 
 def _data_emoji(a: argparse.Namespace) -> None:
@@ -130,6 +148,21 @@ def _data_shapes(a: argparse.Namespace) -> None:
     print(f"drew {n} images in {a.out}")
 
 
+def _data_shard(a: argparse.Namespace) -> None:
+    from .data.shards import write_shards
+
+    paths = write_shards(a.folder, a.out, shard_size=a.shard_size, split=a.split, progress=True)
+    print(f"wrote {len(paths)} shards to {a.out}")
+
+
+def _data_embed(a: argparse.Namespace) -> None:
+    from .data.prompts import embed_dataset
+    from .text import DEFAULT_TEXT_MODEL, TextEncoder
+
+    encoder = TextEncoder(a.text_model or DEFAULT_TEXT_MODEL, max_length=a.max_length)
+    print(f"wrote {embed_dataset(a.data, encoder, progress=True)}")
+
+
 def _data_check(a: argparse.Namespace) -> None:
     from .data.check import check_dataset
 
@@ -139,11 +172,32 @@ def _data_check(a: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", formatter_class=HELP, help="write a run's EMA weights as a model folder",
+                       description="Copy config.json and the EMA weights (fp16 by default) of a run's latest "
+                                   "checkpoint into a folder that --model takes: what a model ships as.")
+    p.add_argument("run", type=Path, help="run folder or checkpoint folder")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.set_defaults(func=_export)
+
+
+def _export(a: argparse.Namespace) -> None:
+    import torch
+
+    from .checkpoint import export_model
+
+    print(export_model(a.run, a.out, dtype=torch.float32 if a.fp32 else torch.float16))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gouache", description="Text-to-image diffusion you train on your "
                                 "own captioned pictures.")
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_generate, _add_train, _add_noise, _add_data):
+    from .evaluate.cli import add_eval
+    from .serve.cli import add_serve
+
+    for add in (_add_generate, _add_train, _add_noise, _add_data, _add_export, add_serve, add_eval):
         add(sub)
     return p
 
