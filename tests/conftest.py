@@ -13,6 +13,15 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run as fast on one thread, and a busy CPU does not stall OpenMP's two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def text_encoder():
     from gouache.text import TextEncoder

@@ -25,13 +25,7 @@ from gouache.unet import PRESETS, UNet
 SAMPLE_PROMPTS = ("red circle", "blue square")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and a busy (or niced) CPU does not stall OpenMP."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class FrozenEncoder(torch.nn.Module):

@@ -161,11 +161,8 @@ def heldout_loss(pipe: Pipeline, data: CaptionedImages) -> dict:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _model_info(folder: Path) -> dict:

@@ -19,13 +19,7 @@ from gouache.data.shards import (ShardStream, expand_shards, is_shard_spec, read
                                  write_shards)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread, and a busy (or niced) CPU does not stall OpenMP."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class CountingEncoder(torch.nn.Module):

@@ -31,13 +31,7 @@ class PixelFeatures(ImageFeatures):
         return F.interpolate(images.float() / 127.5 - 1, size=(8, 8), mode="area").flatten(1) @ self.proj
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread (two only wait on each other on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()
