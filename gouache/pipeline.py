@@ -106,18 +106,25 @@ class Pipeline:
     @torch.inference_mode()
     def generate(self, prompt: str | Sequence[str], *, negative_prompt: str = "", num_images: int = 1,
                  sampler: str = "dpmpp_2m", steps: int | None = None, guidance: float = 3.0,
-                 seed: int = 0, batch_size: int = 16, record: Sequence[int] = (),
+                 seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16,
+                 record: Sequence[int] = (),
                  callback: Callable[[int, int, torch.Tensor], None] | None = None,
                  progress: bool = True) -> Generation:
         """Paint ``num_images`` pictures per prompt, starting from pure noise.
 
+        Image k uses seed ``seed + k``, or ``seeds[k]`` when ``seeds`` is given (one per
+        image: a server batching several requests keeps each request's own seeds).
         ``record`` lists step indices whose noisy and predicted images are kept
         (for trajectory strips); ``callback(step, total, denoised)`` sees every step.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         steps = validate_request(prompts, sampler, steps, guidance, num_images)
         prompts = [p for p in prompts for _ in range(num_images)]
-        seeds = [seed + k for k in range(len(prompts))]
+        if seeds is None:
+            seeds = [seed + k for k in range(len(prompts))]
+        elif len(seeds) != len(prompts):
+            raise GouacheError(f"{len(seeds)} seeds for {len(prompts)} images")
+        seeds = [int(s) for s in seeds]
         sigmas = self.sigmas(sampler, steps).to(self.device)
         bar = tqdm(total=steps * math.ceil(len(prompts) / batch_size), desc="sampling",
                    unit="step", disable=not progress)

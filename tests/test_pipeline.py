@@ -70,3 +70,13 @@ def test_missing_model_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(GouacheError, match="holds no checkpoint"):
         Pipeline.load(tmp_path / "empty")
+
+
+def test_explicit_seeds_give_each_image_its_own_picture(tiny_pipeline):
+    kw = dict(steps=3, progress=False)
+    numbered = tiny_pipeline.generate("red apple", num_images=3, seed=5, **kw).final
+    mixed = tiny_pipeline.generate(["banana", "red apple"], seeds=[1, 7], **kw)
+    assert mixed.seeds == [1, 7]
+    assert torch.allclose(mixed.final[1], numbered[2], atol=1e-4)
+    with pytest.raises(GouacheError, match="2 seeds for 3 images"):
+        tiny_pipeline.generate("red apple", num_images=3, seeds=[1, 2], **kw)

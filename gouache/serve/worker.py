@@ -30,10 +30,7 @@ import torch
 from PIL import Image
 
 from ..errors import GouacheError
-from ..guidance import guided
 from ..images import to_pil
-from ..rng import PerSampleNoise
-from ..samplers import SAMPLERS
 
 __all__ = ["Job", "Settings", "Worker", "QueueFull", "Cancelled", "render", "png_base64"]
 
@@ -97,30 +94,10 @@ def png_base64(img: Image.Image) -> str:
 @torch.inference_mode()
 def render(pipeline, prompts: list[str], seeds: list[int], settings: Settings,
            on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> list[Image.Image]:
-    """Paint one picture per (prompt, seed): the same pictures as ``Pipeline.generate``.
-
-    ``Pipeline.generate`` numbers the seeds of a call ``seed, seed+1, ...``; a batch of
-    several requests needs each request's own seeds, hence these few lines of sampling.
-    Prompts are encoded one by one (and cached by the pipeline): encoded together, padding
-    changes their embeddings in the last float bits, and so a pixel here and there.
-    """
-    fn = SAMPLERS[settings.sampler][0]
-    sigmas = pipeline.sigmas(settings.sampler, settings.steps).to(pipeline.device)
-    noise = PerSampleNoise(seeds, device=pipeline.device)
-    size = pipeline.image_size
-    x = noise.randn((3, size, size)) * sigmas[0]
-    for text in dict.fromkeys([*prompts, settings.negative_prompt]):
-        pipeline.encode([text])  # one at a time: a prompt's embedding must not depend on its batch-mates
-    model = guided(pipeline.denoiser, pipeline.encode(prompts),
-                   pipeline.encode([settings.negative_prompt] * len(prompts)), settings.guidance)
-    total = len(sigmas) - 1
-
-    def step(i: int, x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor) -> None:
-        if on_step is not None:
-            on_step(i, total, denoised)
-
-    x = fn(model, x, sigmas, noise=noise, callback=step)
-    return [to_pil(img) for img in x.clamp(-1, 1).cpu()]
+    """Paint one picture per (prompt, seed), in one batch, with each request's own seeds."""
+    return pipeline.generate(prompts, negative_prompt=settings.negative_prompt, sampler=settings.sampler,
+                             steps=settings.steps, guidance=settings.guidance, seeds=seeds,
+                             batch_size=len(prompts), callback=on_step, progress=False).images
 
 
 @dataclass

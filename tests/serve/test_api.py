@@ -31,10 +31,10 @@ class Gated:
     def __getattr__(self, name: str):
         return getattr(self._pipe, name)
 
-    def encode(self, prompts):
+    def generate(self, *args, **kwargs):
         self.entered.set()
         assert self.gate.wait(30), "the test never opened the gate"
-        return self._pipe.encode(prompts)
+        return self._pipe.generate(*args, **kwargs)
 
 
 class Slow:
@@ -42,8 +42,15 @@ class Slow:
 
     def __init__(self, pipe, delay: float = 0.02) -> None:
         self._pipe = pipe
-        real = pipe.denoiser
-        self.denoiser = lambda *a, **k: (time.sleep(delay), real(*a, **k))[1]
+        self.delay = delay
+
+    def generate(self, *args, callback=None, **kwargs):
+        def slow_step(i, total, denoised):
+            time.sleep(self.delay)
+            if callback is not None:
+                callback(i, total, denoised)
+
+        return self._pipe.generate(*args, callback=slow_step, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self._pipe, name)
