@@ -10,6 +10,7 @@ same picture whatever the batch size.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,6 +34,7 @@ from .unet import UNet
 __all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "validate_request", "MAX_STEPS"]
 
 MAX_STEPS = 1000
+PROMPT_CACHE_SIZE = 512  # prompts whose embeddings a pipeline keeps
 
 
 def default_model_dir() -> Path:
@@ -66,7 +68,7 @@ class Pipeline:
         self.config = config
         self.denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data).to(self.device).eval()
         self.text_encoder = text_encoder.to(self.device)
-        self._prompt_cache: dict[str, PromptEmbedding] = {}
+        self._prompt_cache: OrderedDict[str, PromptEmbedding] = OrderedDict()  # least recent first
 
     @classmethod
     def load(cls, model: Path | str | None = None, *, device: str = "auto",
@@ -91,10 +93,16 @@ class Pipeline:
         Each prompt is encoded on its own: padded in a batch with longer prompts its
         states would shift by rounding, and the same prompt must give the same picture.
         """
+        cache = self._prompt_cache
         for p in dict.fromkeys(prompts):
-            if p not in self._prompt_cache:
-                self._prompt_cache[p] = self.text_encoder([p])
-        return PromptEmbedding.cat([self._prompt_cache[p] for p in prompts]).to(self.device)
+            if p in cache:
+                cache.move_to_end(p)
+            else:
+                cache[p] = self.text_encoder([p])
+        embs = [cache[p] for p in prompts]
+        while len(cache) > PROMPT_CACHE_SIZE:  # a long-lived server sees endless new prompts
+            cache.popitem(last=False)
+        return PromptEmbedding.cat(embs).to(self.device)
 
     def sigmas(self, sampler: str, steps: int) -> torch.Tensor:
         _, schedule, _ = SAMPLERS[sampler]

@@ -80,3 +80,16 @@ def test_explicit_seeds_give_each_image_its_own_picture(tiny_pipeline):
     assert torch.allclose(mixed.final[1], numbered[2], atol=1e-4)
     with pytest.raises(GouacheError, match="2 seeds for 3 images"):
         tiny_pipeline.generate("red apple", num_images=3, seeds=[1, 2], **kw)
+
+
+def test_prompt_cache_is_bounded_and_keeps_recent_prompts(tiny_pipeline, monkeypatch):
+    import gouache.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "PROMPT_CACHE_SIZE", 2)
+    tiny_pipeline._prompt_cache.clear()
+    first = tiny_pipeline.encode(["red apple"])
+    tiny_pipeline.encode(["banana"])
+    tiny_pipeline.encode(["red apple"])  # now the most recent
+    tiny_pipeline.encode(["cat face"])  # evicts "banana"
+    assert list(tiny_pipeline._prompt_cache) == ["red apple", "cat face"]
+    assert torch.equal(tiny_pipeline.encode(["red apple"]).tokens, first.tokens)

@@ -36,7 +36,6 @@ __all__ = ["Job", "Settings", "Worker", "QueueFull", "Cancelled", "render", "png
 
 log = logging.getLogger("gouache.serve")
 Sink = Callable[[str, dict[str, Any]], None]
-PROMPT_CACHE_LIMIT = 512  # the pipeline caches every prompt it encodes: bound it on a server
 _ids = itertools.count(1)
 
 
@@ -208,7 +207,6 @@ class Worker:
                 self.stats.seconds_per_batch = took if avg == 0 else 0.8 * avg + 0.2 * took
                 self.stats.batches += 1
                 self.stats.running = 0
-                self._trim_prompt_cache()
 
     def _run(self, batch: list[Job]) -> None:
         prompts = [job.prompt for job in batch for _ in range(job.num_images)]
@@ -272,9 +270,3 @@ class Worker:
         for job in batch:
             self.stats.failed += 1
             job.emit("error", {"status": status, "detail": detail})
-
-    def _trim_prompt_cache(self) -> None:
-        """``Pipeline`` keeps every prompt it ever encoded; on a server that grows without end."""
-        cache = getattr(self.pipeline, "_prompt_cache", None)
-        if isinstance(cache, dict) and len(cache) > PROMPT_CACHE_LIMIT:
-            cache.clear()
