@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .errors import GouacheError
 
-__all__ = ["load_rgb", "to_tensor", "to_pil", "grid", "labelled_strip", "save_png"]
+__all__ = ["load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid", "labelled_strip", "save_png"]
 
 
 def load_rgb(path: Path, size: int | None = None) -> Image.Image:
@@ -37,10 +37,15 @@ def fit(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL RGB -> (3, H, W) uint8."""
+    arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy())  # (H, W, 3)
+    return arr.permute(2, 0, 1).contiguous()
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL RGB -> (3, H, W) float in [-1, 1]."""
-    arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.uint8).copy())
-    return arr.permute(2, 0, 1).float() / 127.5 - 1  # (3, H, W)
+    return to_uint8_tensor(img).float() / 127.5 - 1
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

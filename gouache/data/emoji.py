@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from PIL import Image
 from tqdm import tqdm
+
+from ..images import load_rgb
 
 STYLES = ("google", "twitter")
 PACKAGES = {
@@ -211,13 +212,7 @@ def list_images(emoji_json: list[dict[str, Any]], style: str) -> list[EmojiImage
 
 def convert_png(data: bytes, size: int = SOURCE_SIZE) -> bytes:
     """Composite an RGBA emoji onto white, resize to ``size`` and encode as a bare PNG."""
-    with Image.open(io.BytesIO(data)) as src:
-        rgba = src.convert("RGBA")
-    canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    canvas.alpha_composite(rgba)
-    rgb = canvas.convert("RGB")
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS)
+    rgb = load_rgb(io.BytesIO(data), size)
     buf = io.BytesIO()
     rgb.save(buf, format="PNG")  # fresh image: no text, time or ICC chunks
     return buf.getvalue()

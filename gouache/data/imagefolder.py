@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import GouacheError
-from ..images import load_rgb, to_tensor
+from ..images import load_rgb, to_uint8_tensor
 
 __all__ = ["CaptionedImages", "load_imagefolder", "caption_variants", "CAPTION_TEMPLATES",
            "IMAGE_SUFFIXES", "read_records"]
@@ -124,6 +124,6 @@ def load_imagefolder(root: Path, *, size: int, split: str | None = "train",
         path = Path(row["path"])
         if not path.exists():
             raise GouacheError(f"{path}: listed in metadata.jsonl but missing")
-        images[k] = ((to_tensor(load_rgb(path, size)) + 1) * 127.5).round().to(torch.uint8)
+        images[k] = to_uint8_tensor(load_rgb(path, size))
     variants, probs = zip(*(caption_variants(r) for r in rows))
     return CaptionedImages(images, list(variants), list(probs), rows)

@@ -26,14 +26,13 @@ import random
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from ..errors import GouacheError
-from ..images import load_rgb
+from ..images import load_rgb, to_uint8_tensor
 from .imagefolder import caption_variants, read_records
 
 __all__ = ["write_shards", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
@@ -194,10 +193,9 @@ class ShardStream(IterableDataset):
         mixed = _wds().shuffle(self.buffer, initial=min(self.buffer, 100),
                             seed=f"{self.seed}-buffer-{slot}")(self.samples())
         for s in mixed:
-            img = load_rgb(io.BytesIO(s["png"]), self.size)
-            arr = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())  # (H, W, 3)
+            img = to_uint8_tensor(load_rgb(io.BytesIO(s["png"]), self.size))  # (3, H, W)
             variants, probs = caption_variants(s["row"])
-            yield arr.permute(2, 0, 1).contiguous(), variants, probs  # (3, H, W) uint8
+            yield img, variants, probs
 
 
 def collate(batch: list[tuple[torch.Tensor, list[str], list[float]]]
