@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .bert import BertEncoder, BertTokenizer, is_plain_bert
 from .errors import GouacheError
 
 __all__ = ["PromptEmbedding", "TextEncoder", "default_text_model", "DEFAULT_TEXT_MODEL"]
@@ -83,16 +84,15 @@ class TextEncoder(nn.Module):
 
     def __init__(self, name: str = DEFAULT_TEXT_MODEL, *, max_length: int = 32) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # gouache draws its own bars; loading is instant
         path = resolve_text_model(name)
-        local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
-            self.model = AutoModel.from_pretrained(path, local_files_only=local)
-        except (OSError, ValueError) as e:
+            if is_plain_bert(Path(path)):  # the bundled MiniLM: no transformers import (~2 s)
+                self.tokenize = BertTokenizer(Path(path) / "tokenizer.json", max_length=max_length)
+                self.model = BertEncoder.from_folder(Path(path))
+                self._dim = self.model.hidden_size
+            else:
+                self.tokenize, self.model, self._dim = _load_transformers(path, max_length)
+        except (OSError, ValueError, RuntimeError) as e:
             raise GouacheError(f"cannot load the text encoder {name!r}: {e}".splitlines()[0]) from None
         self.name = name
         self.max_length = max_length
@@ -100,7 +100,7 @@ class TextEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(self._dim)
 
     def train(self, mode: bool = True) -> "TextEncoder":
         return super().train(False)  # frozen: dropout stays off whatever the caller asks
@@ -108,10 +108,9 @@ class TextEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> PromptEmbedding:
         device = next(self.model.parameters()).device
-        batch = self.tokenizer(list(prompts), padding=True, truncation=True,
-                               max_length=self.max_length, return_tensors="pt").to(device)
-        tokens = self.model(**batch).last_hidden_state.float()  # (B, L, D)
-        mask = batch["attention_mask"].bool()  # (B, L)
+        ids, mask = self.tokenize(list(prompts))  # (B, L) each
+        ids, mask = ids.to(device), mask.to(device).bool()
+        tokens = self.model(ids, mask).float()  # (B, L, D)
         weights = mask.unsqueeze(-1).float()
         pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
         pooled = nn.functional.normalize(pooled, dim=-1)
@@ -126,3 +125,31 @@ class TextEncoder(nn.Module):
                  for i in tqdm(range(0, len(prompts), batch_size), desc="encoding prompts",
                                unit="batch", disable=not progress)]
         return PromptEmbedding.cat(parts)
+
+
+class _HFEncoder(nn.Module):
+    """A transformers model as ``(ids, mask) -> last hidden states``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.inner(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+
+
+def _load_transformers(path: str, max_length: int):
+    """Any transformers encoder (a folder, or a hub name when online): tokenizer, model, width."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # gouache draws its own bars; loading is instant
+    local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
+    model = AutoModel.from_pretrained(path, local_files_only=local)
+
+    def tokenize(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = tokenizer(prompts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        return batch["input_ids"], batch["attention_mask"]
+
+    return tokenize, _HFEncoder(model), model.config.hidden_size
