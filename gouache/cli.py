@@ -78,6 +78,9 @@ def _train(a: argparse.Namespace) -> None:
     result = train(cfg, resume=a.resume)
     if is_main():  # under torchrun, one line for the run, not one per process
         print(f"trained to step {result.step} at {result.images_per_second:.1f} images/s; run folder {result.run}")
+        if result.stopped:
+            print(f"stopped early with a checkpoint; continue with: gouache train --resume {result.run} "
+                  "(and the same --config/--data)")
 
 
 def _add_noise(sub) -> None:

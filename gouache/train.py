@@ -30,6 +30,9 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +61,7 @@ class TrainResult:
     step: int  # the last step done
     losses: list[float]  # the training loss of every step of this call
     images_per_second: float
+    stopped: bool = False  # ended early by Ctrl-C or SIGTERM (a checkpoint was written)
 
 
 def pick_device(name: str) -> torch.device:
@@ -203,35 +207,69 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
     losses: list[float] = []
     start, seen = time.perf_counter(), 0
     bar = tqdm(total=cfg.steps, initial=trainer.step_no, desc="training", unit="step", disable=not progress)
-    while trainer.step_no < cfg.steps:
-        loss = trainer.step()
-        losses.append(loss)
-        seen += cfg.batch_size
-        step = trainer.step_no
-        ips = seen / (time.perf_counter() - start)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
-        elapsed = time.perf_counter() - start
-        out_of_time = cfg.max_minutes > 0 and dist.any_rank(elapsed > 60 * cfg.max_minutes)  # unanimous
-        last = step == cfg.steps or out_of_time
-        # rank 0's slow work below: every rank knows when it happens, and waits for it
-        writes = last or any(_due(step, n) for n in (cfg.checkpoint_every, cfg.sample_every, cfg.eval_every))
-        if log is not None:
-            if step % cfg.log_every == 0 or last:
-                log.write(step=step, loss=sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
-                          lr=lr_at(step - 1, cfg), images_per_second=ips)
-            if heldout is not None and (step % cfg.eval_every == 0 or last):
-                log.write(step=step, heldout_loss=heldout.loss(trainer.ema))
-            if cfg.sample_every and (step % cfg.sample_every == 0 or last):
-                _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
-            if step % cfg.checkpoint_every == 0 or last:
+    with StopSignal() as stop:
+        while trainer.step_no < cfg.steps:
+            loss = trainer.step()
+            losses.append(loss)
+            seen += cfg.batch_size
+            step = trainer.step_no
+            ips = seen / (time.perf_counter() - start)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
+            elapsed = time.perf_counter() - start
+            out_of_time = cfg.max_minutes > 0 and dist.any_rank(elapsed > 60 * cfg.max_minutes)  # unanimous
+            stopped = dist.any_rank(stop.requested)
+            last = step == cfg.steps or out_of_time
+            # rank 0's slow work below: every rank knows when it happens, and waits for it
+            writes = last or stopped or any(_due(step, n) for n in (cfg.checkpoint_every, cfg.sample_every,
+                                                                   cfg.eval_every))
+            if log is not None and not stopped:
+                if step % cfg.log_every == 0 or last:
+                    log.write(step=step, loss=sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
+                              lr=lr_at(step - 1, cfg), images_per_second=ips)
+                if heldout is not None and (step % cfg.eval_every == 0 or last):
+                    log.write(step=step, heldout_loss=heldout.loss(trainer.ema))
+                if cfg.sample_every and (step % cfg.sample_every == 0 or last):
+                    _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
+            if log is not None and (step % cfg.checkpoint_every == 0 or last or stopped):
                 trainer.save()
-        if writes:
-            dist.barrier()
-        if out_of_time:
-            break
+            if writes:
+                dist.barrier()
+            if out_of_time or stopped:
+                break
     bar.close()
-    return TrainResult(run, trainer.step_no, losses, seen / max(1e-9, time.perf_counter() - start))
+    return TrainResult(run, trainer.step_no, losses, seen / max(1e-9, time.perf_counter() - start),
+                       stopped=stopped if losses else False)
+
+
+class StopSignal:
+    """Ctrl-C or SIGTERM asks the loop to stop after the current step, with a checkpoint.
+
+    A second signal acts at once (the previous handlers are back by then). Handlers
+    can only be set from the main thread; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+        self._restore()
+        print("\nstopping after this step, with a checkpoint (again to abort)", file=sys.stderr)
+
+    def _restore(self) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+        self._old = {}
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
 
 
 def _due(step: int, every: int) -> bool:

@@ -53,6 +53,29 @@ def test_resume_repeats_an_uninterrupted_run(shapes_dir, tmp_path, text_encoder)
     assert a == b
 
 
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(shapes_dir, tmp_path, text_encoder, monkeypatch):
+    import os
+    import signal
+
+    from gouache.train import Trainer
+
+    step = Trainer.step
+
+    def interrupted_at_4(self):
+        loss = step(self)
+        if self.step_no == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+        return loss
+
+    monkeypatch.setattr(Trainer, "step", interrupted_at_4)
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    result = train(tiny_cfg(shapes_dir, tmp_path / "run", steps=100, checkpoint_every=1000), data=data,
+                   text_encoder=text_encoder, progress=False)
+    assert result.stopped and result.step == 4
+    assert resolve_model_dir(tmp_path / "run").name == "step-00000004"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
 def test_checkpoint_round_trip_and_crash_safety(shapes_dir, tmp_path, text_encoder):
     run = tmp_path / "run"
     train(tiny_cfg(shapes_dir, run), text_encoder=text_encoder, progress=False)
