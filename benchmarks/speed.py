@@ -168,7 +168,9 @@ def train_step(system: str, net_spec, size: int, batch: int, device: torch.devic
             pred = model(ddpm.add_noise(x0, noise, t), t, encoder_hidden_states=cond["tokens"],
                          encoder_attention_mask=cond["mask"]).sample
             return F.mse_loss(pred.float(), noise.float())
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # each library's own optimiser: gouache's Trainer uses fused AdamW, diffusers' training
+    # example the default (foreach) AdamW
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=system == "gouache")
 
     def step():
         with autocast(device):
