@@ -52,6 +52,8 @@ def _add_train(sub) -> None:
     p.add_argument("--config", type=Path, default=None, help="TOML recipe (see configs/)")
     p.add_argument("--out", default=None, help="run folder (default runs/gouache)")
     p.add_argument("--resume", type=Path, default=None, help="continue the run in this folder")
+    p.add_argument("--init", default=None, help="fine-tune: start from this model's weights (e.g. "
+                   "gouache/models/emoji64), with the same [model] preset")
     for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
                        ("max-minutes", float), ("sample-every", int), ("checkpoint-every", int),
                        ("grad-accum", int), ("num-workers", int)):
@@ -69,7 +71,7 @@ def _train(a: argparse.Namespace) -> None:
 
     over = {k: getattr(a, k) for k in ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes",
                                        "sample_every", "checkpoint_every", "grad_accum", "num_workers",
-                                       "device", "grad_checkpointing")}
+                                       "device", "grad_checkpointing", "init")}
     if a.resume is not None and over["out"] is None:
         over["out"] = str(a.resume)
     cfg = load_train_config(a.config, **over)

@@ -56,6 +56,7 @@ class TrainConfig:
     out: str = "runs/gouache"  # the run folder: checkpoints, samples, log.csv
     model: ModelConfig = field(default_factory=ModelConfig)  # what is trained
     split: str = "train"  # which rows of metadata.jsonl to train on
+    init: str = ""  # start from these weights (a model or run folder): fine-tuning; "" = random
     steps: int = 10_000  # optimiser steps
     batch_size: int = 32  # images per optimiser step (all processes together)
     grad_accum: int = 1  # micro-batches per step: same result, less memory

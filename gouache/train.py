@@ -41,7 +41,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .checkpoint import load_train_state, load_weights, resolve_model_dir, save_checkpoint
+from .checkpoint import load_train_state, load_weights, read_model_config, resolve_model_dir, save_checkpoint
 from .config import TrainConfig, write_json
 from .data.imagefolder import CaptionedImages, load_imagefolder
 from .data.prompts import CaptionTable
@@ -146,6 +146,20 @@ class Trainer:
                                net=self.net, ema=self.ema, optimizer=self.opt, generators=self.gen,
                                train_config=self.cfg.to_dict(), keep=self.cfg.keep_checkpoints)
 
+    def init_from(self, model: Path | str) -> None:
+        """Fine-tuning: this run's network and EMA start as ``model``'s weights (a model folder,
+        e.g. the shipped one, or a run); the optimiser, step and schedule start fresh."""
+        folder = resolve_model_dir(model)
+        theirs = read_model_config(folder).unet
+        if theirs != self.cfg.model.unet:
+            diff = ", ".join(f"{k} {v} against {getattr(self.cfg.model.unet, k)}"
+                             for k, v in theirs.to_dict().items() if getattr(self.cfg.model.unet, k) != v)
+            raise GouacheError(f"--init {model}: another network shape ({diff}); "
+                               "use its [model] preset")
+        trained = folder / "model.safetensors"  # a run's raw weights; an exported model has only the EMA
+        load_weights(self.net, trained if trained.exists() else folder / "ema.safetensors")
+        load_weights(self.ema, folder / "ema.safetensors")
+
     def resume(self, run: Path) -> None:
         folder = resolve_model_dir(run)
         load_weights(self.net, folder / "model.safetensors")
@@ -195,6 +209,8 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     run = Path(cfg.out)
     if resume is not None:
         trainer.resume(resume)
+    elif cfg.init:
+        trainer.init_from(cfg.init)
     if lead:
         run.mkdir(parents=True, exist_ok=True)
         write_json(cfg.to_dict(), run / "train_config.json")

@@ -128,3 +128,25 @@ def test_resolution_the_network_cannot_divide(shapes_dir, tmp_path, text_encoder
     cfg.model = ModelConfig(unet=PRESETS["tiny"].__class__.from_dict(PRESETS["tiny"].to_dict() | {"image_size": 15}))
     with pytest.raises(GouacheError, match="image size 15 is not divisible by 2"):
         train(cfg, text_encoder=text_encoder, progress=False)
+
+
+def test_init_fine_tunes_from_a_model(shapes_dir, tmp_path, text_encoder):
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    train(tiny_cfg(shapes_dir, tmp_path / "base", steps=3), data=data, text_encoder=text_encoder,
+          progress=False)
+    from gouache.checkpoint import export_model
+    from safetensors.torch import load_file
+
+    model = export_model(tmp_path / "base", tmp_path / "model")  # fp16 EMA only, as shipped
+    ft = train(tiny_cfg(shapes_dir, tmp_path / "ft", steps=2, seed=1, init=str(model)), data=data,
+               text_encoder=text_encoder, progress=False)
+    assert ft.step == 2  # a fresh run: steps count from 0
+    start = load_file(model / "ema.safetensors")["stem.weight"].float()
+    after = load_file(resolve_model_dir(tmp_path / "ft") / "ema.safetensors")["stem.weight"]
+    torch.manual_seed(1)  # what seed 1 alone would have started from
+    fresh = UNet(PRESETS["tiny"]).stem.weight.detach()
+    assert (after - start).abs().max() < 1e-2 < (fresh - start).abs().max()
+    with pytest.raises(GouacheError, match="another network shape"):
+        other = ModelConfig(unet=PRESETS["tiny"].__class__.from_dict(PRESETS["tiny"].to_dict() | {"channels": [8, 16]}))
+        train(tiny_cfg(shapes_dir, tmp_path / "bad", steps=1, init=str(model), model=other), data=data,
+              text_encoder=text_encoder, progress=False)
