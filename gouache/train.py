@@ -223,7 +223,7 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
           log: "_Log | None", *, progress: bool) -> TrainResult:
     cfg, run = trainer.cfg, Path(trainer.cfg.out)
     losses: list[float] = []
-    start, seen = time.perf_counter(), 0
+    start, seen, stopped = time.perf_counter(), 0, False
     bar = tqdm(total=cfg.steps, initial=trainer.step_no, desc="training", unit="step", disable=not progress)
     with StopSignal() as stop:
         while trainer.step_no < cfg.steps:
@@ -257,7 +257,7 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
                 break
     bar.close()
     return TrainResult(run, trainer.step_no, losses, seen / max(1e-9, time.perf_counter() - start),
-                       stopped=stopped if losses else False)
+                       stopped=stopped)
 
 
 class StopSignal:
