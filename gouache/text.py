@@ -89,9 +89,8 @@ class TextEncoder(nn.Module):
             if is_plain_bert(Path(path)):  # the bundled MiniLM: no transformers import (~2 s)
                 self.tokenize = BertTokenizer(Path(path) / "tokenizer.json", max_length=max_length)
                 self.model = BertEncoder.from_folder(Path(path))
-                self._dim = self.model.hidden_size
             else:
-                self.tokenize, self.model, self._dim = _load_transformers(path, max_length)
+                self.tokenize, self.model = _load_transformers(path, max_length)
         except (OSError, ValueError, RuntimeError) as e:
             raise GouacheError(f"cannot load the text encoder {name!r}: {e}".splitlines()[0]) from None
         self.name = name
@@ -100,7 +99,7 @@ class TextEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        return int(self._dim)
+        return int(self.model.hidden_size)
 
     def train(self, mode: bool = True) -> "TextEncoder":
         return super().train(False)  # frozen: dropout stays off whatever the caller asks
@@ -134,12 +133,16 @@ class _HFEncoder(nn.Module):
         super().__init__()
         self.inner = model
 
+    @property
+    def hidden_size(self) -> int:
+        return self.inner.config.hidden_size
+
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.inner(input_ids=ids, attention_mask=mask.long()).last_hidden_state
 
 
 def _load_transformers(path: str, max_length: int):
-    """Any transformers encoder (a folder, or a hub name when online): tokenizer, model, width."""
+    """Any transformers encoder (a folder, or a hub name when online): tokenizer and model."""
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -152,4 +155,4 @@ def _load_transformers(path: str, max_length: int):
         batch = tokenizer(prompts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         return batch["input_ids"], batch["attention_mask"]
 
-    return tokenize, _HFEncoder(model), model.config.hidden_size
+    return tokenize, _HFEncoder(model)
