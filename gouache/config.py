@@ -62,6 +62,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per step: same result, less memory
     lr: float = 5e-4  # AdamW peak learning rate
     warmup: int = 500  # linear warm-up steps
+    cooldown: int = 0  # linear decay of the LR to 0 over the last this many of `steps` (0 = none)
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # clip the global gradient norm to this
     ema_decay: float = 0.999  # EMA of the weights (ramped up early: min(decay, (1+n)/(10+n)))

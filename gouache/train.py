@@ -71,8 +71,12 @@ def pick_device(name: str) -> torch.device:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to ``cfg.lr``, then constant."""
-    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+    """Linear warm-up to ``cfg.lr``, constant, then (with ``cfg.cooldown``) a linear decay to 0
+    over the last steps: the warmup-stable-decay schedule, so that a run at a constant rate
+    can be resumed into a final cool-down without knowing its length in advance."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    cool = min(1.0, (cfg.steps - step) / cfg.cooldown) if cfg.cooldown > 0 else 1.0
+    return cfg.lr * warm * max(0.0, cool)
 
 
 @torch.no_grad()

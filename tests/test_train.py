@@ -10,7 +10,7 @@ from gouache.checkpoint import load_weights, resolve_model_dir
 from gouache.config import ModelConfig, TrainConfig
 from gouache.data.imagefolder import load_imagefolder
 from gouache.errors import GouacheError
-from gouache.train import train
+from gouache.train import lr_at, train
 from gouache.unet import PRESETS, UNet
 from gouache.validation import HeldOut
 
@@ -20,6 +20,18 @@ def tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
                 batch_size=8, lr=1e-3, warmup=2, log_every=2, checkpoint_every=3, sample_every=0,
                 eval_every=0, sample_steps=2)
     return TrainConfig.from_dict(base | kw)
+
+
+def test_lr_warms_up_holds_then_cools_down_to_zero():
+    cfg = TrainConfig(lr=1e-3, warmup=10, steps=100, cooldown=20)
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(lr == pytest.approx(1e-3) for lr in lrs[9:80])
+    cool = lrs[80:]
+    assert all(a > b for a, b in zip(cool, cool[1:])) and cool[-1] == pytest.approx(1e-3 / 20)
+    # resuming past the end (a longer `steps` is the way to go on) never gives a negative rate
+    assert lr_at(150, cfg) == 0.0
+    assert lr_at(50, TrainConfig(lr=1e-3, warmup=10, steps=100)) == pytest.approx(1e-3)
 
 
 def test_loss_falls_on_real_pictures(emoji_fixture, tmp_path, text_encoder):
