@@ -65,6 +65,18 @@ def test_resume_repeats_an_uninterrupted_run(shapes_dir, tmp_path, text_encoder)
     assert a == b
 
 
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_the_same_keys(shapes_dir, tmp_path, text_encoder):
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    eager = train(tiny_cfg(shapes_dir, tmp_path / "eager", steps=3), data=data, text_encoder=text_encoder,
+                  progress=False)
+    compiled = train(tiny_cfg(shapes_dir, tmp_path / "compiled", steps=3, compile=True), data=data,
+                     text_encoder=text_encoder, progress=False)
+    assert compiled.losses == pytest.approx(eager.losses, rel=1e-3)
+    net = UNet(PRESETS["tiny"])  # a plain network loads the compiled run's weights: same keys
+    load_weights(net, tmp_path / "compiled" / "checkpoints" / "step-00000003" / "model.safetensors")
+
+
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(shapes_dir, tmp_path, text_encoder, monkeypatch):
     import os
     import signal
