@@ -103,7 +103,9 @@ class Trainer:
         self.denoiser = Denoiser(self.net, sigma_data=cfg.model.schedule.sigma_data)
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         if cfg.compile:  # in place, so that the state dict keeps its keys (no "_orig_mod.")
-            self.net.compile()
+            # static shapes: a new batch shape recompiles; inductor's dynamic-shape path failed
+            # on this network on the CPU (torch 2.13) once a second shape arrived
+            self.net.compile(dynamic=False)
         self.model = dist.wrap(self.denoiser, device)  # DistributedDataParallel when several ranks
         # fused: one kernel for all parameters; on a 2-core CPU 13 ms a step against 50 ms (cpu64)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
