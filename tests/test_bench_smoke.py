@@ -1,14 +1,16 @@
-"""The benchmark's equal-work pairing: gouache and diffusers networks of the same size.
-
-Only the counting runs (on the meta device, no arithmetic): the timings themselves
-are for ``python benchmarks/speed.py``.
+"""The benchmarks' parts that can be wrong without being slow: the equal-work pairing of
+gouache and diffusers networks (counted on the meta device, no arithmetic), and the
+wrapper that lets gouache's samplers drive a diffusers epsilon network. The timings
+themselves are for ``python benchmarks/speed.py`` and ``quality_per_minute.py``.
 """
 from __future__ import annotations
 
 import importlib.util
+import types
 from pathlib import Path
 
 import pytest
+import torch
 
 SPEED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
@@ -30,3 +32,44 @@ def test_equal_work_pairs_match_within_ten_percent(pair):
 
     assert work["ratio_params"] == pytest.approx(1.0, abs=0.10), work
     assert work["ratio_flops_64"] == pytest.approx(1.0, abs=0.10), work
+
+
+def _qpm_module():
+    spec = importlib.util.spec_from_file_location("gouache_bench_qpm", SPEED.parent / "quality_per_minute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _OracleEps(torch.nn.Module):
+    """The exact noise of a known clean image at integer DDPM timesteps."""
+
+    def __init__(self, x0: torch.Tensor, alphas_cumprod: torch.Tensor) -> None:
+        super().__init__()
+        self.x0, self.abar = x0, alphas_cumprod
+
+    def forward(self, xt, t, *, encoder_hidden_states, encoder_attention_mask):
+        a = self.abar[t.round().long()][:, None, None, None]
+        eps = (xt - a.sqrt() * self.x0) / (1 - a).sqrt()
+        return types.SimpleNamespace(sample=eps)
+
+
+def test_eps_denoiser_maps_ddpm_timesteps_to_sigmas_and_recovers_the_clean_image():
+    pytest.importorskip("diffusers")
+    qpm = _qpm_module()
+    from diffusers import DDPMScheduler
+
+    abar = DDPMScheduler().alphas_cumprod
+    x0 = torch.rand(2, 3, 8, 8) * 2 - 1
+    model = qpm.EpsDenoiser(_OracleEps(x0, abar), abar)
+    ddpm_sigma = ((1 - abar) / abar).sqrt()
+    t = torch.tensor([0, 17, 500, 999])
+    sigma = ddpm_sigma[t]
+
+    assert torch.allclose(model.timestep(sigma), t.float(), atol=1e-3)
+    midway = (ddpm_sigma[t[:3]] * ddpm_sigma[t[:3] + 1]).sqrt()  # halfway in log sigma
+    assert torch.allclose(model.timestep(midway), t[:3] + 0.5, atol=1e-3)
+    for s in sigma[1:]:  # D(x0 + sigma n, sigma) = x0 when eps is exact
+        noisy = x0 + s * torch.randn_like(x0)
+        cond = dict(tokens=torch.zeros(2, 4, 384), mask=torch.ones(2, 4, dtype=torch.bool))
+        assert torch.allclose(model(noisy, s, **cond), x0, atol=1e-3)
