@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -148,19 +149,25 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def train_step(system: str, net_spec, size: int, batch: int, device: torch.device):
-    """One optimiser step as each library trains: noise, forward, loss, backward, AdamW."""
+def train_step(system: str, net_spec, size: int, batch: int, device: torch.device, compile: bool = False):
+    """One optimiser step as each library trains: noise, forward, loss, backward, AdamW.
+    ``compile``: the network under ``torch.compile`` (gouache's ``TrainConfig.compile``)."""
     torch.manual_seed(0)
     x0 = (0.5 * torch.randn(batch, 3, size, size, device=device)).clamp(-1, 1)
     cond = text_cond(batch, device)
     if system == "gouache":
-        model, schedule = Denoiser(UNet(net_spec)).to(device).train(), NoiseSchedule()
+        net = UNet(net_spec)
+        if compile:
+            net.compile(dynamic=False)  # as the Trainer: each size compiles its own graph
+        model, schedule = Denoiser(net).to(device).train(), NoiseSchedule()
 
         def loss():
             sigma = schedule.sample_training_sigmas(batch, device=device)
             return model.loss(x0, torch.randn_like(x0), sigma, **cond).mean()
     else:
         model, ddpm = diffusers_unet(net_spec, size).to(device).train(), DDPMScheduler(num_train_timesteps=1000)
+        if compile:
+            model.compile(dynamic=False)
 
         def loss():  # epsilon prediction, as diffusers' train_text_to_image.py
             noise = torch.randn_like(x0)
@@ -270,9 +277,9 @@ def settings(args) -> dict:
     """What is run: the full benchmark, or small sizes and few repeats with ``--quick``."""
     q, repeats = args.quick, args.repeats or (2 if args.quick else 5)
     return dict(pair=args.pair, repeats=repeats, sample_repeats=max(1, (repeats + 1) // 2), warmup=2 if q else 3,
-                sizes=(32,) if q else (32, 64), batch=2 if q else 8, sample_size=32 if q else 64,
+                sizes=(32,) if q else (32, 64), batch=args.batch or (2 if q else 32), sample_size=32 if q else 64,
                 images=2 if q else 4, dpm_steps=4 if q else 20, ddpm_steps=8 if q else 100,
-                cpu64_steps=4 if q else 20, matmul_n=512 if q else 2048)
+                cpu64_steps=4 if q else 20, matmul_n=512 if q else 2048, compile=args.compile)
 
 
 def run(args) -> dict:
@@ -284,16 +291,24 @@ def run(args) -> dict:
     log(f"matmul peak {peak / 1e9:.1f} GFLOP/s; equal work: {res['equal_work']['ratio_params']:.3f} params, "
         f"{res['equal_work']['ratio_flops_64']:.3f} FLOPs")
 
+    tags = ("", "compiled_") if st["compile"] else ("",)  # eager, then under torch.compile
     for size in st["sizes"]:
-        steps = {s: train_step(s, PAIRS[st["pair"]][s], size, st["batch"], device) for s in SYSTEMS}
-        times = interleaved(steps, st["repeats"], st["warmup"], device)
-        for s, t in times.items():
-            ips = st["batch"] / statistics.median(t)
-            flops = res["equal_work"][s][f"flops_{size}"]
-            res.setdefault(s, {})[f"train_ips_{size}"] = ips
-            res[s][f"train_mfu_{size}"] = 3 * flops * ips / peak
-        log(f"training {size}x{size}: " + ", ".join(f"{s} {res[s][f'train_ips_{size}']:.2f} img/s" for s in times))
-        del steps
+        for tag in tags:
+            steps = {s: train_step(s, PAIRS[st["pair"]][s], size, st["batch"], device, compile=bool(tag))
+                     for s in SYSTEMS}
+            times = interleaved(steps, st["repeats"], st["warmup"], device)  # warm-up compiles
+            for s, t in times.items():
+                res.setdefault(s, {})[f"{tag}train_ips_{size}"] = st["batch"] / statistics.median(t)
+            log(f"training {size}x{size} {tag}: " + ", ".join(
+                f"{s} {res[s][f'{tag}train_ips_{size}']:.2f} img/s" for s in times))
+            del steps
+    # the peak again, after the training rows: MFU is taken against the higher of the two
+    # medians (the peak drifts by several % over minutes on a shared 2-core machine)
+    peak = max(peak, matmul_peak(device, st["matmul_n"], st["repeats"] + 2))
+    res["env"]["matmul_peak_gflops"] = peak / 1e9
+    for s, size, tag in itertools.product(SYSTEMS, st["sizes"], tags):
+        flops = res["equal_work"][s][f"flops_{size}"]
+        res[s][f"{tag}train_mfu_{size}"] = 3 * flops * res[s][f"{tag}train_ips_{size}"] / peak
     for s in SYSTEMS:
         res[s]["train_mem"] = train_memory(s, st["pair"], st["sizes"][-1], st["batch"], args)
 
@@ -344,6 +359,11 @@ def table(res: dict) -> str:
     for s in st["sizes"]:
         rows += [(f"train images/s, {s}x{s}, batch {st['batch']}", g[f"train_ips_{s}"], d[f"train_ips_{s}"]),
                  (f"train MFU %, {s}x{s}", 100 * g[f"train_mfu_{s}"], 100 * d[f"train_mfu_{s}"])]
+        if st.get("compile"):
+            rows += [(f"torch.compile: train images/s, {s}x{s}", g[f"compiled_train_ips_{s}"],
+                      d[f"compiled_train_ips_{s}"]),
+                     (f"torch.compile: train MFU %, {s}x{s}", 100 * g[f"compiled_train_mfu_{s}"],
+                      100 * d[f"compiled_train_mfu_{s}"])]
     s = st["sizes"][-1]
     rows.append((f"train peak memory, MiB over the built model, {s}x{s}", g["train_mem"]["delta_mib"],
                  d["train_mem"]["delta_mib"]))
@@ -377,6 +397,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda: bf16 autocast, bf16 matmul peak)")
     ap.add_argument("--repeats", type=int, default=0, help="timed repeats per figure (default 5, quick 2)")
     ap.add_argument("--pair", choices=sorted(PAIRS), default="small", help="which equal-work pair")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="images per training step (default 32, the shipped recipes' batch; quick 2)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time training with both networks under torch.compile")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
