@@ -49,7 +49,7 @@ from gouache.train import train
 from gouache.unet import UNet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from speed import forward_flops  # noqa: E402  (the same FLOP count as the speed table)
+import speed  # noqa: E402  (the speed table's diffusers network and FLOP count)
 
 RECIPE = Path(__file__).resolve().parent.parent / "configs" / "emoji64-cpu-stage3.toml"
 DIFFUSERS_WIDTHS = (56, 112, 224)  # 19.6M parameters against cpu64's 18.7M (+5%)
@@ -57,13 +57,8 @@ DIFFUSERS_GROUPS = 8  # 56 channels do not divide into diffusers' default 32 gro
 
 
 def diffusers_unet(size: int) -> nn.Module:
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(
-        sample_size=size, in_channels=3, out_channels=3, block_out_channels=DIFFUSERS_WIDTHS,
-        layers_per_block=2, norm_num_groups=DIFFUSERS_GROUPS, cross_attention_dim=384,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+    """The speed table's diffusers network (same blocks), at cpu64's parameter count."""
+    return speed.diffusers_unet(DIFFUSERS_WIDTHS, size, groups=DIFFUSERS_GROUPS)
 
 
 class EpsDenoiser(nn.Module):
@@ -227,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     res: dict = {"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                  "threads": torch.get_num_threads(),
                  "networks": {n: {"params": sum(p.numel() for p in m.parameters()),
-                                  "gflop_64": forward_flops(m, n, size) / 1e9} for n, m in nets.items()}}
+                                  "gflop_64": speed.forward_flops(m, n, size) / 1e9} for n, m in nets.items()}}
     log(f"networks: {res['networks']}")
     res["gouache"] = run_gouache(args, data, table, encoder, ctx, prompts)
     res["diffusers"] = run_diffusers(args, data, table, encoder, ctx, prompts, config)

@@ -51,9 +51,11 @@ PAIRS: dict[str, dict] = {
 }
 
 
-def diffusers_unet(widths: tuple[int, ...], size: int = 64) -> UNet2DConditionModel:
+def diffusers_unet(widths: tuple[int, ...], size: int = 64, groups: int = 32) -> UNet2DConditionModel:
+    """``groups``: group-norm groups (diffusers' default 32; widths must divide by it)."""
     return UNet2DConditionModel(
         sample_size=size, in_channels=3, out_channels=3, block_out_channels=widths, layers_per_block=2,
+        norm_num_groups=groups,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_DIM)
