@@ -145,7 +145,7 @@ def measure(pipe: Pipeline, ctx: EvalContext, prompts: list[str], args) -> dict:
     return ctx.score(feats, prompts)
 
 
-def run_gouache(args, data, table, encoder, ctx, prompts) -> list[dict]:
+def run_gouache(args, data, encoder, ctx, prompts) -> list[dict]:
     cfg = load_train_config(RECIPE, out=str(args.out / "gouache"), data=str(args.data),
                             max_minutes=args.minutes / args.points, sample_every=0, eval_every=0)
     cfg.checkpoint_every = cfg.steps  # only the checkpoint at each pause
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                  "networks": {n: {"params": sum(p.numel() for p in m.parameters()),
                                   "gflop_64": speed.forward_flops(m, n, size) / 1e9} for n, m in nets.items()}}
     log(f"networks: {res['networks']}")
-    res["gouache"] = run_gouache(args, data, table, encoder, ctx, prompts)
+    res["gouache"] = run_gouache(args, data, encoder, ctx, prompts)  # train() builds its own table
     res["diffusers"] = run_diffusers(args, data, table, encoder, ctx, prompts, config)
     print(table_md(res))
     if args.json:
