@@ -56,7 +56,8 @@ def pack(data: Path, out: Path, extra: list[str]) -> None:
     prompts = dataset_captions(data)[1:] + list(DEFAULT_SAMPLE_PROMPTS) + extra
     rows = used_token_ids(src, prompts)
     sd = load_file(src / "model.safetensors")
-    small = {k: v.half() for k, v in sd.items() if not k.startswith("pooler.") and not k.endswith("position_ids")}
+    unused = ("pooler.", "embeddings.position_ids")  # gouache.bert loads neither
+    small = {k: v.half() for k, v in sd.items() if k != WORDS and not k.startswith(unused)}
     small[WORDS] = sd[WORDS][rows].half()  # (R, D) of (V, D)
     small[ROWS] = rows.int()
     enc = out / "encoder"
