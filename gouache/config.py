@@ -78,6 +78,9 @@ class TrainConfig:
     eval_every: int = 1000  # steps between held-out denoising losses (needs a test split)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"...
     bf16: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    # bf16 autocast on the CPU too: about 1.25x the images/s on a CPU with bf16 instructions
+    # (AVX512-BF16 or AMX); much slower on one without, hence off by default
+    cpu_bf16: bool = False
     compile: bool = False  # torch.compile the network
     channels_last: bool = False  # channels-last memory format
     grad_checkpointing: bool = False  # recompute activations in the backward pass to save memory

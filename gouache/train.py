@@ -113,7 +113,7 @@ class Trainer:
         self.gen = {"data": torch.Generator().manual_seed(cfg.seed),
                     "noise": torch.Generator(device).manual_seed(cfg.seed + 1)}
         self.step_no = 0
-        self.autocast = device.type == "cuda" and cfg.bf16
+        self.autocast = cfg.bf16 if device.type == "cuda" else device.type == "cpu" and cfg.cpu_bf16
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One global batch, this rank's share: images in [-1, 1] and caption ids."""

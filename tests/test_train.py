@@ -10,7 +10,8 @@ from gouache.checkpoint import load_weights, resolve_model_dir
 from gouache.config import ModelConfig, TrainConfig
 from gouache.data.imagefolder import load_imagefolder
 from gouache.errors import GouacheError
-from gouache.train import lr_at, train
+from gouache.data.prompts import CaptionTable
+from gouache.train import Trainer, lr_at, train
 from gouache.unet import PRESETS, UNet
 from gouache.validation import HeldOut
 
@@ -48,6 +49,24 @@ def test_loss_falls_on_real_pictures(emoji_fixture, tmp_path, text_encoder):
     assert after < 0.8 * before, (before, after)
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert log[0].startswith("time,step,loss") and len(log) > 5
+
+
+def test_cpu_bf16_runs_the_network_in_bf16_and_follows_the_fp32_run(shapes_dir, tmp_path, text_encoder):
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    table = CaptionTable.build(data, text_encoder)
+    dtypes: dict[bool, set] = {}
+    losses = {}
+    for on in (False, True):
+        trainer = Trainer(tiny_cfg(shapes_dir, tmp_path / str(on), cpu_bf16=on), data, table,
+                          torch.device("cpu"))
+        seen = dtypes.setdefault(on, set())
+        trainer.net.stem.register_forward_hook(lambda m, i, o, seen=seen: seen.add(o.dtype))
+        losses[on] = [trainer.step() for _ in range(4)]
+    assert dtypes == {False: {torch.float32}, True: {torch.bfloat16}}
+    # the same draws, so bf16 rounding is the only difference: close, and not equal
+    assert losses[True] != losses[False]
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)
+    assert TrainConfig().cpu_bf16 is False  # slow on CPUs without bf16 instructions
 
 
 def test_resume_repeats_an_uninterrupted_run(shapes_dir, tmp_path, text_encoder):
