@@ -68,7 +68,8 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of the weights (ramped up early: min(decay, (1+n)/(10+n)))
     caption_dropout: float = 0.1  # share of captions replaced by "" (classifier-free guidance)
     seed: int = 0  # the whole run's randomness
-    max_minutes: float = 0.0  # stop after this wall time (0 = no limit), with a checkpoint
+    max_minutes: float = 0.0  # stop after this wall time (0 = no limit), with a checkpoint;
+    # with a cooldown, `steps` shrinks to what fits in it (train.TimeBudget)
     log_every: int = 50  # steps between log.csv rows
     checkpoint_every: int = 1000  # steps between checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted
@@ -79,7 +80,7 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1"...
     bf16: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
     # bf16 autocast on the CPU too: about 1.25x the images/s on a CPU with bf16 instructions
-    # (AVX512-BF16 or AMX); much slower on one without, hence off by default
+    # (AVX512-BF16 or AMX); much slower on one without, or with other work on the cores: off by default
     cpu_bf16: bool = False
     compile: bool = False  # torch.compile the network
     channels_last: bool = False  # channels-last memory format

@@ -143,6 +143,16 @@ def any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
+def broadcast_float(x: float) -> float:
+    """Rank 0's value of ``x`` on every rank."""
+    if not is_distributed():
+        return x
+    on = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([x], dtype=torch.float64, device=on)
+    tdist.broadcast(t, src=0)
+    return float(t.item())
+
+
 def barrier() -> None:
     """Wait until every rank gets here (e.g. while rank 0 writes a checkpoint)."""
     if is_distributed():

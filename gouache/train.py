@@ -87,6 +87,48 @@ def update_ema(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: flo
         e.lerp_(p.detach().to(e.dtype), 1 - d)
 
 
+class TimeBudget:
+    """Fits the cool-down into ``max_minutes``: a run cut short by its time limit would stop
+    at its peak rate and lose what the cool-down buys.
+
+    Until the cool-down begins, each ``update`` measures the pace (checkpoints, samples
+    and evaluations included; the first ``min_steps`` steps, with any compiling, left
+    out) and sets ``steps`` to what fits in the time left, never more than planned, with
+    ``margin`` of the time kept for the last checkpoint, and ``cooldown`` in proportion,
+    so the rate reaches 0 as the time runs out. The checkpoints record the schedule
+    (``state.json``); a run resumed with its recipe goes on with the recipe's ``steps``.
+    """
+
+    def __init__(self, cfg: TrainConfig, first_step: int, *, margin: float = 0.05, min_steps: int = 5) -> None:
+        self.cfg, self.margin, self.min_steps = cfg, margin, min_steps
+        self.planned, self.share = cfg.steps, cfg.cooldown / max(1, cfg.steps)
+        self.first_step = first_step
+        self.ref: tuple[int, float] | None = None  # (step, elapsed) where the pace is measured from
+
+    def open(self, step: int) -> bool:
+        """False once the schedule is fixed: no budget, no cool-down, or the cool-down has begun."""
+        cfg = self.cfg
+        return cfg.max_minutes > 0 and 0 < cfg.cooldown <= cfg.steps - step
+
+    def update(self, step: int, elapsed: float) -> bool:
+        """``step`` steps done, ``elapsed`` seconds since ``first_step``; True if changed."""
+        if not self.open(step) or step - self.first_step < self.min_steps:
+            return False
+        if self.ref is None:
+            self.ref = (step, elapsed)
+            return False
+        ref_step, ref_time = self.ref
+        if step - ref_step < self.min_steps:
+            return False
+        pace = (elapsed - ref_time) / (step - ref_step)  # seconds a step
+        left = (1 - self.margin) * 60 * self.cfg.max_minutes - elapsed
+        steps = min(self.planned, step + max(1, int(left / pace)))
+        if steps == self.cfg.steps:
+            return False
+        self.cfg.steps, self.cfg.cooldown = steps, max(1, round(self.share * steps))
+        return True
+
+
 class Trainer:
     """Holds the pieces of one run; ``step`` does one optimiser step."""
 
@@ -192,6 +234,7 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     from .data.shards import is_shard_spec
 
     _check_resolution(cfg)
+    cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
     dist.init(cfg.device)
     device = pick_device(cfg.device) if not dist.is_distributed() else dist.device(cfg.device)
     if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
@@ -233,16 +276,23 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
     losses: list[float] = []
     start, seen, stopped = time.perf_counter(), 0, False
     bar = tqdm(total=cfg.steps, initial=trainer.step_no, desc="training", unit="step", disable=not progress)
+    budget, planned = TimeBudget(cfg, trainer.step_no), cfg.steps
     with StopSignal() as stop:
         while trainer.step_no < cfg.steps:
             loss = trainer.step()
             losses.append(loss)
             seen += cfg.batch_size
             step = trainer.step_no
-            ips = seen / (time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            # rank 0's clock decides for all (a rank shortening alone would hang the others)
+            if budget.open(step) and budget.update(step, dist.broadcast_float(elapsed)):
+                if bar.total == planned and progress:
+                    tqdm.write(f"time budget: about {cfg.steps} of {planned} steps fit in {cfg.max_minutes:g} "
+                               f"minutes at this pace; the cool-down is shortened to match")
+                bar.total = cfg.steps
+            ips = seen / elapsed
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
-            elapsed = time.perf_counter() - start
             out_of_time = cfg.max_minutes > 0 and dist.any_rank(elapsed > 60 * cfg.max_minutes)  # unanimous
             stopped = dist.any_rank(stop.requested)
             last = step == cfg.steps or out_of_time

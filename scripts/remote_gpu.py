@@ -8,15 +8,18 @@ files coming back at most 16 MiB each. The encoder's fp32 weights alone are 91 M
     python scripts/remote_gpu.py pack --data data/emoji64 --out .gpu
     # there, in the repository root:
     python3 scripts/remote_gpu.py unpack .gpu --site /tmp/site && export PYTHONPATH=/tmp/site:.
-    timeout -s TERM 480 python3 -m gouache train --config configs/emoji64.toml --data data/emoji64
+    timeout -s TERM 540 python3 -m gouache train --config configs/emoji64.toml --data data/emoji64 --max-minutes 7
     python3 -m gouache export runs/emoji64 --out /tmp/model
     python3 scripts/remote_gpu.py shard /tmp/model --out "$OUT/model"   # parts of <= 15 MiB
     cp runs/emoji64/log.csv "$OUT"; cp "$(ls runs/emoji64/samples/*.png | tail -1)" "$OUT"
     # here again: one safetensors file that --model takes
     python scripts/remote_gpu.py merge FETCHED/model --out /tmp/gpu-model
 
-``timeout -s TERM`` makes training stop after its current step and write a checkpoint, so a
-second call on the same machine can go on with ``--resume runs/emoji64``. What travels for
+``--max-minutes`` fits the recipe's cool-down into the call: when its 40,000 steps would not be
+done in time, training shortens them to what the measured pace allows, so the weights that
+come back are cooled down, not cut off at the peak rate. ``timeout -s TERM`` is the backstop:
+it makes training stop after its current step and write a checkpoint. A later call can start
+from the returned weights with ``--init``. What travels for
 the emoji set: code 1 MiB, images and metadata.jsonl 27 MiB, ``.gpu`` 23 MiB; the shipped
 model (36 MiB) has to stay behind. Captions of the dataset (all splits), the training
 grid's prompts and any ``--prompts`` are encoded as by the full encoder up to fp16 rounding
