@@ -151,9 +151,12 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def train_step(system: str, net_spec, size: int, batch: int, device: torch.device, compile: bool = False):
+def train_step(system: str, net_spec, size: int, batch: int, device: torch.device, compile: bool = False,
+               cpu_bf16: bool = False):
     """One optimiser step as each library trains: noise, forward, loss, backward, AdamW.
-    ``compile``: the network under ``torch.compile`` (gouache's ``TrainConfig.compile``)."""
+    ``compile``: the network under ``torch.compile`` (gouache's ``TrainConfig.compile``);
+    ``cpu_bf16``: bf16 autocast on the CPU (``TrainConfig.cpu_bf16``)."""
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if cpu_bf16 else (lambda: autocast(device))
     torch.manual_seed(0)
     x0 = (0.5 * torch.randn(batch, 3, size, size, device=device)).clamp(-1, 1)
     cond = text_cond(batch, device)
@@ -182,7 +185,7 @@ def train_step(system: str, net_spec, size: int, batch: int, device: torch.devic
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=system == "gouache")
 
     def step():
-        with autocast(device):
+        with amp():
             value = loss()
         value.backward()
         opt.step()
@@ -337,6 +340,9 @@ def shipped(st: dict, encoder: TextEncoder, device: torch.device, peak: float) -
     step = train_step("gouache", cfg, 64, st["batch"], device)
     ips = st["batch"] / median_time(step, st["repeats"], st["warmup"], device)
     out.update(train_ips_64=ips, train_mfu_64=3 * flops * ips / peak)
+    if device.type == "cpu":
+        step = train_step("gouache", cfg, 64, st["batch"], device, cpu_bf16=True)
+        out["train_ips_64_bf16"] = st["batch"] / median_time(step, st["repeats"], st["warmup"], device)
     variants = ("", "channels_last", "bf16") if device.type == "cpu" else ("",)
     runs = {v: gouache_sampler(cfg, encoder, device, 1, "dpmpp_2m", v) for v in variants}
     out["sampling"] = time_sampling(runs, st["cpu64_steps"], 1, st["sample_repeats"], device)
@@ -378,6 +384,9 @@ def table(res: dict) -> str:
              ("cpu64: forward GFLOP / image, 64x64", c64["flops_64"] / 1e9, None),
              (f"cpu64: train images/s, 64x64, batch {st['batch']}", c64["train_ips_64"], None),
              ("cpu64: train MFU %", 100 * c64["train_mfu_64"], None),
+             *([(f"cpu64: train images/s, bf16 autocast (cpu_bf16; speed-up x"
+                 f"{c64['train_ips_64_bf16'] / c64['train_ips_64']:.2f})", c64["train_ips_64_bf16"], None)]
+               if "train_ips_64_bf16" in c64 else []),
              (f"cpu64: s / image, {st['cpu64_steps']} steps, CFG, batch 1", base["s_per_image"], None),
              ("cpu64: % of sampling outside the network", 100 * base["outside_net"], None)]
     rows += [(f"cpu64: s / image, {v.replace('_', '-')} (speed-up x{base['s_per_image'] / r['s_per_image']:.2f})",
