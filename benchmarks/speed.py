@@ -147,8 +147,11 @@ class NetTimer(torch.nn.Module):
         return out[0]
 
 
-def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+def autocast(device: torch.device, cpu_bf16: bool = False):
+    """bf16 autocast on CUDA always, on the CPU only with ``cpu_bf16``."""
+    if device.type == "cuda" or cpu_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def train_step(system: str, net_spec, size: int, batch: int, device: torch.device, compile: bool = False,
@@ -156,7 +159,6 @@ def train_step(system: str, net_spec, size: int, batch: int, device: torch.devic
     """One optimiser step as each library trains: noise, forward, loss, backward, AdamW.
     ``compile``: the network under ``torch.compile`` (gouache's ``TrainConfig.compile``);
     ``cpu_bf16``: bf16 autocast on the CPU (``TrainConfig.cpu_bf16``)."""
-    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if cpu_bf16 else (lambda: autocast(device))
     torch.manual_seed(0)
     x0 = (0.5 * torch.randn(batch, 3, size, size, device=device)).clamp(-1, 1)
     cond = text_cond(batch, device)
@@ -185,7 +187,7 @@ def train_step(system: str, net_spec, size: int, batch: int, device: torch.devic
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=system == "gouache")
 
     def step():
-        with amp():
+        with autocast(device, cpu_bf16):
             value = loss()
         value.backward()
         opt.step()
@@ -232,11 +234,10 @@ def gouache_sampler(cfg: UNetConfig, encoder: TextEncoder, device: torch.device,
     net = UNet(cfg).to(memory_format=torch.channels_last if variant == "channels_last" else torch.contiguous_format)
     timer = NetTimer(net, device)
     pipe = Pipeline(timer, encoder, ModelConfig(unet=cfg), device)
-    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if variant == "bf16" else (lambda: autocast(device))
 
     def run(steps: int) -> float:
         timer.seconds = 0.0
-        with amp():
+        with autocast(device, cpu_bf16=variant == "bf16"):
             pipe.generate(PROMPT, num_images=n, sampler=sampler, steps=steps, guidance=GUIDANCE,
                           batch_size=n, progress=False)
         return timer.seconds

@@ -133,11 +133,16 @@ def mean(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def _collective_device() -> torch.device:
+    """Where a small tensor must live for a collective: the rank's GPU under NCCL."""
+    return torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank if ``flag`` is True on any rank: a decision all ranks share."""
     if not is_distributed():
         return flag
-    on = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else "cpu"
+    on = _collective_device()
     t = torch.tensor([int(flag)], device=on)
     tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
     return bool(t.item())
@@ -147,7 +152,7 @@ def broadcast_float(x: float) -> float:
     """Rank 0's value of ``x`` on every rank."""
     if not is_distributed():
         return x
-    on = torch.device("cuda", torch.cuda.current_device()) if tdist.get_backend() == "nccl" else "cpu"
+    on = _collective_device()
     t = torch.tensor([x], dtype=torch.float64, device=on)
     tdist.broadcast(t, src=0)
     return float(t.item())

@@ -276,7 +276,7 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
     losses: list[float] = []
     start, seen, stopped = time.perf_counter(), 0, False
     bar = tqdm(total=cfg.steps, initial=trainer.step_no, desc="training", unit="step", disable=not progress)
-    budget, planned = TimeBudget(cfg, trainer.step_no), cfg.steps
+    budget = TimeBudget(cfg, trainer.step_no)
     with StopSignal() as stop:
         while trainer.step_no < cfg.steps:
             loss = trainer.step()
@@ -286,8 +286,8 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
             elapsed = time.perf_counter() - start
             # rank 0's clock decides for all (a rank shortening alone would hang the others)
             if budget.open(step) and budget.update(step, dist.broadcast_float(elapsed)):
-                if bar.total == planned and progress:
-                    tqdm.write(f"time budget: about {cfg.steps} of {planned} steps fit in {cfg.max_minutes:g} "
+                if bar.total == budget.planned and progress:
+                    tqdm.write(f"time budget: about {cfg.steps} of {budget.planned} steps fit in {cfg.max_minutes:g} "
                                f"minutes at this pace; the cool-down is shortened to match")
                 bar.total = cfg.steps
             ips = seen / elapsed

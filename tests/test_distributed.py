@@ -139,6 +139,22 @@ def test_two_gloo_processes_match_one(shapes_data, tmp_path: Path, monkeypatch) 
     assert resumed < 1e-5
 
 
+def _decision_worker(rank: int, world: int, port: int, out: str) -> None:
+    from gouache import distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    dist.init("cpu")
+    # each rank's own clock reads differently; the time budget must take one of them on all
+    shared = [dist.broadcast_float(10.0 + rank + 0.25), dist.any_rank(rank == 1)]
+    torch.save(shared, Path(out) / f"decision{rank}.pt")
+
+
+def test_ranks_share_rank_0s_clock_and_any_ranks_flag(tmp_path: Path) -> None:
+    mp.spawn(_decision_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert [torch.load(tmp_path / f"decision{r}.pt") for r in range(2)] == [[10.25, True]] * 2
+
+
 def _trainer(data: CaptionedImages, encoder, **kw) -> Trainer:
     cfg = _config(Path("unused"), **kw)
     return Trainer(cfg, data, CaptionTable.build(data, encoder), torch.device("cpu"))
