@@ -70,11 +70,16 @@ def _recording(trainer_cls=Trainer) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return snaps
 
 
+def _torchrun_env(rank: int, world: int, port: int) -> None:
+    """The variables torchrun sets for one rank."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+
+
 def _worker(rank: int, world: int, port: int, cfg: TrainConfig, data: CaptionedImages,
             encoder: FrozenEncoder, out: str) -> None:
     """One torchrun-style rank: env vars, then the ordinary ``train``."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    _torchrun_env(rank, world, port)
     torch.set_num_threads(1)
     snaps = _recording()
     result = train(cfg, progress=False, data=data, text_encoder=encoder)
@@ -142,8 +147,7 @@ def test_two_gloo_processes_match_one(shapes_data, tmp_path: Path, monkeypatch) 
 def _decision_worker(rank: int, world: int, port: int, out: str) -> None:
     from gouache import distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    _torchrun_env(rank, world, port)
     dist.init("cpu")
     # each rank's own clock reads differently; the time budget must take one of them on all
     shared = [dist.broadcast_float(10.0 + rank + 0.25), dist.any_rank(rank == 1)]
