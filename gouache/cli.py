@@ -58,6 +58,8 @@ def _add_train(sub) -> None:
                        ("max-minutes", float), ("sample-every", int), ("checkpoint-every", int),
                        ("grad-accum", int), ("num-workers", int)):
         p.add_argument(f"--{name}", type=kind, default=None, help="override the recipe")
+    p.add_argument("--balance-by", default=None, metavar="COLUMN",
+                   help="draw each value of this metadata.jsonl column equally often (emoji: base)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda")
     p.add_argument("--grad-checkpointing", action="store_true", default=None,
                    help="recompute activations to save memory")
@@ -71,7 +73,7 @@ def _train(a: argparse.Namespace) -> None:
 
     over = {k: getattr(a, k) for k in ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes",
                                        "sample_every", "checkpoint_every", "grad_accum", "num_workers",
-                                       "device", "grad_checkpointing", "init")}
+                                       "device", "grad_checkpointing", "init", "balance_by")}
     if a.resume is not None and over["out"] is None:
         over["out"] = str(a.resume)
     cfg = load_train_config(a.config, **over)

@@ -56,6 +56,9 @@ class TrainConfig:
     out: str = "runs/gouache"  # the run folder: checkpoints, samples, log.csv
     model: ModelConfig = field(default_factory=ModelConfig)  # what is trained
     split: str = "train"  # which rows of metadata.jsonl to train on
+    # draw images so that each value of this metadata.jsonl column is equally likely
+    # ("base": each emoji once, whatever its number of skin tones); "" = every image equally
+    balance_by: str = ""
     init: str = ""  # start from these weights (a model or run folder): fine-tuning; "" = random
     steps: int = 10_000  # optimiser steps
     batch_size: int = 32  # images per optimiser step (all processes together)

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from . import distributed as dist
 from .checkpoint import load_train_state, load_weights, read_model_config, resolve_model_dir, save_checkpoint
 from .config import TrainConfig, write_json
-from .data.imagefolder import CaptionedImages, load_imagefolder
+from .data.imagefolder import CaptionedImages, balanced_weights, load_imagefolder
 from .data.prompts import CaptionTable
 from .data.sources import BatchSource, MemorySource, StreamSource
 from .denoiser import Denoiser
@@ -136,7 +136,11 @@ class Trainer:
                  device: torch.device) -> None:
         """``data`` is in-memory images with their ``table``, or any batch source (table None)."""
         self.cfg, self.data, self.table, self.device = cfg, data, table, device
-        self.source: BatchSource = MemorySource(data, table) if isinstance(data, CaptionedImages) else data
+        if isinstance(data, CaptionedImages):
+            weights = balanced_weights(data.records, cfg.balance_by) if cfg.balance_by else None
+            self.source: BatchSource = MemorySource(data, table, weights)
+        else:
+            self.source = data
         torch.manual_seed(cfg.seed)  # the network's initial weights
         net = UNet(cfg.model.unet).set_grad_checkpointing(cfg.grad_checkpointing)
         if cfg.channels_last:
@@ -246,6 +250,8 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
                            f"but the model expects text_dim={cfg.model.unet.text_dim}")
     if data is None and cfg.data and is_shard_spec(cfg.data):
+        if cfg.balance_by:
+            raise GouacheError("balance_by needs the images in memory (an imagefolder), not streamed shards")
         source = StreamSource(cfg.data, size=cfg.model.unet.image_size, encoder=text_encoder,
                               split=cfg.split, num_workers=cfg.num_workers, seed=cfg.seed,
                               pin_memory=device.type == "cuda")

@@ -19,6 +19,7 @@ so that a user can ask for a style. Other rows always use ``text``.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ..errors import GouacheError
 from ..images import load_rgb, to_uint8_tensor
 
 __all__ = ["CaptionedImages", "load_imagefolder", "caption_variants", "CAPTION_TEMPLATES",
-           "IMAGE_SUFFIXES", "read_records"]
+           "IMAGE_SUFFIXES", "read_records", "balanced_weights"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 # (template, probability): the fixed draw used for rows with a label and a style.
@@ -112,6 +113,21 @@ def _read_sidecars(root: Path) -> list[dict]:
             raise GouacheError(f"{path}: image has no caption (expected {txt.name} or metadata.jsonl)")
         rows.append({"file_name": str(path.relative_to(root)), "text": text, "path": str(path)})
     return rows
+
+
+def balanced_weights(records: list[dict], column: str) -> torch.Tensor:
+    """Sampling weights that make every value of ``column`` equally likely, (N,) summing to 1.
+
+    For the emoji set, ``column="base"`` gives each emoji one share however many
+    skin-tone variants it has: 60% of its images are people and body parts, 20% of its
+    emoji. A row without the column is a group of its own.
+    """
+    keys = [str(r.get(column, f"\0{k}")) for k, r in enumerate(records)]
+    if all(column not in r for r in records):
+        raise GouacheError(f"cannot balance by {column!r}: no row of metadata.jsonl has it")
+    sizes = Counter(keys)
+    w = torch.tensor([1.0 / sizes[k] for k in keys], dtype=torch.float64)
+    return w / w.sum()
 
 
 def load_imagefolder(root: Path, *, size: int, split: str | None = "train",

@@ -41,14 +41,18 @@ class BatchSource(Protocol):
 
 
 class MemorySource:
-    """Images in memory, captions from a ``CaptionTable``."""
+    """Images in memory, captions from a ``CaptionTable``; drawn uniformly, or with
+    ``weights`` (N,) when some images should come more often (``balanced_weights``)."""
 
-    def __init__(self, data: CaptionedImages, table: CaptionTable) -> None:
-        self.data, self.table = data, table
+    def __init__(self, data: CaptionedImages, table: CaptionTable, weights: torch.Tensor | None = None) -> None:
+        self.data, self.table, self.weights = data, table, weights
 
     def draw(self, batch_size: int, *, generator: torch.Generator, dropout: float,
              step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.data), (batch_size,), generator=generator)
+        if self.weights is None:
+            idx = torch.randint(len(self.data), (batch_size,), generator=generator)
+        else:
+            idx = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
         ids = self.table.draw(idx, generator=generator, dropout=dropout)
         idx, ids = dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
         return self.data.images[idx], ids

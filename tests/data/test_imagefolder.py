@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from gouache.data.imagefolder import (CAPTION_TEMPLATES, caption_variants, load_imagefolder,
-                                      read_records)
+from gouache.data.imagefolder import (CAPTION_TEMPLATES, balanced_weights, caption_variants,
+                                      load_imagefolder, read_records)
 from gouache.data.prompts import CaptionTable
 from gouache.errors import GouacheError
 
@@ -63,3 +63,13 @@ def test_caption_table_draws_variants_and_dropout(emoji_fixture, text_encoder):
     assert shown.count(f"an emoji of {label}") / len(shown) == pytest.approx(0.9 * 0.2, abs=0.015)
     cond = table.cond(ids[:4], torch.device("cpu"))
     assert cond["tokens"].dtype == torch.float32 and cond["mask"].shape == cond["tokens"].shape[:2]
+
+
+def test_balanced_weights_give_each_group_one_share():
+    rows = [{"base": "hand"}] * 5 + [{"base": "apple"}, {"base": "apple"}, {}]
+    w = balanced_weights(rows, "base")
+    assert w.shape == (8,) and float(w.sum()) == pytest.approx(1.0)
+    assert float(w[:5].sum()) == pytest.approx(1 / 3)  # five skin tones of one hand: one share
+    assert float(w[5:7].sum()) == pytest.approx(1 / 3) and float(w[7]) == pytest.approx(1 / 3)
+    with pytest.raises(GouacheError, match="cannot balance by 'group'"):
+        balanced_weights(rows, "group")
