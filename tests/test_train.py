@@ -222,3 +222,17 @@ def test_init_fine_tunes_from_a_model(shapes_dir, tmp_path, text_encoder):
         other = ModelConfig(unet=PRESETS["tiny"].__class__.from_dict(PRESETS["tiny"].to_dict() | {"channels": [8, 16]}))
         train(tiny_cfg(shapes_dir, tmp_path / "bad", steps=1, init=str(model), model=other), data=data,
               text_encoder=text_encoder, progress=False)
+
+
+def test_balance_by_reaches_the_draws_and_a_missing_column_is_refused(emoji_fixture, tmp_path, text_encoder):
+    data = load_imagefolder(emoji_fixture, size=16, split="train", progress=False)
+    data.records = [r | {"base": "one"} if k < 10 else r for k, r in enumerate(data.records)]
+    groups = len({r["base"] for r in data.records})
+    table = CaptionTable.build(data, text_encoder)
+    trainer = Trainer(tiny_cfg(emoji_fixture, tmp_path, balance_by="base"), data, table, torch.device("cpu"))
+    idx = torch.multinomial(trainer.source.weights, 20_000, replacement=True,
+                            generator=torch.Generator().manual_seed(0))
+    share = float((idx < 10).float().mean())
+    assert abs(share - 1 / groups) < 0.01, (share, groups)  # ten images, one group (uniform: 1/3)
+    with pytest.raises(GouacheError, match="cannot balance by 'colour'"):
+        Trainer(tiny_cfg(emoji_fixture, tmp_path, balance_by="colour"), data, table, torch.device("cpu"))

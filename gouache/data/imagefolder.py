@@ -122,9 +122,9 @@ def balanced_weights(records: list[dict], column: str) -> torch.Tensor:
     skin-tone variants it has: 60% of its images are people and body parts, 20% of its
     emoji. A row without the column is a group of its own.
     """
-    keys = [str(r.get(column, f"\0{k}")) for k, r in enumerate(records)]
     if all(column not in r for r in records):
         raise GouacheError(f"cannot balance by {column!r}: no row of metadata.jsonl has it")
+    keys = [str(r.get(column, f"\0{k}")) for k, r in enumerate(records)]  # "\0k": a group of its own
     sizes = Counter(keys)
     w = torch.tensor([1.0 / sizes[k] for k in keys], dtype=torch.float64)
     return w / w.sum()

@@ -173,3 +173,13 @@ def test_train_streams_shards(shapes_dir: Path, tmp_path: Path, text_encoder) ->
     assert counting.encoded == 0  # prompts came from prompt_embeddings.safetensors
     state = json.loads((tmp_path / "run" / "checkpoints" / "step-00000003" / "state.json").read_text())
     assert state["step"] == 3
+
+
+def test_balance_by_needs_images_in_memory(emoji_shards: Path, tmp_path: Path, text_encoder) -> None:
+    from gouache.config import TrainConfig
+    from gouache.errors import GouacheError
+    from gouache.train import train
+
+    cfg = TrainConfig(data=str(emoji_shards), out=str(tmp_path / "run"), balance_by="base", device="cpu")
+    with pytest.raises(GouacheError, match="balance_by needs the images in memory"):
+        train(cfg, progress=False, text_encoder=text_encoder)
