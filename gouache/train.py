@@ -139,6 +139,8 @@ class Trainer:
         if isinstance(data, CaptionedImages):
             weights = balanced_weights(data.records, cfg.balance_by) if cfg.balance_by else None
             self.source: BatchSource = MemorySource(data, table, weights)
+        elif cfg.balance_by:  # a stream decides itself which images come
+            raise GouacheError("balance_by needs the images in memory (an imagefolder), not streamed shards")
         else:
             self.source = data
         torch.manual_seed(cfg.seed)  # the network's initial weights
@@ -250,8 +252,6 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
                            f"but the model expects text_dim={cfg.model.unet.text_dim}")
     if data is None and cfg.data and is_shard_spec(cfg.data):
-        if cfg.balance_by:
-            raise GouacheError("balance_by needs the images in memory (an imagefolder), not streamed shards")
         source = StreamSource(cfg.data, size=cfg.model.unet.image_size, encoder=text_encoder,
                               split=cfg.split, num_workers=cfg.num_workers, seed=cfg.seed,
                               pin_memory=device.type == "cuda")
