@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Collection, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -29,7 +30,7 @@ from .config import ModelConfig, write_json
 from .errors import GouacheError
 
 __all__ = ["save_checkpoint", "load_weights", "load_train_state", "resolve_model_dir",
-           "read_model_config", "export_model"]
+           "read_model_config", "export_model", "average_weights"]
 
 
 def _contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -137,10 +138,63 @@ def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
     return int(state["step"])
 
 
-def export_model(src: Path, dst: Path, *, dtype: torch.dtype = torch.float16) -> Path:
-    """Copy a checkpoint's config and EMA weights (in fp16 by default) to a model folder."""
-    src, dst = resolve_model_dir(src), Path(dst)
+def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Write a checkpoint's config and EMA weights (fp16 by default) as a model folder.
+
+    Given several checkpoints, their EMA weights are averaged uniformly: a "model
+    soup" (Wortsman et al., "Model soups: averaging weights of multiple fine-tuned
+    models improves accuracy without increasing inference time", 2022). That only
+    makes sense for networks that share a starting point (one run continued or
+    fine-tuned from another), so their fixed buffers must agree.
+    """
+    srcs = [resolve_model_dir(s) for s in ([src] if isinstance(src, (str, Path)) else src)]
+    if not srcs:
+        raise GouacheError("export needs at least one run or model folder")
+    dst = Path(dst)
+    config = _same_config(srcs)
+    weights = average_weights(srcs, buffers=_buffer_names(config))
     dst.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src / "config.json", dst / "config.json")
-    save_file(_contiguous(load_file(src / "ema.safetensors"), dtype), dst / "ema.safetensors")
+    write_json(config.to_dict(), dst / "config.json")
+    save_file(_contiguous(weights, dtype), dst / "ema.safetensors")
     return dst
+
+
+def average_weights(folders: Sequence[Path], *, buffers: Collection[str] = ()) -> dict[str, torch.Tensor]:
+    """The mean of the folders' EMA weights (summed in float64); ``buffers`` must be equal in all."""
+    first = load_file(Path(folders[0]) / "ema.safetensors")
+    total = {k: v.double() for k, v in first.items()}
+    for folder in folders[1:]:
+        sd = load_file(Path(folder) / "ema.safetensors")
+        if set(sd) != set(first):
+            raise GouacheError(f"{folder}: holds other tensors than {folders[0]}")
+        for key in buffers:
+            # compared to fp16's precision, so an exported model averages with its fp32 run
+            if key in sd and not torch.allclose(sd[key].float(), first[key].float(), rtol=1e-3, atol=1e-6):
+                raise GouacheError(f"{folder} and {folders[0]} differ in the fixed buffer {key}: they do "
+                                   "not share a starting point, and averaging unrelated networks "
+                                   "gives noise")
+        for key, v in sd.items():
+            total[key] += v.double()
+    return {k: (v / len(folders)).float() for k, v in total.items()}
+
+
+def _same_config(folders: list[Path]) -> ModelConfig:
+    """The first folder's config, once the others are checked to describe the same network."""
+    first = read_model_config(folders[0])
+    for folder in folders[1:]:
+        other = read_model_config(folder)
+        # the training noise distribution (p_mean, p_std) may differ between runs; the rest may not
+        same = (other.unet == first.unet and other.text_model == first.text_model
+                and other.text_max_length == first.text_max_length
+                and other.schedule.sigma_data == first.schedule.sigma_data)
+        if not same:
+            raise GouacheError(f"{folder} and {folders[0]} hold different networks or prompt encoders: "
+                               "only checkpoints of one model can be averaged")
+    return first
+
+
+def _buffer_names(config: ModelConfig) -> set[str]:
+    from .unet import UNet
+
+    with torch.device("meta"):  # names only: no memory, no initialisation
+        return {name for name, _ in UNet(config.unet).named_buffers()}

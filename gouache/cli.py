@@ -182,8 +182,11 @@ def _data_check(a: argparse.Namespace) -> None:
 def _add_export(sub) -> None:
     p = sub.add_parser("export", formatter_class=HELP, help="write a run's EMA weights as a model folder",
                        description="Copy config.json and the EMA weights (fp16 by default) of a run's latest "
-                                   "checkpoint into a folder that --model takes: what a model ships as.")
-    p.add_argument("run", type=Path, help="run folder or checkpoint folder")
+                                   "checkpoint into a folder that --model takes: what a model ships as. "
+                                   "Given several runs or checkpoints of one model (continued or "
+                                   "fine-tuned from each other), their EMA weights are averaged "
+                                   "uniformly (a model soup, Wortsman et al. 2022).")
+    p.add_argument("run", type=Path, nargs="+", help="run folder or checkpoint folder; several to average")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     p.set_defaults(func=_export)
