@@ -1,8 +1,10 @@
 """Shared fixtures: the real (frozen, bundled) text encoder, a tiny model, tiny data."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -11,6 +13,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/NAME.py`` as a module (the scripts folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"gouache_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def scripts():
+    """``scripts("remote_gpu")`` imports scripts/remote_gpu.py."""
+    return load_script
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,15 @@
 """scripts/expert_pair.py: each image goes to the expert of its noise level."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "expert_pair.py"
-
 
 @pytest.fixture(scope="module")
-def pair_module():
-    spec = importlib.util.spec_from_file_location("gouache_expert_pair", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pair_module(scripts):
+    return scripts("expert_pair")
 
 
 class Constant(torch.nn.Module):

@@ -2,23 +2,16 @@
 one does, and a model split into parts for the return trip merges back bit for bit."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "remote_gpu.py"
-
 
 @pytest.fixture(scope="module")
-def remote():
-    spec = importlib.util.spec_from_file_location("gouache_remote_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def remote(scripts):
+    return scripts("remote_gpu")
 
 
 def test_packed_encoder_matches_the_full_one_on_the_captions(remote, emoji_fixture, text_encoder, tmp_path):
