@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Collection, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -29,7 +29,10 @@ from safetensors.torch import load_file, save_file
 from .config import ModelConfig, write_json
 from .errors import GouacheError
 
-__all__ = ["save_checkpoint", "load_weights", "load_train_state", "resolve_model_dir",
+if TYPE_CHECKING:
+    from .unet import UNet
+
+__all__ = ["save_checkpoint", "load_weights", "load_network", "load_train_state", "resolve_model_dir",
            "read_model_config", "export_model", "average_weights"]
 
 
@@ -100,6 +103,17 @@ def read_model_config(folder: Path) -> ModelConfig:
         raise GouacheError(f"{path} is missing: a model folder needs its config.json") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise GouacheError(f"{path}: not a gouache model config ({e})") from None
+
+
+def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
+    """The EMA network of a model or run folder, with its config."""
+    from .unet import UNet
+
+    folder = resolve_model_dir(model)
+    config = read_model_config(folder)
+    net = UNet(config.unet)
+    load_weights(net, folder / "ema.safetensors")
+    return net, config
 
 
 def load_weights(module: torch.nn.Module, path: Path) -> None:

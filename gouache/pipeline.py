@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .checkpoint import load_weights, read_model_config, resolve_model_dir
+from .checkpoint import load_network
 from .config import ModelConfig
 from .denoiser import Denoiser
 from .errors import GouacheError
@@ -29,7 +29,6 @@ from .rng import PerSampleNoise
 from .samplers import SAMPLERS
 from .schedule import ddpm_sigmas, karras_sigmas
 from .text import PromptEmbedding, TextEncoder
-from .unet import UNet
 
 __all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "validate_request", "MAX_STEPS"]
 
@@ -74,10 +73,7 @@ class Pipeline:
     def load(cls, model: Path | str | None = None, *, device: str = "auto",
              text_encoder: TextEncoder | None = None) -> "Pipeline":
         """A model folder or run folder (default: the shipped emoji model)."""
-        folder = resolve_model_dir(model if model is not None else default_model_dir())
-        config = read_model_config(folder)
-        net = UNet(config.unet)
-        load_weights(net, folder / "ema.safetensors")
+        net, config = load_network(model if model is not None else default_model_dir())
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                            else "cpu" if device == "auto" else device)
         encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import torch
 
-from gouache.checkpoint import load_weights, read_model_config, resolve_model_dir
-from gouache.config import DEFAULT_SAMPLE_PROMPTS, ModelConfig
+from gouache.checkpoint import load_network
+from gouache.config import DEFAULT_SAMPLE_PROMPTS
 from gouache.data.imagefolder import load_imagefolder
 from gouache.denoiser import Denoiser
 from gouache.images import grid, save_png
 from gouache.pipeline import Pipeline, default_model_dir
 from gouache.text import TextEncoder
-from gouache.unet import UNet
 
 GUESS_SIGMAS = (80.0, 40.0, 20.0, 10.0, 5.0, 2.5, 1.0)
 
@@ -52,17 +51,9 @@ class ExpertPair(torch.nn.Module):
         return torch.where(high.view(-1, 1, 1, 1), self.high(x, c_noise, **cond), self.low(x, c_noise, **cond))
 
 
-def load_net(model: Path | str) -> tuple[UNet, ModelConfig]:
-    folder = resolve_model_dir(model)
-    config = read_model_config(folder)
-    net = UNet(config.unet)
-    load_weights(net, folder / "ema.safetensors")
-    return net.eval(), config
-
-
 def pair_pipeline(base: Path | str, expert: Path | str, switch: float) -> Pipeline:
-    low, config = load_net(base)
-    net = ExpertPair(low, load_net(expert)[0], switch)
+    low, config = load_network(base)
+    net = ExpertPair(low, load_network(expert)[0], switch)
     return Pipeline(net, TextEncoder(config.text_model, max_length=config.text_max_length), config, "cpu")
 
 
@@ -83,9 +74,9 @@ def guess_errors(models: list[str], data: Path, n: int = 128, seed: int = 0) -> 
     print("mean of all images".ljust(24) + f"{all_mean:8.4f}" * len(GUESS_SIGMAS))
     print("mean of the label".ljust(24) + f"{float(((label_mean - x0) ** 2).mean()):8.4f}" * len(GUESS_SIGMAS))
     for model in models:
-        net, config = load_net(model)
+        net, config = load_network(model)
         cond = TextEncoder(config.text_model, max_length=config.text_max_length)(labels).as_cond()
-        denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data)
+        denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data).eval()
         errors = [float(((denoiser(x0 + s * e, torch.full((n,), s), **cond) - x0) ** 2).mean())
                   for s, e in zip(GUESS_SIGMAS, noise)]
         print(str(model)[-24:].ljust(24) + "".join(f"{v:8.4f}" for v in errors))
