@@ -63,19 +63,24 @@ def guess_errors(models: list[str], data: Path, n: int = 128, seed: int = 0) -> 
     by_label: dict[str, list[int]] = defaultdict(list)
     for i, row in enumerate(train.records):
         by_label[row["label"]].append(i)
+    images = train.images.float() / 127.5 - 1  # (N, 3, 64, 64) in [-1, 1]
     g = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(train), generator=g)[:n].tolist()
-    x0 = train.images[keep].float() / 127.5 - 1  # (n, 3, 64, 64)
+    x0 = images[keep]  # (n, 3, 64, 64)
     labels = [train.records[i]["label"] for i in keep]
-    label_mean = torch.stack([train.images[by_label[lab]].float().mean(0) / 127.5 - 1 for lab in labels])
+    label_mean = torch.stack([images[by_label[lab]].mean(0) for lab in labels])
     noise = torch.randn((len(GUESS_SIGMAS), *x0.shape), generator=g)
     print("sigma".ljust(24) + "".join(f"{s:>8g}" for s in GUESS_SIGMAS))
-    all_mean = float(((train.images.float().mean(0) / 127.5 - 1 - x0) ** 2).mean())
+    all_mean = float(((images.mean(0) - x0) ** 2).mean())
     print("mean of all images".ljust(24) + f"{all_mean:8.4f}" * len(GUESS_SIGMAS))
     print("mean of the label".ljust(24) + f"{float(((label_mean - x0) ** 2).mean()):8.4f}" * len(GUESS_SIGMAS))
+    conds: dict[tuple[str, int], dict[str, torch.Tensor]] = {}  # one encoding per prompt encoder
     for model in models:
         net, config = load_network(model)
-        cond = TextEncoder(config.text_model, max_length=config.text_max_length)(labels).as_cond()
+        key = (config.text_model, config.text_max_length)
+        if key not in conds:
+            conds[key] = TextEncoder(key[0], max_length=key[1])(labels).as_cond()
+        cond = conds[key]
         denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data).eval()
         errors = [float(((denoiser(x0 + s * e, torch.full((n,), s), **cond) - x0) ** 2).mean())
                   for s, e in zip(GUESS_SIGMAS, noise)]
