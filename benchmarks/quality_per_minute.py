@@ -6,9 +6,9 @@ states, for the same wall time on the same machine, one after the other; every
 held-out split with the same code as ``gouache eval`` (KID, FID, top-1/top-5 prompt
 fidelity), the same prompts, seeds, sampler (DPM-Solver++(2M), 20 steps) and guidance.
 
-(a) gouache: ``configs/emoji64-cpu-stage3.toml`` from scratch: the shipped network
+(a) gouache: ``configs/emoji64-cpu-stage3.toml`` from scratch: the CPU network
     ``cpu64`` (18.7M parameters), AdamW lr 6e-4 after 300 warm-up steps, batch 32, EMA,
-    and the noise levels the shipped model ended on (ln sigma ~ N(0.7, 1.5^2)).
+    and the noise levels the CPU models ended on (ln sigma ~ N(0.7, 1.5^2)).
 (b) diffusers: ``UNet2DConditionModel`` of about the same parameter count and
     ``DDPMScheduler()`` (1000 linear betas, epsilon prediction, MSE), with the defaults of
     diffusers' ``examples/text_to_image/train_text_to_image.py``: AdamW lr 1e-4, betas

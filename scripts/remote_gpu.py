@@ -4,27 +4,34 @@ Such a machine has PyTorch, safetensors, tokenizers and Pillow but not the promp
 package, and takes the working tree plus data only up to a size limit (64 MiB here), with
 files coming back at most 16 MiB each. The encoder's fp32 weights alone are 91 MB, so:
 
-    # here: the encoder in fp16 with only the word-embedding rows the captions use (23 MiB)
+    # here: the encoder in fp16 with only the word-embedding rows the captions use (23 MiB),
+    # and the data beside it without its .gouache_cache (evaluation features, 62 MB)
     python scripts/remote_gpu.py pack --data data/emoji64 --out .gpu
-    # there, in the repository root:
-    python3 scripts/remote_gpu.py unpack .gpu --site /tmp/site && export PYTHONPATH=/tmp/site:.
-    timeout -s TERM 540 python3 -m gouache train --config configs/emoji64.toml --data data/emoji64 --max-minutes 7
+    mkdir -p .gpu/data/emoji64 && cp -r data/emoji64/{images,metadata.jsonl} .gpu/data/emoji64/
+    # there, in the repository root, with .gpu carried (the job below does these steps):
+    export PYTHONPATH=/tmp/site:.    # first: the repository is not installed there
+    python3 scripts/remote_gpu.py unpack .gpu --site /tmp/site
+    timeout -s TERM 540 python3 -m gouache train --config configs/emoji64.toml --data .gpu/data/emoji64 --max-minutes 7
     python3 -m gouache export runs/emoji64 --out /tmp/model
     python3 scripts/remote_gpu.py shard /tmp/model --out "$OUT/model"   # parts of <= 15 MiB
-    cp runs/emoji64/log.csv "$OUT"; cp "$(ls runs/emoji64/samples/*.png | tail -1)" "$OUT"
     # here again: one safetensors file that --model takes
     python scripts/remote_gpu.py merge FETCHED/model --out /tmp/gpu-model
+
+``scripts/remote_gpu_job.sh`` is that job as one command, sized to a call's time limit; it
+trained the shipped model (two calls, see its model card).
 
 ``--max-minutes`` fits the recipe's cool-down into the call: when its 40,000 steps would not be
 done in time, training shortens them to what the measured pace allows, so the weights that
 come back are cooled down, not cut off at the peak rate. ``timeout -s TERM`` is the backstop:
-it makes training stop after its current step and write a checkpoint. A later call can start
-from the returned weights with ``--init``. What travels for
-the emoji set: code 1 MiB, images and metadata.jsonl 27 MiB, ``.gpu`` 23 MiB; the shipped
-model (36 MiB) has to stay behind. Captions of the dataset (all splits), the training
-grid's prompts and any ``--prompts`` are encoded as by the full encoder up to fp16 rounding
-(relative error ~1e-3); other words map to zero rows, so the unpacked encoder is for
-training on that dataset only.
+it makes training stop after its current step and write a checkpoint. A second call on the
+same (still warm) machine finds the run folder there and can go on from it with ``--init``;
+returned weights would not fit beside the data. What travels for the emoji set: code 1 MiB,
+images and metadata.jsonl 27 MiB, the encoder 23 MiB; the shipped model's weights (23 MiB)
+have to stay behind (move them out of the working tree for the call).
+
+Captions of the dataset (all splits), the training grid's prompts and any ``--prompts`` are
+encoded as by the full encoder up to fp16 rounding (relative error ~1e-3); other words map to
+zero rows, so the unpacked encoder is for training on that dataset only.
 """
 from __future__ import annotations
 

