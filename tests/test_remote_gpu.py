@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -58,11 +60,9 @@ def test_merge_refuses_missing_parts(remote, tiny_model_dir, tmp_path):
         remote.merge(tmp_path / "parts", tmp_path / "merged")
 
 
-def test_job_trains_and_returns_a_model_in_parts(remote, emoji_fixture, tmp_path):
-    """scripts/remote_gpu_job.sh as a borrowed machine runs it: the repository not installed,
-    the packed encoder and the data carried in .gpu/, the model back under $OUT in parts."""
-    from gouache.pipeline import Pipeline
-
+def _job(remote, emoji_fixture, tmp_path: Path, config: str, **env: str) -> tuple[list[str], dict, Path]:
+    """A checkout as the borrowed machine sees it (the repository not installed, the packed
+    encoder and the data carried in .gpu/): the job's command, environment and folder."""
     repo = Path(__file__).resolve().parents[1]
     root = tmp_path / "checkout"
     root.mkdir()
@@ -70,21 +70,49 @@ def test_job_trains_and_returns_a_model_in_parts(remote, emoji_fixture, tmp_path
         (root / name).symlink_to(repo / name)
     remote.pack(emoji_fixture, root / ".gpu", extra=[])
     shutil.copytree(emoji_fixture, root / ".gpu" / "data" / "emoji")
-    (root / "tiny.toml").write_text('steps = 6\nbatch_size = 4\nwarmup = 2\nlog_every = 2\n'
-                                    'sample_every = 6\neval_every = 6\n[model]\npreset = "tiny"\n')
-    out = tmp_path / "out"
-    out.mkdir()
+    (root / "tiny.toml").write_text(config + '[model]\npreset = "tiny"\n')
+    (tmp_path / "out").mkdir()
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
-           "OUT": str(out), "SITE": str(tmp_path / "site"), "BUDGET": "240", "LOAD_S": "30",
-           "CONFIG": "tiny.toml", "DATA": ".gpu/data/emoji", "RUN": "runs/tiny"}
-    done = subprocess.run([str(repo / "scripts" / "remote_gpu_job.sh")], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=300)
+           "OUT": str(tmp_path / "out"), "SITE": str(tmp_path / "site"), "BUDGET": "240",
+           "LOAD_S": "30", "CONFIG": "tiny.toml", "DATA": ".gpu/data/emoji", "RUN": "runs/tiny"} | env
+    return [str(repo / "scripts" / "remote_gpu_job.sh")], env, root
+
+
+def _paints(remote, parts: Path, tmp_path: Path) -> None:
+    from gouache.pipeline import Pipeline
+
+    remote.merge(parts, tmp_path / "model")
+    pipe = Pipeline.load(tmp_path / "model", device="cpu")
+    assert pipe.generate(["red apple"], seeds=[0], steps=2, progress=False).images[0].size == (16, 16)
+
+
+def test_job_trains_and_returns_a_model_in_parts(remote, emoji_fixture, tmp_path):
+    cmd, env, root = _job(remote, emoji_fixture, tmp_path, "steps = 6\nbatch_size = 4\nwarmup = 2\n"
+                          "log_every = 2\nsample_every = 6\neval_every = 6\n")
+    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "trained to step 6" in (out / "train.log").read_text()
+    out = tmp_path / "out"
+    log = (out / "train.log").read_text()
+    assert "trained to step 6" in log
+    assert f"encoder package {tmp_path / 'site'}" in log  # the packed encoder, not an installed one
     assert (out / "log.csv").is_file() and (out / "last_samples.png").is_file()
-    # the train log shows the packed encoder was used, not an installed package
-    assert f"encoder package {tmp_path / 'site'}" in (out / "train.log").read_text()
-    remote.merge(out / "model", tmp_path / "model")
-    image = Pipeline.load(tmp_path / "model", device="cpu").generate(["red apple"], seeds=[0], steps=2,
-                                                                     progress=False).images[0]
-    assert image.size == (16, 16)
+    _paints(remote, out / "model", tmp_path)
+
+
+def test_job_cut_off_at_the_hard_limit_still_returns_weights(remote, emoji_fixture, tmp_path):
+    """The machine kills the whole job (no SIGTERM, no time to export): $OUT already holds
+    the latest checkpoint, copied while training ran."""
+    cmd, env, root = _job(remote, emoji_fixture, tmp_path, "steps = 100000\nbatch_size = 4\n"
+                          "checkpoint_every = 20\nsample_every = 0\neval_every = 0\n", SNAP_S="1")
+    job = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    index = tmp_path / "out" / "model" / "ema.safetensors.index.json"
+    try:
+        deadline = time.monotonic() + 180
+        while not index.exists() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert index.exists(), (tmp_path / "out" / "train.log").read_text()
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+    _paints(remote, tmp_path / "out" / "model", tmp_path)
