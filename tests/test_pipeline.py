@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -93,3 +96,15 @@ def test_prompt_cache_is_bounded_and_keeps_recent_prompts(tiny_pipeline, monkeyp
     tiny_pipeline.encode(["cat face"])  # evicts "banana"
     assert list(tiny_pipeline._prompt_cache) == ["red apple", "cat face"]
     assert torch.equal(tiny_pipeline.encode(["red apple"]).tokens, first.tokens)
+
+
+def test_loading_and_sampling_skip_the_compiler_import(tiny_model_dir):
+    """`gouache generate` pays for every import at start-up: torch._dynamo alone is over a second
+    (it was imported by initialising meta-device tensors in the prompt encoder)."""
+    code = ("import sys\nfrom gouache.pipeline import Pipeline\n"
+            f"pipe = Pipeline.load({str(tiny_model_dir)!r}, device='cpu')\n"
+            "pipe.generate(['red apple'], seeds=[0], steps=2, progress=False)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
