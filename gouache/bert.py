@@ -150,8 +150,10 @@ class BertEncoder(nn.Module):
 
         folder = Path(folder)
         # built on the CPU, though every weight is then loaded: its random init takes 0.1 s, while
-        # initialising meta-device tensors imports torch._dynamo (1.1 s of `gouache generate`, torch 2.13)
-        model = cls(BertConfig.from_json(folder / "config.json"))
+        # initialising meta-device tensors imports torch._dynamo (1.1 s of `gouache generate`, torch 2.13);
+        # the init's draws leave the global random state as it was
+        with torch.random.fork_rng(devices=[]):
+            model = cls(BertConfig.from_json(folder / "config.json"))
         sd = load_file(folder / "model.safetensors")
         sd = {k.removeprefix("bert."): v for k, v in sd.items()}
         # the pooler (a next-sentence head) and position_ids buffers are not used

@@ -11,7 +11,7 @@ files coming back at most 16 MiB each. The encoder's fp32 weights alone are 91 M
     # there, in the repository root, with .gpu carried (the job below does these steps):
     export PYTHONPATH=/tmp/site:.    # first: the repository is not installed there
     python3 scripts/remote_gpu.py unpack .gpu --site /tmp/site
-    timeout -s TERM 540 python3 -m gouache train --config configs/emoji64.toml --data .gpu/data/emoji64 --max-minutes 7
+    timeout --foreground -s TERM 540 python3 -m gouache train --config configs/emoji64.toml --data .gpu/data/emoji64 --max-minutes 7
     python3 -m gouache export runs/emoji64 --out /tmp/model
     python3 scripts/remote_gpu.py shard /tmp/model --out "$OUT/model"   # parts of <= 15 MiB
     # here again: one safetensors file that --model takes
@@ -26,7 +26,7 @@ come back are cooled down, not cut off at the peak rate. ``timeout -s TERM`` is 
 it makes training stop after its current step and write a checkpoint. A second call on the
 same (still warm) machine finds the run folder there and can go on from it with ``--init``;
 returned weights would not fit beside the data. What travels for the emoji set: code 1 MiB,
-images and metadata.jsonl 27 MiB, the encoder 23 MiB; the shipped model's weights (23 MiB)
+images and metadata.jsonl 27 MiB, the encoder 23 MiB; the shipped model's weights (22.6 MB)
 have to stay behind (move them out of the working tree for the call).
 
 Captions of the dataset (all splits), the training grid's prompts and any ``--prompts`` are

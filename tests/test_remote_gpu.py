@@ -2,6 +2,7 @@
 one does, and a model split into parts for the return trip merges back bit for bit."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -86,33 +87,47 @@ def _paints(remote, parts: Path, tmp_path: Path) -> None:
     assert pipe.generate(["red apple"], seeds=[0], steps=2, progress=False).images[0].size == (16, 16)
 
 
+def _run(cmd: list[str], env: dict, root: Path, *, until=None, timeout: float = 300) -> int | None:
+    """Run the job in its own session until it ends or ``until()`` holds; then kill its whole
+    process group, as the machine does at a call's hard limit. The exit status, None if killed."""
+    job = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while job.poll() is None and time.monotonic() < deadline and not (until and until()):
+            time.sleep(0.2)
+        return job.poll()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+
 def test_job_trains_and_returns_a_model_in_parts(remote, emoji_fixture, tmp_path):
     cmd, env, root = _job(remote, emoji_fixture, tmp_path, "steps = 6\nbatch_size = 4\nwarmup = 2\n"
                           "log_every = 2\nsample_every = 6\neval_every = 6\n")
-    done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "out"
+    assert _run(cmd, env, root) == 0, (out / "train.log").read_text()
     log = (out / "train.log").read_text()
     assert "trained to step 6" in log
     assert f"encoder package {tmp_path / 'site'}" in log  # the packed encoder, not an installed one
     assert (out / "log.csv").is_file() and (out / "last_samples.png").is_file()
     _paints(remote, out / "model", tmp_path)
+    # a second job into the same run folder would return the first one's checkpoints as its own
+    assert _run(cmd, env, root) == 1
+    assert "already holds a run" in (out / "train.log").read_text()
 
 
 def test_job_cut_off_at_the_hard_limit_still_returns_weights(remote, emoji_fixture, tmp_path):
     """The machine kills the whole job (no SIGTERM, no time to export): $OUT already holds
-    the latest checkpoint, copied while training ran."""
+    the latest checkpoint, copied while training ran, and nothing of the job runs on."""
     cmd, env, root = _job(remote, emoji_fixture, tmp_path, "steps = 100000\nbatch_size = 4\n"
                           "checkpoint_every = 20\nsample_every = 0\neval_every = 0\n", SNAP_S="1")
-    job = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    index = tmp_path / "out" / "model" / "ema.safetensors.index.json"
-    try:
-        deadline = time.monotonic() + 180
-        while not index.exists() and job.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert index.exists(), (tmp_path / "out" / "train.log").read_text()
-    finally:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait()
-    _paints(remote, tmp_path / "out" / "model", tmp_path)
+    out = tmp_path / "out"
+    index = out / "model" / "ema.safetensors.index.json"
+    assert _run(cmd, env, root, until=index.exists, timeout=180) is None, (out / "train.log").read_text()
+    assert index.exists(), (out / "train.log").read_text()
+    size = (out / "train.log").stat().st_size
+    time.sleep(2)  # training's progress bar writes to the log several times a second
+    assert (out / "train.log").stat().st_size == size
+    _paints(remote, out / "model", tmp_path)
