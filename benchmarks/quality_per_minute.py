@@ -41,7 +41,7 @@ from gouache.data.imagefolder import CaptionedImages, load_imagefolder
 from gouache.data.prompts import CaptionTable
 from gouache.data.sources import MemorySource
 from gouache.evaluate.features import InceptionV3TF
-from gouache.evaluate.report import EvalContext, eval_prompts, generate_images, load_context
+from gouache.evaluate.context import EvalContext, eval_prompts, generate_images, load_context
 from gouache.evaluate.sweeps import plot_sweep
 from gouache.pipeline import Pipeline
 from gouache.text import TextEncoder

@@ -20,7 +20,7 @@ prompt's per-token states, with the padding mask applied.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F

@@ -13,117 +13,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from ..checkpoint import resolve_model_dir
-from ..data.imagefolder import CaptionedImages, load_imagefolder, read_records
+from ..data.imagefolder import CaptionedImages, load_imagefolder
 from ..errors import GouacheError
-from ..images import grid, save_png, to_pil, to_uint8
+from ..images import grid, save_png, to_pil
 from ..pipeline import Pipeline, default_model_dir
 from . import metrics
-from .features import ImageFeatures, InceptionV3TF, cached_features, metadata_checksum
+from .context import EvalContext, eval_prompts, generate_images, load_context, noise_images, row_label
+from .features import ImageFeatures, InceptionV3TF, metadata_checksum
+from .sweeps import run_sweeps
 
-__all__ = ["evaluate", "format_report", "EvalContext", "RealSet"]
-
-
-@dataclass
-class RealSet:
-    """Features of real images with each image's label and style."""
-
-    features: torch.Tensor  # (N, D)
-    labels: list[str]
-    styles: list[str]
-
-    @staticmethod
-    def cat(parts: Sequence["RealSet"]) -> "RealSet":
-        return RealSet(torch.cat([p.features for p in parts]), [x for p in parts for x in p.labels],
-                       [x for p in parts for x in p.styles])
-
-
-@dataclass
-class EvalContext:
-    """Everything a set of generated features is measured against."""
-
-    extractor: ImageFeatures
-    split: RealSet  # the evaluation split: FID/KID reference
-    everything: RealSet  # all real images (every split and style): fidelity reference
-    train: RealSet | None  # memorisation reference
-    typical: float | None  # median real held-out -> nearest same-style train distance
-    seed: int = 0
-
-    def score(self, feats: torch.Tensor, prompts: Sequence[str], *, fid: bool = True) -> dict:
-        """FID, KID, fidelity and memorisation of one set of features."""
-        out: dict = {"count": len(feats)}
-        if fid:
-            out["fid"] = metrics.fid(self.split.features, feats, self.extractor)
-        out["kid_mean"], out["kid_std"] = metrics.kid(self.split.features, feats, self.extractor, seed=self.seed)
-        out |= metrics.fidelity(feats, prompts, self.everything.features, self.everything.labels)
-        if self.train is not None and self.typical is not None:
-            out |= metrics.memorisation(feats, self.train.features, self.typical)
-        return out
-
-
-def _label(row: dict) -> str:
-    return str(row.get("label") or row["text"])
-
-
-def load_context(data: Path, split: str, size: int, extractor: ImageFeatures, *, seed: int = 0,
-                 cache_dir: Path | None = None, batch_size: int = 16, progress: bool = True,
-                 split_images: torch.Tensor | None = None) -> EvalContext:
-    """Real features of every split of ``data`` (cached), organised for scoring."""
-    rows = read_records(data, split=None)
-    names = sorted({r.get("split", "train") for r in rows}, key=lambda s: (s != "train", s))
-    if split not in names:
-        raise GouacheError(f"{data} has no {split!r} split (it has: {', '.join(names)})")
-    sets = {}
-    for name in names:
-        part = [r for r in rows if r.get("split", "train") == name]
-        feats = cached_features(data, name, size, extractor, cache_dir=cache_dir, batch_size=batch_size,
-                                progress=progress, images=split_images if name == split else None)
-        sets[name] = RealSet(feats, [_label(r) for r in part], [str(r.get("style") or "") for r in part])
-    train = sets.get("train")
-    typical = None
-    if train is not None and split != "train":
-        held = sets[split]
-        typical = metrics.typical_nn_distance(held.features, held.styles, train.features, train.styles)
-    return EvalContext(extractor, sets[split], RealSet.cat(list(sets.values())), train, typical, seed)
-
-
-def eval_prompts(split_labels: Sequence[str], n: int, *, seed: int = 0,
-                 prompts_file: Path | None = None) -> list[str]:
-    """``n`` prompts: the split's distinct labels (or the file's lines) in a seeded order, cycled."""
-    if prompts_file is not None:
-        try:
-            pool = [ln.strip() for ln in Path(prompts_file).read_text(encoding="utf-8").splitlines()]
-        except OSError as e:
-            raise GouacheError(f"cannot read the prompts file {prompts_file}: {e}") from None
-        pool = [p for p in pool if p]
-        if not pool:
-            raise GouacheError(f"{prompts_file} holds no prompts (one a line)")
-    else:
-        pool = sorted(set(split_labels))
-        random.Random(seed).shuffle(pool)
-    return [pool[k % len(pool)] for k in range(n)]
-
-
-def generate_images(pipe: Pipeline, prompts: Sequence[str], *, sampler: str, steps: int | None,
-                    guidance: float, seed: int, batch_size: int, progress: bool = True) -> torch.Tensor:
-    """Paint one image per prompt (image k from seed + k): (N, 3, H, W) uint8."""
-    result = pipe.generate(list(prompts), num_images=1, sampler=sampler, steps=steps, guidance=guidance,
-                           seed=seed, batch_size=batch_size, progress=progress)
-    return to_uint8(result.final)
-
-
-def noise_images(n: int, size: int, seed: int) -> torch.Tensor:
-    """The floor: Gaussian noise clipped to [-1, 1], as uint8 images (N, 3, size, size)."""
-    g = torch.Generator().manual_seed(seed)
-    return to_uint8(torch.randn(n, 3, size, size, generator=g).clamp(-1, 1))
+__all__ = ["evaluate", "format_report"]
 
 
 def ceiling(ctx: EvalContext, n: int) -> dict:
@@ -223,7 +128,7 @@ def evaluate(model: Path | str | None, data: Path | str, *, split: str = "test",
     split_data = load_imagefolder(data, size=size, split=split, progress=progress)
     ctx = load_context(data, split, size, extractor, seed=seed, cache_dir=cache_dir, batch_size=batch_size,
                        progress=progress, split_images=split_data.images)
-    prompt_list = eval_prompts([_label(r) for r in split_data.records], num_images, seed=seed,
+    prompt_list = eval_prompts([row_label(r) for r in split_data.records], num_images, seed=seed,
                                prompts_file=prompts)
     images = generate_images(pipe, prompt_list, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                              batch_size=batch_size, progress=progress)
@@ -250,7 +155,6 @@ def evaluate(model: Path | str | None, data: Path | str, *, split: str = "test",
         report["references"] = {"ceiling": ceiling(ctx, num_images), "floor": ctx.score(noise, prompt_list)}
     plots: list[str] = []
     if sweep_steps or sweep_guidance:
-        from .sweeps import run_sweeps
 
         report["sweeps"], plots = run_sweeps(
             pipe, ctx, prompt_list[:sweep_images], out=Path(out) if out is not None else None,

@@ -7,13 +7,11 @@ because it is unbiased at the small N a sweep can afford.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from ..pipeline import Pipeline
 from ..samplers import SAMPLERS
-
-if TYPE_CHECKING:
-    from .report import EvalContext
+from .context import EvalContext, generate_images
 
 __all__ = ["run_sweeps", "plot_sweep", "SWEEP_STEPS", "SWEEP_GUIDANCE"]
 
@@ -21,10 +19,8 @@ SWEEP_STEPS = (5, 10, 20, 50, 100)
 SWEEP_GUIDANCE = (1.0, 2.0, 3.0, 5.0, 8.0)
 
 
-def _point(pipe: Pipeline, ctx: "EvalContext", prompts: Sequence[str], *, sampler: str, steps: int | None,
+def _point(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], *, sampler: str, steps: int | None,
            guidance: float, seed: int, batch_size: int, progress: bool) -> dict:
-    from .report import generate_images
-
     images = generate_images(pipe, prompts, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
                              batch_size=batch_size, progress=progress)
     feats = ctx.extractor.extract(images, batch_size=batch_size, progress=progress,
@@ -34,7 +30,7 @@ def _point(pipe: Pipeline, ctx: "EvalContext", prompts: Sequence[str], *, sample
             "top5": score["top5"]}
 
 
-def run_sweeps(pipe: Pipeline, ctx: "EvalContext", prompts: Sequence[str], *, out: Path | None, steps_sweep: bool,
+def run_sweeps(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], *, out: Path | None, steps_sweep: bool,
                guidance_sweep: bool, sampler: str, steps: int | None, guidance: float, seed: int,
                batch_size: int, progress: bool = True) -> tuple[dict, list[str]]:
     """The requested sweeps as {"steps": {sampler: [points]}, "guidance": [points]} and the plot paths."""

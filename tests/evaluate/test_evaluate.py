@@ -154,7 +154,7 @@ def test_feature_cache_is_written_and_reused(emoji_copy):
 
 
 def test_eval_prompts_cycle_labels_or_file(tmp_path):
-    from gouache.evaluate.report import eval_prompts
+    from gouache.evaluate.context import eval_prompts
 
     labels = ["b", "a", "b", "c"]
     got = eval_prompts(labels, 7, seed=0)
