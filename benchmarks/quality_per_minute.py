@@ -1,4 +1,4 @@
-"""Quality per minute: gouache's recipe against diffusers' text-to-image recipe (issue 6).
+"""Quality per minute: gouache's recipe against diffusers' text-to-image recipe.
 
 Both systems train on the same emoji train split, with the same frozen MiniLM prompt
 states, for the same wall time on the same machine, one after the other; every
@@ -6,7 +6,7 @@ states, for the same wall time on the same machine, one after the other; every
 held-out split with the same code as ``gouache eval`` (KID, FID, top-1/top-5 prompt
 fidelity), the same prompts, seeds, sampler (DPM-Solver++(2M), 20 steps) and guidance.
 
-(a) gouache: ``configs/emoji64-cpu-stage3.toml`` from scratch: the CPU network
+(a) gouache: ``configs/emoji64-cpu.toml`` from scratch: the CPU network
     ``cpu64`` (18.7M parameters), AdamW lr 6e-4 after 300 warm-up steps, batch 32, EMA,
     and the noise levels the CPU models ended on (ln sigma ~ N(0.7, 1.5^2)).
 (b) diffusers: ``UNet2DConditionModel`` of about the same parameter count and
@@ -43,6 +43,7 @@ from gouache.data.sources import MemorySource
 from gouache.evaluate.features import InceptionV3TF
 from gouache.evaluate.context import EvalContext, eval_prompts, generate_images, load_context
 from gouache.evaluate.sweeps import plot_sweep
+from gouache.options import add_sampling_arguments, sampling_options
 from gouache.pipeline import Pipeline
 from gouache.text import TextEncoder
 from gouache.train import train
@@ -139,8 +140,7 @@ class DiffusersRun:
 
 
 def measure(pipe: Pipeline, ctx: EvalContext, prompts: list[str], args) -> dict:
-    images = generate_images(pipe, prompts, sampler="dpmpp_2m", steps=args.steps, guidance=args.guidance,
-                             seed=0, batch_size=16, progress=False)
+    images = generate_images(pipe, prompts, sampling_options(args), seed=0, batch_size=16, progress=False)
     feats = ctx.extractor.extract(images, batch_size=16, progress=False)
     return ctx.score(feats, prompts)
 
@@ -200,8 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--minutes", type=float, default=15.0, help="training wall time per system")
     ap.add_argument("--points", type=int, default=3, help="measurements along the way (evenly spaced)")
     ap.add_argument("--num-images", type=int, default=100, help="pictures per measurement")
-    ap.add_argument("--steps", type=int, default=20, help="DPM-Solver++(2M) steps")
-    ap.add_argument("--guidance", type=float, default=3.0)
+    add_sampling_arguments(ap)  # the same sampler for both systems; gouache generate's defaults
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--out", type=Path, default=Path("runs/qpm"), help="gouache's run folder goes here")
     ap.add_argument("--json", type=Path, help="write every figure here")
@@ -233,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         series = {n: [(p["minutes"], p) for p in res[n]] for n in ("gouache", "diffusers")}
         plot_sweep(series, "training minutes (2-core CPU)", args.plot,
-                   title=f"held-out emoji, {args.num_images} images, DPM-Solver++ {args.steps} steps, "
+                   title=f"held-out emoji, {args.num_images} images, {args.sampler} {sampling_options(args).steps} steps, "
                          f"guidance {args.guidance}")
 
 

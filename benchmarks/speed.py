@@ -31,13 +31,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gouache.config import ModelConfig
 from gouache.denoiser import Denoiser
+from gouache.options import SamplingOptions
 from gouache.pipeline import Pipeline
 from gouache.schedule import NoiseSchedule
 from gouache.text import PromptEmbedding, TextEncoder
 from gouache.unet import PRESETS, UNet, UNetConfig, count_flops
 
 TEXT_DIM, TOKENS = 384, 16  # the prompt encoder's width; tokens per prompt for counting and training
-PROMPT, GUIDANCE = "red apple", 3.0
+PROMPT, GUIDANCE = "red apple", SamplingOptions().guidance  # gouache generate's default
 SYSTEMS = ("gouache", "diffusers")
 
 # Equal work: diffusers block widths -> the gouache config that matches its parameters and
@@ -238,8 +239,8 @@ def gouache_sampler(cfg: UNetConfig, encoder: TextEncoder, device: torch.device,
     def run(steps: int) -> float:
         timer.seconds = 0.0
         with autocast(device, cpu_bf16=variant == "bf16"):
-            pipe.generate(PROMPT, num_images=n, sampler=sampler, steps=steps, guidance=GUIDANCE,
-                          batch_size=n, progress=False)
+            pipe.generate(PROMPT, SamplingOptions(sampler=sampler, steps=steps, guidance=GUIDANCE),
+                          num_images=n, batch_size=n, progress=False)
         return timer.seconds
     return run
 

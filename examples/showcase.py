@@ -1,4 +1,4 @@
-"""The README's showcase grid: the ten test prompts of issue 5, several seeds each.
+"""The README's showcase grid: the ten showcase prompts, several seeds each.
 
     python examples/showcase.py --out docs/images/ten_prompts.png
     python examples/showcase.py --model runs/emoji64-cpu --seeds 4 --out /tmp/grid.png
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gouache.config import DEFAULT_SAMPLE_PROMPTS
 from gouache.images import grid, save_png
+from gouache.options import add_sampling_arguments, sampling_options
 from gouache.pipeline import Pipeline
 
 
@@ -20,16 +21,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model or run folder (default: the shipped model)")
     ap.add_argument("--seeds", type=int, default=2, help="rows: one seed each")
-    ap.add_argument("--guidance", type=float, default=3.0)
-    ap.add_argument("--steps", type=int, default=20)
+    add_sampling_arguments(ap)
     ap.add_argument("--scale", type=int, default=2, help="enlarge each picture (nearest)")
     ap.add_argument("--out", type=Path, default=Path("out/ten_prompts.png"))
     a = ap.parse_args()
 
     pipe = Pipeline.load(a.model, device="cpu")
     prompts = list(DEFAULT_SAMPLE_PROMPTS)
-    rows = [pipe.generate(prompts, seeds=[seed] * len(prompts), steps=a.steps, guidance=a.guidance,
-                          progress=False).images for seed in range(a.seeds)]
+    options = sampling_options(a)
+    rows = [pipe.generate(prompts, options, seeds=[seed] * len(prompts), progress=False).images
+            for seed in range(a.seeds)]
     images = [img for row in rows for img in row]  # row-major: seed 0's ten, then seed 1's
     labels = [f"{p} ({seed})" for seed in range(a.seeds) for p in prompts]
     print(save_png(grid(images, cols=len(prompts), labels=labels, scale=a.scale), a.out))

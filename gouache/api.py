@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .images import grid, load_rgb, save_png
-from .pipeline import Pipeline, validate_request
+from .options import SamplingOptions
+from .pipeline import Pipeline, check_prompts
 from .strips import evenly_spaced_steps, noise_strip, trajectory_strip
 
 __all__ = ["generate", "noise_strip_file"]
@@ -15,17 +16,14 @@ def _slug(text: str) -> str:
     return "-".join(filter(None, keep.split("-")))[:60] or "image"
 
 
-def generate(prompt: str, *, model: str | Path | None = None, negative_prompt: str = "",
-             num_images: int = 1, sampler: str = "dpmpp_2m", steps: int | None = None,
-             guidance: float = 3.0, seed: int = 0, out: Path = Path("out"),
-             trajectory: Path | None = None, scale: int = 1, device: str = "auto",
-             pipeline: Pipeline | None = None) -> list[Path]:
+def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model: str | Path | None = None,
+             num_images: int = 1, seed: int = 0, out: Path = Path("out"), trajectory: Path | None = None,
+             scale: int = 1, device: str = "auto", pipeline: Pipeline | None = None) -> list[Path]:
     """Generate and save: one PNG per image, plus a grid when there are several; return the paths."""
-    n_steps = validate_request([prompt], sampler, steps, guidance, num_images)  # before any loading
+    check_prompts([prompt], num_images)  # before any loading
     pipe = pipeline or Pipeline.load(model, device=device)
-    record = evenly_spaced_steps(n_steps, 5) if trajectory is not None else ()
-    result = pipe.generate(prompt, negative_prompt=negative_prompt, num_images=num_images, sampler=sampler,
-                           steps=n_steps, guidance=guidance, seed=seed, record=record)
+    record = evenly_spaced_steps(options.steps, 5) if trajectory is not None else ()
+    result = pipe.generate(prompt, options, num_images=num_images, seed=seed, record=record)
     stem = _slug(prompt)
     paths = []
     for img, s in zip(result.images, result.seeds):

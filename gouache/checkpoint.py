@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Collection, Sequence
+from typing import Collection, Sequence
 
 import torch
 from safetensors import SafetensorError
@@ -28,9 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig, write_json
 from .errors import GouacheError
-
-if TYPE_CHECKING:
-    from .unet import UNet
+from .unet import UNet
 
 __all__ = ["save_checkpoint", "load_weights", "load_network", "load_train_state", "resolve_model_dir",
            "read_model_config", "export_model", "average_weights"]
@@ -107,8 +105,6 @@ def read_model_config(folder: Path) -> ModelConfig:
 
 def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
     """The EMA network of a model or run folder, with its config."""
-    from .unet import UNet
-
     folder = resolve_model_dir(model)
     config = read_model_config(folder)
     net = UNet(config.unet)
@@ -208,7 +204,5 @@ def _same_config(folders: list[Path]) -> ModelConfig:
 
 
 def _buffer_names(config: ModelConfig) -> set[str]:
-    from .unet import UNet
-
     with torch.device("meta"):  # names only: no memory, no initialisation
         return {name for name, _ in UNet(config.unet).named_buffers()}

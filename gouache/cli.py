@@ -13,18 +13,14 @@ HELP = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _add_generate(sub) -> None:
-    from .samplers import SAMPLERS
+    from .options import add_sampling_arguments
 
     p = sub.add_parser("generate", formatter_class=HELP, help="paint pictures from a prompt",
                        description="Start from pure noise and denoise step by step, steered by the prompt.")
     p.add_argument("prompt", help='what to paint, e.g. "red apple"')
     p.add_argument("--model", default=None, help="model or run folder (default: the shipped emoji model)")
-    p.add_argument("--negative-prompt", default="", help="what to steer away from")
     p.add_argument("-n", "--num-images", type=int, default=1, help="pictures to make")
-    p.add_argument("--sampler", default="dpmpp_2m", choices=sorted(SAMPLERS),
-                   help="dpmpp_2m/heun/euler: fast deterministic solvers; ddpm: the classic 100-step sampler")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 20 for dpmpp_2m, 100 for ddpm)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = none)")
+    add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="image k uses seed+k: same seed, same picture")
     p.add_argument("--out", type=Path, default=Path("out"), help="folder for the PNGs")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the step-by-step strip here")
@@ -35,10 +31,10 @@ def _add_generate(sub) -> None:
 
 def _generate(a: argparse.Namespace) -> None:
     from .api import generate
+    from .options import sampling_options
 
-    paths = generate(a.prompt, model=a.model, negative_prompt=a.negative_prompt, num_images=a.num_images,
-                     sampler=a.sampler, steps=a.steps, guidance=a.guidance, seed=a.seed, out=a.out,
-                     trajectory=a.trajectory, scale=a.scale, device=a.device)
+    paths = generate(a.prompt, sampling_options(a), model=a.model, num_images=a.num_images, seed=a.seed,
+                     out=a.out, trajectory=a.trajectory, scale=a.scale, device=a.device)
     for path in paths:
         print(path)
 

@@ -115,7 +115,10 @@ def model_config_from_table(table: dict) -> ModelConfig:
     if preset not in PRESETS:
         raise GouacheError(f"unknown model preset {preset!r}; choose from {', '.join(PRESETS)}")
     top = {k: table.pop(k) for k in ("text_model", "text_max_length") if k in table}
-    schedule = NoiseSchedule(**table.pop("schedule", {}))
+    try:
+        schedule = NoiseSchedule(**table.pop("schedule", {}))
+    except TypeError as e:
+        raise GouacheError(f"bad [model.schedule] table: {e}") from None
     unet = PRESETS[preset].to_dict() | table
     try:
         return ModelConfig(unet=UNetConfig.from_dict(unet), schedule=schedule, **top)

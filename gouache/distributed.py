@@ -22,29 +22,20 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
-__all__ = ["init", "is_distributed", "world_size", "rank", "is_main", "device", "wrap",
-           "shard", "no_sync_unless", "mean", "any_rank", "barrier"]
+__all__ = ["init", "is_distributed", "world_size", "rank", "is_main", "data_parallel", "sync_gradients",
+           "shard", "mean", "any_rank", "broadcast_float", "barrier"]
 
 
-def _uses_cuda(name: str) -> bool:
-    """Whether ranks asked for ``name`` train on GPUs."""
-    return (name in ("auto", "cuda") or name.startswith("cuda:")) and torch.cuda.is_available()
-
-
-def init(device_name: str = "auto") -> bool:
+def init(device: torch.device) -> bool:
     """Join the process group that torchrun describes, once; True if this call made it.
 
-    NCCL when the ranks train on GPUs (``device_name`` auto/cuda with CUDA
-    present), else Gloo, so ``--device cpu`` works on a GPU machine too. The
-    group is destroyed at exit.
+    NCCL when the ranks train on GPUs, else Gloo, so ``--device cpu`` works on a GPU
+    machine too (``device`` is this rank's, from ``device.pick_device``). The group is
+    destroyed at exit.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or tdist.is_initialized():
         return False
-    if _uses_cuda(device_name):
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        tdist.init_process_group("nccl")
-    else:
-        tdist.init_process_group("gloo")
+    tdist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     atexit.register(_shutdown)
     return True
 
@@ -70,45 +61,20 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def device(name: str) -> torch.device:
-    """This rank's device: its own GPU (LOCAL_RANK) on CUDA, else the CPU."""
-    if _uses_cuda(name):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu" if name == "auto" else name)
+def data_parallel(net: nn.Module, device: torch.device) -> nn.Module:
+    """``net`` in DistributedDataParallel when several ranks run (it averages the gradients),
+    else ``net`` itself."""
+    if not is_distributed():
+        return net
+    return nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-class _Loss(nn.Module):
-    """DDP hooks ``forward``: route it to the denoiser's per-sample loss."""
-
-    def __init__(self, denoiser: nn.Module) -> None:
-        super().__init__()
-        self.denoiser = denoiser
-
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        return self.denoiser.loss(*args, **kwargs)
-
-
-class Wrapped:
-    """``loss(...)`` through DistributedDataParallel when several ranks run, else directly."""
-
-    def __init__(self, denoiser: nn.Module, device: torch.device) -> None:
-        self.module = _Loss(denoiser)
-        self.ddp = None
-        if is_distributed():
-            ids = [device.index] if device.type == "cuda" else None
-            self.ddp = nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
-
-    def loss(self, *args, **kwargs) -> torch.Tensor:
-        return (self.ddp or self.module)(*args, **kwargs)
-
-    def no_sync(self):
-        return self.ddp.no_sync() if self.ddp is not None else contextlib.nullcontext()
-
-
-def wrap(denoiser: nn.Module, device: torch.device) -> Wrapped:
-    return Wrapped(denoiser, device)
+def sync_gradients(net: nn.Module, sync: bool):
+    """A context in which the backward pass averages gradients over ranks only if ``sync``
+    (skipped on gradient-accumulation micro-batches but the last)."""
+    if sync or not isinstance(net, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return net.no_sync()
 
 
 def shard(t: torch.Tensor) -> torch.Tensor:
@@ -116,11 +82,6 @@ def shard(t: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return t
     return t.chunk(world_size())[rank()]
-
-
-def no_sync_unless(model: Wrapped, sync: bool):
-    """Skip the gradient all-reduce on accumulation micro-batches but the last."""
-    return contextlib.nullcontext() if sync else model.no_sync()
 
 
 def mean(t: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
     pipe = Pipeline.load()                       # the shipped emoji model
     result = pipe.generate("red apple", num_images=4, seed=0)
     result.images[0].save("apple.png")
+    pipe.generate("rocket", SamplingOptions(sampler="heun", guidance=5))   # how to sample
 
 Image k of a call uses seed ``seed + k`` for all its randomness, so it is the
 same picture whatever the batch size.
@@ -22,17 +23,16 @@ from tqdm.auto import tqdm
 from .checkpoint import load_network
 from .config import ModelConfig
 from .denoiser import Denoiser
+from .device import pick_device
 from .errors import GouacheError
 from .guidance import guided
 from .images import to_pil
+from .options import SamplingOptions
 from .rng import PerSampleNoise
-from .samplers import SAMPLERS
-from .schedule import ddpm_sigmas, karras_sigmas
 from .text import PromptEmbedding, TextEncoder
 
-__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "validate_request", "MAX_STEPS"]
+__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "check_prompts"]
 
-MAX_STEPS = 1000
 PROMPT_CACHE_SIZE = 512  # prompts whose embeddings a pipeline keeps
 
 
@@ -74,8 +74,7 @@ class Pipeline:
              text_encoder: TextEncoder | None = None) -> "Pipeline":
         """A model folder or run folder (default: the shipped emoji model)."""
         net, config = load_network(model if model is not None else default_model_dir())
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                           else "cpu" if device == "auto" else device)
+        dev = pick_device(device)
         encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
         return cls(net, encoder, config, dev)
 
@@ -100,21 +99,13 @@ class Pipeline:
             cache.popitem(last=False)
         return PromptEmbedding.cat(embs).to(self.device)
 
-    def sigmas(self, sampler: str, steps: int) -> torch.Tensor:
-        _, schedule, _ = SAMPLERS[sampler]
-        s = self.config.schedule
-        if schedule == "ddpm":
-            return ddpm_sigmas(steps)
-        return karras_sigmas(steps, sigma_min=s.sigma_min, sigma_max=s.sigma_max)
-
     @torch.inference_mode()
-    def generate(self, prompt: str | Sequence[str], *, negative_prompt: str = "", num_images: int = 1,
-                 sampler: str = "dpmpp_2m", steps: int | None = None, guidance: float = 3.0,
-                 seed: int = 0, seeds: Sequence[int] | None = None, batch_size: int = 16,
-                 record: Sequence[int] = (),
+    def generate(self, prompt: str | Sequence[str], options: SamplingOptions = SamplingOptions(), *,
+                 num_images: int = 1, seed: int = 0, seeds: Sequence[int] | None = None,
+                 batch_size: int = 16, record: Sequence[int] = (),
                  callback: Callable[[int, int, torch.Tensor], None] | None = None,
                  progress: bool = True) -> Generation:
-        """Paint ``num_images`` pictures per prompt, starting from pure noise.
+        """Paint ``num_images`` pictures per prompt, starting from pure noise, as ``options`` say.
 
         Image k uses seed ``seed + k``, or ``seeds[k]`` when ``seeds`` is given (one per
         image: a server batching several requests keeps each request's own seeds).
@@ -122,21 +113,20 @@ class Pipeline:
         (for trajectory strips); ``callback(step, total, denoised)`` sees every step.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        steps = validate_request(prompts, sampler, steps, guidance, num_images)
+        check_prompts(prompts, num_images)
         prompts = [p for p in prompts for _ in range(num_images)]
         if seeds is None:
             seeds = [seed + k for k in range(len(prompts))]
         elif len(seeds) != len(prompts):
             raise GouacheError(f"{len(seeds)} seeds for {len(prompts)} images")
         seeds = [int(s) for s in seeds]
-        sigmas = self.sigmas(sampler, steps).to(self.device)
-        bar = tqdm(total=steps * math.ceil(len(prompts) / batch_size), desc="sampling",
+        sigmas = options.spec.sigmas(options.steps, self.config.schedule).to(self.device)
+        bar = tqdm(total=options.steps * math.ceil(len(prompts) / batch_size), desc="sampling",
                    unit="step", disable=not progress)
         finals, frames = [], []
         for start in range(0, len(prompts), batch_size):
             part = slice(start, start + batch_size)
-            x, fr = self._sample(prompts[part], seeds[part], negative_prompt, sampler, sigmas,
-                                 guidance, set(record), callback, bar)
+            x, fr = self._sample(prompts[part], seeds[part], options, sigmas, set(record), callback, bar)
             finals.append(x)
             frames.append(fr)
         bar.close()
@@ -145,13 +135,13 @@ class Pipeline:
                   for f in zip(*frames)]
         return Generation([to_pil(img) for img in final], prompts, seeds, merged, final)
 
-    def _sample(self, prompts: list[str], seeds: list[int], negative: str, sampler: str,
-                sigmas: torch.Tensor, guidance: float, record: set[int], callback, bar) -> tuple:
-        fn, _, _ = SAMPLERS[sampler]
+    def _sample(self, prompts: list[str], seeds: list[int], options: SamplingOptions,
+                sigmas: torch.Tensor, record: set[int], callback, bar) -> tuple:
         size = self.image_size
         noise = PerSampleNoise(seeds, device=self.device)
         x = noise.randn((3, size, size)) * sigmas[0]  # pure noise: every pixel at random
-        model = guided(self.denoiser, self.encode(prompts), self.encode([negative] * len(prompts)), guidance)
+        negative = self.encode([options.negative_prompt] * len(prompts))
+        model = guided(self.denoiser, self.encode(prompts), negative, options.guidance)
         frames: list[Frame] = []
         total = len(sigmas) - 1
 
@@ -162,22 +152,13 @@ class Pipeline:
                 callback(i, total, denoised)
             bar.update(1)
 
-        x = fn(model, x, sigmas, noise=noise, callback=on_step)
+        x = options.spec.sample(model, x, sigmas, noise=noise, callback=on_step)
         return x.clamp(-1, 1).cpu(), frames
 
 
-def validate_request(prompts: list[str], sampler: str, steps: int | None, guidance: float,
-                     num_images: int) -> int:
-    """Check the request; return the number of steps to run."""
-    if not prompts or any(not p.strip() for p in prompts):
+def check_prompts(prompts: Sequence[str], num_images: int = 1) -> None:
+    """Refuse an empty prompt or a number of pictures below one."""
+    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise GouacheError("the prompt is empty: say what to paint, e.g. \"red apple\"")
-    if sampler not in SAMPLERS:
-        raise GouacheError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-    steps = SAMPLERS[sampler][2] if steps is None else steps
-    if not 1 <= steps <= MAX_STEPS:
-        raise GouacheError(f"steps must be between 1 and {MAX_STEPS}, got {steps}")
-    if not 0 <= guidance <= 50:
-        raise GouacheError(f"guidance must be between 0 and 50, got {guidance}")
-    if num_images < 1:
-        raise GouacheError(f"number of images must be at least 1, got {num_images}")
-    return steps
+    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+        raise GouacheError(f"number of images must be at least 1, got {num_images!r}")

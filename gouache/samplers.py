@@ -11,11 +11,14 @@ whatever the batch size).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
 
-__all__ = ["SAMPLERS", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m"]
+from .schedule import NoiseSchedule, ddpm_sigmas, karras_sigmas
+
+__all__ = ["SAMPLERS", "Sampler", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Noise = Callable[[torch.Tensor], torch.Tensor]
@@ -120,10 +123,31 @@ def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
     return x
 
 
-# Name -> (sampler, schedule name, default steps); the schedule names are in pipeline.py.
-SAMPLERS: dict[str, tuple[Callable, str, int]] = {
-    "dpmpp_2m": (sample_dpmpp_2m, "karras", 20),
-    "heun": (sample_heun, "karras", 12),
-    "euler": (sample_euler, "karras", 25),
-    "ddpm": (sample_ddpm, "ddpm", 100),
-}
+def _karras(steps: int, schedule: NoiseSchedule) -> torch.Tensor:
+    return karras_sigmas(steps, sigma_min=schedule.sigma_min, sigma_max=schedule.sigma_max)
+
+
+def _ddpm(steps: int, schedule: NoiseSchedule) -> torch.Tensor:
+    return ddpm_sigmas(steps)  # the discrete DDPM grid, whatever the model's sigma range
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A sampler with the noise levels it steps through and its usual number of steps."""
+
+    name: str
+    sample: Callable[..., torch.Tensor]  # sample(model, x, sigmas, *, noise, callback) -> x0
+    schedule: Callable[[int, NoiseSchedule], torch.Tensor]  # (steps, the model's range) -> steps + 1 sigmas
+    default_steps: int
+
+    def sigmas(self, steps: int, schedule: NoiseSchedule) -> torch.Tensor:
+        """``steps + 1`` decreasing noise levels ending in 0."""
+        return self.schedule(steps, schedule)
+
+
+SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
+    Sampler("dpmpp_2m", sample_dpmpp_2m, _karras, 20),
+    Sampler("heun", sample_heun, _karras, 12),
+    Sampler("euler", sample_euler, _karras, 25),
+    Sampler("ddpm", sample_ddpm, _ddpm, 100),
+)}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from .bert import BertEncoder, BertTokenizer, is_plain_bert
 from .errors import GouacheError
@@ -115,11 +116,10 @@ class TextEncoder(nn.Module):
         pooled = nn.functional.normalize(pooled, dim=-1)
         return PromptEmbedding(tokens * weights, mask, pooled)
 
-    def encode_unique(self, prompts: list[str], *, batch_size: int = 256,
+    def encode_many(self, prompts: list[str], *, batch_size: int = 256,
                       progress: bool = False) -> PromptEmbedding:
-        """Encode a list once each, in batches; rows follow ``prompts``."""
-        from tqdm.auto import tqdm
-
+        """Encode a long list in batches of ``batch_size`` (every entry, duplicates too); rows
+        follow ``prompts``."""
         parts = [self(prompts[i:i + batch_size])
                  for i in tqdm(range(0, len(prompts), batch_size), desc="encoding prompts",
                                unit="batch", disable=not progress)]

@@ -45,14 +45,19 @@ from .checkpoint import load_train_state, load_weights, read_model_config, resol
 from .config import TrainConfig, write_json
 from .data.imagefolder import CaptionedImages, balanced_weights, load_imagefolder
 from .data.prompts import CaptionTable
+from .data.shards import is_shard_spec
 from .data.sources import BatchSource, MemorySource, StreamSource
 from .denoiser import Denoiser
+from .device import pick_device
 from .errors import GouacheError
+from .heldout import HeldOut
+from .images import grid, save_png
+from .options import SamplingOptions
+from .pipeline import Pipeline
 from .text import TextEncoder
 from .unet import UNet
-from .validation import HeldOut
 
-__all__ = ["train", "TrainResult", "pick_device"]
+__all__ = ["train", "TrainResult"]
 
 
 @dataclass
@@ -62,12 +67,6 @@ class TrainResult:
     losses: list[float]  # the training loss of every step of this call
     images_per_second: float
     stopped: bool = False  # ended early by Ctrl-C or SIGTERM (a checkpoint was written)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -147,14 +146,16 @@ class Trainer:
         net = UNet(cfg.model.unet).set_grad_checkpointing(cfg.grad_checkpointing)
         if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        self.net = net.to(device)
-        self.denoiser = Denoiser(self.net, sigma_data=cfg.model.schedule.sigma_data)
+        self.net = net.to(device)  # the weights that are trained and saved
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
         if cfg.compile:  # in place, so that the state dict keeps its keys (no "_orig_mod.")
             # static shapes: a new batch shape recompiles; inductor's dynamic-shape path failed
             # on this network on the CPU (torch 2.13) once a second shape arrived
             self.net.compile(dynamic=False)
-        self.model = dist.wrap(self.denoiser, device)  # DistributedDataParallel when several ranks
+        # several ranks: DistributedDataParallel wraps the network and the denoiser stays
+        # outside it, as k-diffusion does, so the loss is the denoiser's whatever the wrapping
+        self.ddp = dist.data_parallel(self.net, device)
+        self.denoiser = Denoiser(self.ddp, sigma_data=cfg.model.schedule.sigma_data)
         # fused: one kernel for all parameters; on a 2-core CPU 13 ms a step against 50 ms (cpu64)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      fused=True)
@@ -183,10 +184,11 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         chunks = torch.arange(b).chunk(cfg.grad_accum)
         for k, part in enumerate(chunks):
-            with dist.no_sync_unless(self.model, k == len(chunks) - 1), \
+            # gradients are averaged over ranks on the last micro-batch only
+            with dist.sync_gradients(self.ddp, k == len(chunks) - 1), \
                     torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
                 cond = self.source.cond(ids[part], self.device)
-                losses = self.model.loss(x0[part], noise[part], sigma[part], **cond)
+                losses = self.denoiser.loss(x0[part], noise[part], sigma[part], **cond)
                 loss = losses.sum() / b  # mean over this rank's batch
             loss.backward()
             total += loss.detach()
@@ -237,12 +239,10 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     ``data`` and ``text_encoder``, when given, replace loading ``cfg.data`` and
     the configured encoder. Under torchrun every rank calls this.
     """
-    from .data.shards import is_shard_spec
-
     _check_resolution(cfg)
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
-    dist.init(cfg.device)
-    device = pick_device(cfg.device) if not dist.is_distributed() else dist.device(cfg.device)
+    device = pick_device(cfg.device)  # under torchrun: this rank's GPU
+    dist.init(device)
     if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
         raise GouacheError(f"batch size {cfg.batch_size} must divide by processes x grad_accum "
                            f"({dist.world_size()} x {cfg.grad_accum})")
@@ -273,11 +273,13 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         write_json(cfg.to_dict(), run / "train_config.json")
     heldout = HeldOut.from_folder(cfg, text_encoder, device) if lead and cfg.eval_every else None
     log = _Log(run / "log.csv") if lead else None
-    return _loop(trainer, text_encoder, heldout, log, progress=progress and lead)
+    return _loop(trainer, text_encoder, heldout, log, lead=lead, progress=progress and lead)
 
 
 def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None",
-          log: "_Log | None", *, progress: bool) -> TrainResult:
+          log: "_Log | None", *, lead: bool, progress: bool) -> TrainResult:
+    """Train to ``cfg.steps``. ``lead`` (rank 0) writes the log, samples and checkpoints;
+    ``heldout`` and ``log`` are None on the other ranks."""
     cfg, run = trainer.cfg, Path(trainer.cfg.out)
     losses: list[float] = []
     start, seen, stopped = time.perf_counter(), 0, False
@@ -305,15 +307,16 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
             # rank 0's slow work below: every rank knows when it happens, and waits for it
             writes = last or stopped or any(_due(step, n) for n in (cfg.checkpoint_every, cfg.sample_every,
                                                                    cfg.eval_every))
-            if log is not None and not stopped:
-                if step % cfg.log_every == 0 or last:
-                    log.write(step=step, loss=sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
-                              lr=lr_at(step - 1, cfg), images_per_second=ips)
-                if heldout is not None and (step % cfg.eval_every == 0 or last):
+            if lead and not stopped:
+                if _due(step, cfg.log_every) or last:
+                    recent = losses[-cfg.log_every:]
+                    log.write(step=step, loss=sum(recent) / len(recent), lr=lr_at(step - 1, cfg),
+                              images_per_second=ips)
+                if heldout is not None and (_due(step, cfg.eval_every) or last):
                     log.write(step=step, heldout_loss=heldout.loss(trainer.ema))
-                if cfg.sample_every and (step % cfg.sample_every == 0 or last):
+                if cfg.sample_every and (_due(step, cfg.sample_every) or last):
                     _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
-            if log is not None and (step % cfg.checkpoint_every == 0 or last or stopped):
+            if lead and (_due(step, cfg.checkpoint_every) or last or stopped):
                 trainer.save()
             if writes:
                 dist.barrier()
@@ -360,12 +363,10 @@ def _due(step: int, every: int) -> bool:
 
 
 def _sample_grid(trainer: Trainer, text_encoder: TextEncoder, path: Path) -> None:
-    from .images import grid, save_png
-    from .pipeline import Pipeline
-
     pipe = Pipeline(trainer.ema, text_encoder, trainer.cfg.model, trainer.device)
     prompts = list(trainer.cfg.sample_prompts)
-    images = pipe.generate(prompts, steps=trainer.cfg.sample_steps, seed=0, progress=False).images
+    options = SamplingOptions(steps=trainer.cfg.sample_steps)
+    images = pipe.generate(prompts, options, seed=0, progress=False).images
     save_png(grid(images, cols=min(5, len(images)), labels=prompts, scale=2), path)
 
 

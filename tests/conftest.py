@@ -13,20 +13,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+MAINTAINERS = Path(__file__).resolve().parents[1] / "maintainers"
 
 
 def load_script(name: str) -> ModuleType:
-    """``scripts/NAME.py`` as a module (the scripts folder is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"gouache_script_{name}", SCRIPTS / f"{name}.py")
+    """``maintainers/NAME.py`` as a module (the folder is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"gouache_maintainers_{name}", MAINTAINERS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture(scope="session")
-def scripts():
-    """``scripts("remote_gpu")`` imports scripts/remote_gpu.py."""
+def maintainer_script():
+    """``maintainer_script("remote_gpu")`` imports maintainers/remote_gpu.py."""
     return load_script
 
 

@@ -31,7 +31,7 @@ def test_noise_strip(tmp_path, emoji_fixture, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["generate", "", "--model", "{model}"], "the prompt is empty"),
     (["generate", "x", "--model", "{tmp}/missing"], "no such model or run folder"),
-    (["generate", "x", "--model", "{model}", "--steps", "0"], "steps must be between"),
+    (["generate", "x", "--model", "{model}", "--steps", "0"], "steps must be a whole number from 1 to 1000"),
     (["noise", "{tmp}/nope.png"], "cannot read image"),
     (["train", "--data", "{tmp}"], "no images found"),
     (["train", "--data", "{tmp}", "--config", "{tmp}/nope.toml"], "no such config file"),

@@ -35,13 +35,13 @@ class FrozenEncoder(torch.nn.Module):
         super().__init__()
         self.name, self.max_length, self.dim = real.name, real.max_length, real.dim
         unique = sorted(set(prompts))
-        emb = real.encode_unique(unique)
+        emb = real.encode_many(unique)
         self.rows = {p: emb.index(slice(k, k + 1)) for k, p in enumerate(unique)}
 
     def forward(self, prompts: list[str]) -> PromptEmbedding:
         return PromptEmbedding.cat([self.rows[p] for p in prompts])
 
-    def encode_unique(self, prompts: list[str], **_) -> PromptEmbedding:
+    def encode_many(self, prompts: list[str], **_) -> PromptEmbedding:
         return self(prompts)
 
 
@@ -148,7 +148,7 @@ def _decision_worker(rank: int, world: int, port: int, out: str) -> None:
     from gouache import distributed as dist
 
     _torchrun_env(rank, world, port)
-    dist.init("cpu")
+    dist.init(torch.device("cpu"))
     # each rank's own clock reads differently; the time budget must take one of them on all
     shared = [dist.broadcast_float(10.0 + rank + 0.25), dist.any_rank(rank == 1)]
     torch.save(shared, Path(out) / f"decision{rank}.pt")

@@ -5,7 +5,7 @@ import torch
 from gouache.guidance import guided
 from gouache.rng import PerSampleNoise
 from gouache.samplers import SAMPLERS
-from gouache.schedule import ddpm_sigmas, karras_sigmas
+from gouache.schedule import NoiseSchedule
 
 NAMES = sorted(SAMPLERS)
 SD = 0.5
@@ -17,11 +17,11 @@ def gaussian_denoiser(x, sigma):
 
 
 def sigmas_for(name, steps):
-    return ddpm_sigmas(steps) if SAMPLERS[name][1] == "ddpm" else karras_sigmas(steps)
+    return SAMPLERS[name].sigmas(steps, NoiseSchedule())
 
 
 def run(name, steps, seeds):
-    fn = SAMPLERS[name][0]
+    fn = SAMPLERS[name].sample
     noise = PerSampleNoise(seeds)
     s = sigmas_for(name, steps)
     x = noise.randn((3, 8, 8)) * s[0]
@@ -53,7 +53,7 @@ def test_samples_have_the_data_distribution(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_zero_steps_refused(name):
-    fn = SAMPLERS[name][0]
+    fn = SAMPLERS[name].sample
     with pytest.raises(ValueError):
         fn(gaussian_denoiser, torch.zeros(1, 3, 4, 4), torch.tensor([0.0]), noise=PerSampleNoise([0]))
 
@@ -61,7 +61,7 @@ def test_zero_steps_refused(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_callback_sees_every_step(name):
     seen = []
-    fn = SAMPLERS[name][0]
+    fn = SAMPLERS[name].sample
     s = sigmas_for(name, 6)
     fn(gaussian_denoiser, torch.randn(1, 3, 4, 4) * s[0], s, noise=PerSampleNoise([0]),
        callback=lambda i, x, d, sigma: seen.append(i))

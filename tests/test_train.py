@@ -9,11 +9,12 @@ import torch
 from gouache.checkpoint import load_weights, resolve_model_dir
 from gouache.config import ModelConfig, TrainConfig
 from gouache.data.imagefolder import load_imagefolder
-from gouache.errors import GouacheError
 from gouache.data.prompts import CaptionTable
+from gouache.errors import GouacheError
+from gouache.heldout import HeldOut
+from gouache.options import SamplingOptions
 from gouache.train import TimeBudget, Trainer, lr_at, train
 from gouache.unet import PRESETS, UNet
-from gouache.validation import HeldOut
 
 
 def tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
@@ -161,7 +162,7 @@ def test_checkpoint_round_trip_and_crash_safety(shapes_dir, tmp_path, text_encod
     from gouache.pipeline import Pipeline
 
     pipe = Pipeline.load(run, device="cpu", text_encoder=text_encoder)
-    assert pipe.generate("red circle", steps=2, progress=False).images[0].size == (16, 16)
+    assert pipe.generate("red circle", SamplingOptions(steps=2), progress=False).images[0].size == (16, 16)
 
 
 def test_checkpoint_of_another_shape_is_refused(shapes_dir, tmp_path, text_encoder):

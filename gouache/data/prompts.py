@@ -90,7 +90,7 @@ def embed_dataset(data: Path | str, encoder: TextEncoder, *, progress: bool = Fa
 
     folder = shards_folder(data) if is_shard_spec(data) else Path(data)
     captions = dataset_captions(data)
-    emb = encoder.encode_unique(captions, progress=progress)
+    emb = encoder.encode_many(captions, progress=progress)
     name, length = _model_of(encoder)
     return save_prompt_embeddings(folder / EMBEDDINGS_FILE, captions, emb,
                                   text_model=str(name), max_length=int(length or 0))
@@ -123,7 +123,7 @@ class CaptionTable:
         if stored and all(c in rows for c in captions):
             emb = stored[1].index(torch.tensor([rows[c] for c in captions]))
         else:
-            emb = encoder.encode_unique(captions, progress=progress)
+            emb = encoder.encode_many(captions, progress=progress)
         emb = PromptEmbedding(emb.tokens.half(), emb.mask, emb.pooled)
         return cls(captions, emb, ids, cum)
 
@@ -178,7 +178,7 @@ class CaptionCache:
         """The id of each caption, encoding the ones not seen before."""
         new = sorted({c for c in captions if c not in self.index})
         if new:
-            self._add(new, self.encoder.encode_unique(new))
+            self._add(new, self.encoder.encode_many(new))
         return torch.tensor([self.index[c] for c in captions], dtype=torch.long)
 
     def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:

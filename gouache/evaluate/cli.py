@@ -26,7 +26,7 @@ Inception network runs at about 3 images/s."""
 
 
 def add_eval(sub) -> None:
-    from ..samplers import SAMPLERS
+    from ..options import add_sampling_arguments
 
     p = sub.add_parser("eval", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="measure a checkpoint against real images (FID, KID, fidelity, memorisation)",
@@ -42,9 +42,7 @@ def add_eval(sub) -> None:
     p.add_argument("--prompts", type=Path, default=None,
                    help="file of prompts, one a line (default: the labels of the split's images)")
     p.add_argument("--seed", type=int, default=0, help="image k uses seed+k (default: 0)")
-    p.add_argument("--sampler", default="dpmpp_2m", choices=sorted(SAMPLERS), help="default: dpmpp_2m")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the sampler's own)")
-    p.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (default: 3)")
+    add_sampling_arguments(p)
     p.add_argument("--out", type=Path, default=Path("eval"), help="folder for report.json and plots (default: eval/)")
     p.add_argument("--references", action="store_true",
                    help="also score a ceiling (real images) and a floor (clipped Gaussian noise)")
@@ -60,12 +58,12 @@ def add_eval(sub) -> None:
 
 
 def _eval(a: argparse.Namespace) -> None:
-    from .report import evaluate, format_report
+    from ..options import sampling_options
+    from .report import Sweeps, evaluate, format_report
 
-    report = evaluate(a.model, a.data, split=a.split, num_images=a.num_images, prompts=a.prompts, seed=a.seed,
-                      sampler=a.sampler, steps=a.steps, guidance=a.guidance, out=a.out,
-                      references=a.references, sweep_steps=a.sweep_steps, sweep_guidance=a.sweep_guidance,
-                      sweep_images=a.sweep_images, batch_size=a.batch_size, device=a.device,
-                      heldout=not a.no_heldout)
+    sweeps = Sweeps(steps=a.sweep_steps, guidance=a.sweep_guidance, images=a.sweep_images)
+    report = evaluate(a.model, a.data, sampling_options(a), split=a.split, num_images=a.num_images,
+                      prompts=a.prompts, seed=a.seed, out=a.out, references=a.references, sweeps=sweeps,
+                      batch_size=a.batch_size, device=a.device, heldout=not a.no_heldout)
     print(format_report(report))
     print(f"wrote {a.out / 'report.json'}")

@@ -15,6 +15,7 @@ import torch
 from ..data.imagefolder import read_records
 from ..errors import GouacheError
 from ..images import to_uint8
+from ..options import SamplingOptions
 from ..pipeline import Pipeline
 from . import metrics
 from .features import ImageFeatures, cached_features
@@ -104,11 +105,11 @@ def eval_prompts(split_labels: Sequence[str], n: int, *, seed: int = 0,
     return [pool[k % len(pool)] for k in range(n)]
 
 
-def generate_images(pipe: Pipeline, prompts: Sequence[str], *, sampler: str, steps: int | None,
-                    guidance: float, seed: int, batch_size: int, progress: bool = True) -> torch.Tensor:
+def generate_images(pipe: Pipeline, prompts: Sequence[str], options: SamplingOptions, *, seed: int,
+                    batch_size: int, progress: bool = True) -> torch.Tensor:
     """Paint one image per prompt (image k from seed + k): (N, 3, H, W) uint8."""
-    result = pipe.generate(list(prompts), num_images=1, sampler=sampler, steps=steps, guidance=guidance,
-                           seed=seed, batch_size=batch_size, progress=progress)
+    result = pipe.generate(list(prompts), options, num_images=1, seed=seed, batch_size=batch_size,
+                           progress=progress)
     return to_uint8(result.final)
 
 

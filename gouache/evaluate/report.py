@@ -14,21 +14,38 @@ import hashlib
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..checkpoint import resolve_model_dir
 from ..data.imagefolder import CaptionedImages, load_imagefolder
+from ..device import pick_device
 from ..errors import GouacheError
+from ..heldout import HeldOut
 from ..images import grid, save_png, to_pil
+from ..options import SamplingOptions
 from ..pipeline import Pipeline, default_model_dir
 from . import metrics
 from .context import EvalContext, eval_prompts, generate_images, load_context, noise_images, row_label
 from .features import ImageFeatures, InceptionV3TF, metadata_checksum
 from .sweeps import run_sweeps
 
-__all__ = ["evaluate", "format_report"]
+__all__ = ["evaluate", "format_report", "Sweeps"]
+
+
+@dataclass(frozen=True)
+class Sweeps:
+    """Which sweeps to run (see ``sweeps.py``) and with how many pictures each point."""
+
+    steps: bool = False  # KID and top-1 against steps 5..100 for every sampler
+    guidance: bool = False  # KID and top-1 against guidance 1..8
+    images: int = 50  # pictures per sweep point
+
+    @property
+    def any(self) -> bool:
+        return self.steps or self.guidance
 
 
 def ceiling(ctx: EvalContext, n: int) -> dict:
@@ -57,9 +74,7 @@ def ceiling(ctx: EvalContext, n: int) -> dict:
 
 
 def heldout_loss(pipe: Pipeline, data: CaptionedImages) -> dict:
-    """The fixed held-out denoising loss (``gouache.validation.HeldOut``): per sigma and mean."""
-    from ..validation import HeldOut
-
+    """The fixed held-out denoising loss (``gouache.heldout.HeldOut``): per sigma and mean."""
     held = HeldOut(data, pipe.text_encoder, pipe.device, sigma_data=pipe.config.schedule.sigma_data)
     per = held.per_sigma(pipe.denoiser.net)
     return {"per_sigma": {f"{s:.4g}": v for s, v in per.items()}, "mean": sum(per.values()) / len(per)}
@@ -94,14 +109,9 @@ def _clean(x):
     return x
 
 
-def _device(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-
-
-def evaluate(model: Path | str | None, data: Path | str, *, split: str = "test", num_images: int = 200,
-             prompts: Path | None = None, seed: int = 0, sampler: str = "dpmpp_2m", steps: int | None = None,
-             guidance: float = 3.0, out: Path | str | None = Path("eval"), references: bool = False,
-             sweep_steps: bool = False, sweep_guidance: bool = False, sweep_images: int = 50,
+def evaluate(model: Path | str | None, data: Path | str, options: SamplingOptions = SamplingOptions(), *,
+             split: str = "test", num_images: int = 200, prompts: Path | None = None, seed: int = 0,
+             out: Path | str | None = Path("eval"), references: bool = False, sweeps: Sweeps = Sweeps(),
              batch_size: int = 16, device: str = "auto", heldout: bool = True,
              pipeline: Pipeline | None = None, extractor: ImageFeatures | None = None,
              cache_dir: Path | None = None, progress: bool = True) -> dict:
@@ -111,17 +121,13 @@ def evaluate(model: Path | str | None, data: Path | str, *, split: str = "test",
     ``out`` is None). ``pipeline`` and ``extractor`` may be given to reuse loaded
     networks (tests pass a cheap extractor).
     """
-    from ..samplers import SAMPLERS
-
     start = time.time()
     data = Path(data)
-    if sampler not in SAMPLERS:
-        raise GouacheError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
     if num_images < 2:
         raise GouacheError(f"evaluation needs at least 2 images (FID and KID compare sets), got {num_images}")
     folder = resolve_model_dir(model if model is not None else default_model_dir())
     model_info = _model_info(folder)  # now: a training run may prune this checkpoint later
-    dev = _device(device)
+    dev = pick_device(device)
     pipe = pipeline or Pipeline.load(folder, device=dev)
     extractor = extractor or InceptionV3TF(dev)
     size = pipe.image_size
@@ -130,8 +136,7 @@ def evaluate(model: Path | str | None, data: Path | str, *, split: str = "test",
                        progress=progress, split_images=split_data.images)
     prompt_list = eval_prompts([row_label(r) for r in split_data.records], num_images, seed=seed,
                                prompts_file=prompts)
-    images = generate_images(pipe, prompt_list, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                             batch_size=batch_size, progress=progress)
+    images = generate_images(pipe, prompt_list, options, seed=seed, batch_size=batch_size, progress=progress)
     feats = extractor.extract(images, batch_size=batch_size, progress=progress, desc="inception: generated")
     row = ctx.score(feats, prompt_list)
     if heldout:
@@ -140,7 +145,7 @@ def evaluate(model: Path | str | None, data: Path | str, *, split: str = "test",
     report: dict = {
         "model": model_info,
         "data": {"folder": str(data), "metadata_sha256": metadata_checksum(data)},
-        "split": split, "sampler": sampler, "steps": steps or SAMPLERS[sampler][2], "guidance": guidance,
+        "split": split, "sampler": options.sampler, "steps": options.steps, "guidance": options.guidance,
         "seed": seed, "feature_network": extractor.name, "image_size": size,
         "counts": {"generated": len(feats), "real_split": len(ctx.split.features),
                    "real_train": len(ctx.train.features) if ctx.train is not None else 0,
@@ -154,12 +159,11 @@ def evaluate(model: Path | str | None, data: Path | str, *, split: str = "test",
                                   progress=progress, desc="inception: noise")
         report["references"] = {"ceiling": ceiling(ctx, num_images), "floor": ctx.score(noise, prompt_list)}
     plots: list[str] = []
-    if sweep_steps or sweep_guidance:
-
+    if sweeps.any:
         report["sweeps"], plots = run_sweeps(
-            pipe, ctx, prompt_list[:sweep_images], out=Path(out) if out is not None else None,
-            steps_sweep=sweep_steps, guidance_sweep=sweep_guidance, sampler=sampler, steps=steps,
-            guidance=guidance, seed=seed, batch_size=batch_size, progress=progress)
+            pipe, ctx, prompt_list[:sweeps.images], options, out=Path(out) if out is not None else None,
+            steps_sweep=sweeps.steps, guidance_sweep=sweeps.guidance, seed=seed, batch_size=batch_size,
+            progress=progress)
     report["seconds"] = round(time.time() - start, 1)
     report = _clean(report)
     if out is not None:

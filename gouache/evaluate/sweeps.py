@@ -6,9 +6,11 @@ because it is unbiased at the small N a sweep can afford.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from ..options import SamplingOptions
 from ..pipeline import Pipeline
 from ..samplers import SAMPLERS
 from .context import EvalContext, generate_images
@@ -19,41 +21,41 @@ SWEEP_STEPS = (5, 10, 20, 50, 100)
 SWEEP_GUIDANCE = (1.0, 2.0, 3.0, 5.0, 8.0)
 
 
-def _point(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], *, sampler: str, steps: int | None,
-           guidance: float, seed: int, batch_size: int, progress: bool) -> dict:
-    images = generate_images(pipe, prompts, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                             batch_size=batch_size, progress=progress)
+def _point(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], options: SamplingOptions, *, seed: int,
+           batch_size: int, progress: bool) -> dict:
+    images = generate_images(pipe, prompts, options, seed=seed, batch_size=batch_size, progress=progress)
     feats = ctx.extractor.extract(images, batch_size=batch_size, progress=progress,
-                                  desc=f"inception: {sampler} {steps} steps, guidance {guidance}")
+                                  desc=f"inception: {options.sampler} {options.steps} steps, "
+                                       f"guidance {options.guidance}")
     score = ctx.score(feats, prompts, fid=False)
     return {"kid_mean": score["kid_mean"], "kid_std": score["kid_std"], "top1": score["top1"],
             "top5": score["top5"]}
 
 
-def run_sweeps(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], *, out: Path | None, steps_sweep: bool,
-               guidance_sweep: bool, sampler: str, steps: int | None, guidance: float, seed: int,
-               batch_size: int, progress: bool = True) -> tuple[dict, list[str]]:
-    """The requested sweeps as {"steps": {sampler: [points]}, "guidance": [points]} and the plot paths."""
+def run_sweeps(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], options: SamplingOptions, *,
+               out: Path | None, steps_sweep: bool, guidance_sweep: bool, seed: int, batch_size: int,
+               progress: bool = True) -> tuple[dict, list[str]]:
+    """The requested sweeps around ``options``, as {"steps": {sampler: [points]}, "guidance": [points]},
+    and the plot paths."""
     result: dict = {"count": len(prompts)}
     plots: list[str] = []
     kw = dict(seed=seed, batch_size=batch_size, progress=progress)
     if steps_sweep:
         result["steps"] = {
-            name: [{"steps": n, **_point(pipe, ctx, prompts, sampler=name, steps=n, guidance=guidance, **kw)}
+            name: [{"steps": n, **_point(pipe, ctx, prompts, replace(options, sampler=name, steps=n), **kw)}
                    for n in SWEEP_STEPS]
             for name in SAMPLERS}
         if out is not None:
             series = {name: [(p["steps"], p) for p in pts] for name, pts in result["steps"].items()}
             plots.append(str(plot_sweep(series, "sampling steps", out / "sweep_steps.png", log_x=True,
-                                        title=f"guidance {guidance}, {len(prompts)} images")))
+                                        title=f"guidance {options.guidance}, {len(prompts)} images")))
     if guidance_sweep:
-        result["guidance"] = [{"guidance": w, **_point(pipe, ctx, prompts, sampler=sampler, steps=steps,
-                                                        guidance=w, **kw)} for w in SWEEP_GUIDANCE]
+        result["guidance"] = [{"guidance": w, **_point(pipe, ctx, prompts, replace(options, guidance=w), **kw)}
+                              for w in SWEEP_GUIDANCE]
         if out is not None:
-            n_steps = steps or SAMPLERS[sampler][2]
-            series = {sampler: [(p["guidance"], p) for p in result["guidance"]]}
+            series = {options.sampler: [(p["guidance"], p) for p in result["guidance"]]}
             plots.append(str(plot_sweep(series, "guidance scale", out / "sweep_guidance.png",
-                                        title=f"{sampler}, {n_steps} steps, {len(prompts)} images")))
+                                        title=f"{options.sampler}, {options.steps} steps, {len(prompts)} images")))
     return result, plots
 
 

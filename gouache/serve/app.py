@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from ..samplers import SAMPLERS
 from .schemas import (MAX_SEED, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse,
                       SamplerInfo)
-from .worker import Job, QueueFull, Settings, Worker
+from .worker import Job, QueueFull, Worker
 
 __all__ = ["create_app"]
 
@@ -79,7 +79,8 @@ def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
     async def info() -> InfoResponse:
         return InfoResponse(image_size=pipeline.image_size, queue_size=queue_size, max_batch=max_batch,
                             device=str(pipeline.device),
-                            samplers=[SamplerInfo(name=n, default_steps=v[2]) for n, v in SAMPLERS.items()])
+                            samplers=[SamplerInfo(name=n, default_steps=v.default_steps)
+                                      for n, v in SAMPLERS.items()])
 
     @app.post("/api/generate", response_model=GenerateResponse, responses=BUSY, summary="Paint pictures")
     async def generate(req: GenerateRequest, request: Request) -> Any:
@@ -119,10 +120,8 @@ def _submit(worker: Worker, req: GenerateRequest, *, previews: bool) -> tuple[Jo
     def sink(kind: str, data: dict[str, Any]) -> None:  # called from the worker thread
         loop.call_soon_threadsafe(events.put_nowait, (kind, data))
 
-    settings = Settings(sampler=req.sampler, steps=req.resolved_steps(), guidance=float(req.guidance),
-                        negative_prompt=req.negative_prompt)
     seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED)
-    job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, settings=settings, sink=sink,
+    job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, options=req.sampling_options(), sink=sink,
               previews=previews)
     try:
         position = worker.submit(job)

@@ -11,19 +11,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..options import Limits as SamplingLimits
+from ..options import SamplingOptions
 from ..samplers import SAMPLERS
 
 __all__ = ["GenerateRequest", "GeneratedImage", "GenerateResponse", "ProgressEvent", "InfoResponse",
-           "HealthResponse", "SamplerInfo", "Limits", "MAX_PROMPT_CHARS", "MAX_STEPS", "MAX_GUIDANCE",
-           "MAX_IMAGES", "MAX_SEED", "DEFAULT_SAMPLER", "DEFAULT_GUIDANCE"]
+           "HealthResponse", "SamplerInfo", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS", "MAX_IMAGES",
+           "MAX_SEED"]
 
+# The server's policy: stricter than the library's limits, so one request cannot hold the worker long.
+SERVER_LIMITS = SamplingLimits(max_steps=200, max_guidance=20.0)
+DEFAULTS = SamplingOptions()
 MAX_PROMPT_CHARS = 300
-MAX_STEPS = 200
-MAX_GUIDANCE = 20.0
 MAX_IMAGES = 8
 MAX_SEED = 2**31 - 1
-DEFAULT_SAMPLER = "dpmpp_2m"
-DEFAULT_GUIDANCE = 3.0
 
 SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]  # an enum in the OpenAPI schema
 
@@ -32,16 +33,16 @@ class GenerateRequest(BaseModel):
     """One painting job: a prompt and the sampling settings."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"prompt": "red apple", "negative_prompt": "", "steps": 20, "guidance": 3.0,
-         "sampler": "dpmpp_2m", "seed": 42, "num_images": 1}]})
+        {"prompt": "red apple", "negative_prompt": DEFAULTS.negative_prompt, "steps": DEFAULTS.steps,
+         "guidance": DEFAULTS.guidance, "sampler": DEFAULTS.sampler, "seed": 42, "num_images": 1}]})
 
     prompt: str = Field(max_length=MAX_PROMPT_CHARS, description="what to paint, e.g. \"red apple\"")
-    negative_prompt: str = Field("", max_length=MAX_PROMPT_CHARS, description="what to steer away from")
-    steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True,
+    negative_prompt: str = Field(DEFAULTS.negative_prompt, max_length=MAX_PROMPT_CHARS, description="what to steer away from")
+    steps: int | None = Field(None, ge=1, le=SERVER_LIMITS.max_steps, strict=True,
                               description="sampling steps; null: the sampler's default")
-    guidance: float = Field(DEFAULT_GUIDANCE, ge=0, le=MAX_GUIDANCE, strict=True, allow_inf_nan=False,
+    guidance: float = Field(DEFAULTS.guidance, ge=0, le=SERVER_LIMITS.max_guidance, strict=True, allow_inf_nan=False,
                             description="classifier-free guidance scale (1 = none)")
-    sampler: SamplerName = Field(DEFAULT_SAMPLER, description="the sampling method")
+    sampler: SamplerName = Field(DEFAULTS.sampler, description="the sampling method")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True,
                              description="image k uses seed+k; null: a random seed (returned)")
     num_images: int = Field(1, ge=1, le=MAX_IMAGES, strict=True, description="pictures to paint")
@@ -59,9 +60,10 @@ class GenerateRequest(BaseModel):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
-    def resolved_steps(self) -> int:
-        """The steps that will run: the request's, or the sampler's default."""
-        return self.steps if self.steps is not None else SAMPLERS[self.sampler][2]
+    def sampling_options(self) -> SamplingOptions:
+        """The sampling options, already within SERVER_LIMITS (the fields above say so)."""
+        return SamplingOptions(sampler=self.sampler, steps=self.steps, guidance=float(self.guidance),
+                               negative_prompt=self.negative_prompt)
 
 
 class GeneratedImage(BaseModel):
@@ -100,8 +102,8 @@ class SamplerInfo(BaseModel):
 
 class Limits(BaseModel):
     max_prompt_chars: int = MAX_PROMPT_CHARS
-    max_steps: int = MAX_STEPS
-    max_guidance: float = MAX_GUIDANCE
+    max_steps: int = SERVER_LIMITS.max_steps
+    max_guidance: float = SERVER_LIMITS.max_guidance
     max_images: int = MAX_IMAGES
     max_seed: int = MAX_SEED
 
@@ -109,8 +111,8 @@ class Limits(BaseModel):
 class InfoResponse(BaseModel):
     image_size: int = Field(description="side of the square pictures, in pixels")
     samplers: list[SamplerInfo]
-    default_sampler: str = DEFAULT_SAMPLER
-    default_guidance: float = DEFAULT_GUIDANCE
+    default_sampler: str = DEFAULTS.sampler
+    default_guidance: float = DEFAULTS.guidance
     limits: Limits = Limits()
     queue_size: int
     max_batch: int = Field(description="most pictures painted in one batch")

@@ -2,7 +2,7 @@
 
 Requests become :class:`Job` objects. ``Worker.submit`` puts a job in the queue
 or raises :class:`QueueFull` (the server answers 503). The worker takes the
-oldest job plus any queued jobs with the same settings (sampler, steps,
+oldest job plus any queued jobs with the same options (sampler, steps,
 guidance, negative prompt), up to ``max_batch`` pictures (a bigger job runs
 alone), and paints them in one batch. Every picture keeps its own seed: image k of a job is the same
 picture whether it was painted alone or batched with others.
@@ -31,8 +31,9 @@ from PIL import Image
 
 from ..errors import GouacheError
 from ..images import to_pil
+from ..options import SamplingOptions
 
-__all__ = ["Job", "Settings", "Worker", "QueueFull", "Cancelled", "render", "png_base64"]
+__all__ = ["Job", "Worker", "QueueFull", "Cancelled", "render", "png_base64"]
 
 log = logging.getLogger("gouache.serve")
 Sink = Callable[[str, dict[str, Any]], None]
@@ -51,22 +52,12 @@ class Cancelled(Exception):
     """Raised inside the sampler callback to stop a batch whose clients have all gone."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What must be equal for jobs to share one batch."""
-
-    sampler: str
-    steps: int
-    guidance: float
-    negative_prompt: str
-
-
 @dataclass(eq=False)
 class Job:
     prompt: str
     seed: int
     num_images: int
-    settings: Settings
+    options: SamplingOptions  # jobs with equal options share a batch
     sink: Sink
     previews: bool = False
     id: int = field(default_factory=lambda: next(_ids))
@@ -91,12 +82,11 @@ def png_base64(img: Image.Image) -> str:
 
 
 @torch.inference_mode()
-def render(pipeline, prompts: list[str], seeds: list[int], settings: Settings,
+def render(pipeline, prompts: list[str], seeds: list[int], options: SamplingOptions,
            on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> list[Image.Image]:
     """Paint one picture per (prompt, seed), in one batch, with each request's own seeds."""
-    return pipeline.generate(prompts, negative_prompt=settings.negative_prompt, sampler=settings.sampler,
-                             steps=settings.steps, guidance=settings.guidance, seeds=seeds,
-                             batch_size=len(prompts), callback=on_step, progress=False).images
+    return pipeline.generate(prompts, options, seeds=seeds, batch_size=len(prompts), callback=on_step,
+                             progress=False).images
 
 
 @dataclass
@@ -188,7 +178,7 @@ class Worker:
             first = self._pending.popleft()
             batch, size = [first], first.num_images
             for job in list(self._pending):
-                if job.settings == first.settings and size + job.num_images <= self.max_batch \
+                if job.options == first.options and size + job.num_images <= self.max_batch \
                         and not job.cancelled.is_set():
                     self._pending.remove(job)
                     batch.append(job)
@@ -211,9 +201,8 @@ class Worker:
     def _run(self, batch: list[Job]) -> None:
         prompts = [job.prompt for job in batch for _ in range(job.num_images)]
         seeds = [job.seed + k for job in batch for k in range(job.num_images)]
-        settings = batch[0].settings
         try:
-            images = render(self.pipeline, prompts, seeds, settings, self._on_step(batch))
+            images = render(self.pipeline, prompts, seeds, batch[0].options, self._on_step(batch))
         except Cancelled:
             if self._stopping:
                 self._fail([job for job in batch if not job.cancelled.is_set()], 503,
@@ -257,7 +246,7 @@ class Worker:
         return on_step
 
     def _response(self, job: Job, images: list[Image.Image]) -> dict[str, Any]:
-        s = job.settings
+        s = job.options
         return {
             "images": [{"seed": job.seed + k, "png": png_base64(img), "width": img.width,
                         "height": img.height} for k, img in enumerate(images)],

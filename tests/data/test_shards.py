@@ -34,9 +34,9 @@ class CountingEncoder(torch.nn.Module):
         self.encoded += len(prompts)
         return self.real(prompts)
 
-    def encode_unique(self, prompts, **kw):
+    def encode_many(self, prompts, **kw):
         self.encoded += len(prompts)
-        return self.real.encode_unique(prompts, **kw)
+        return self.real.encode_many(prompts, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_embed_round_trip(emoji_fixture: Path, tmp_path: Path, text_encoder, mon
     captions, emb = load_prompt_embeddings(folder / EMBEDDINGS_FILE, text_encoder)
     assert captions == dataset_captions(folder) and captions[0] == ""
     assert emb.tokens.dtype == torch.float16 and emb.mask.dtype == torch.bool
-    fresh = text_encoder.encode_unique(captions)
+    fresh = text_encoder.encode_many(captions)
     assert torch.equal(emb.mask, fresh.mask)
     assert torch.allclose(emb.tokens.float(), fresh.tokens, atol=2e-3, rtol=1e-3)
     assert torch.allclose(emb.pooled, fresh.pooled, atol=1e-6)

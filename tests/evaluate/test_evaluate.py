@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from gouache.evaluate.features import ImageFeatures, cache_path, cached_features, tf_bilinear_resize
 from gouache.evaluate.metrics import fid, fidelity, kid, memorisation, nearest, typical_nn_distance
+from gouache.options import SamplingOptions
 
 
 class PixelFeatures(ImageFeatures):
@@ -169,7 +170,7 @@ def test_evaluate_writes_report_with_required_keys(tiny_pipeline, tiny_model_dir
     from gouache.evaluate import evaluate, format_report
 
     out = tmp_path / "eval"
-    report = evaluate(tiny_model_dir, emoji_copy, num_images=4, steps=2, references=True, out=out,
+    report = evaluate(tiny_model_dir, emoji_copy, SamplingOptions(steps=2), num_images=4, references=True, out=out,
                       pipeline=tiny_pipeline, extractor=PixelFeatures(32), progress=False)
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk == report
@@ -194,12 +195,13 @@ def test_evaluate_writes_report_with_required_keys(tiny_pipeline, tiny_model_dir
 def test_sweeps_write_plots(tiny_pipeline, tiny_model_dir, emoji_copy, tmp_path, monkeypatch):
     import gouache.evaluate.sweeps as sweeps
     from gouache.evaluate import evaluate
+    from gouache.evaluate.report import Sweeps
 
     monkeypatch.setattr(sweeps, "SWEEP_STEPS", (2, 3))
     monkeypatch.setattr(sweeps, "SWEEP_GUIDANCE", (1.0, 3.0))
     out = tmp_path / "eval"
-    report = evaluate(tiny_model_dir, emoji_copy, num_images=3, steps=2, out=out, sweep_steps=True,
-                      sweep_guidance=True, heldout=False, pipeline=tiny_pipeline,
+    report = evaluate(tiny_model_dir, emoji_copy, SamplingOptions(steps=2), num_images=3, out=out,
+                      sweeps=Sweeps(steps=True, guidance=True), heldout=False, pipeline=tiny_pipeline,
                       extractor=PixelFeatures(32), progress=False)
     assert set(report["sweeps"]["steps"]) == {"dpmpp_2m", "heun", "euler", "ddpm"}
     assert [p["steps"] for p in report["sweeps"]["steps"]["heun"]] == [2, 3]
@@ -230,7 +232,7 @@ def test_cli_eval_missing_model_is_a_clean_error(tmp_path, emoji_copy, capsys):
 def test_evaluate_with_inception_end_to_end(tiny_pipeline, tiny_model_dir, emoji_copy, inception, tmp_path):
     from gouache.evaluate import evaluate
 
-    report = evaluate(tiny_model_dir, emoji_copy, num_images=4, steps=2, out=tmp_path / "eval",
+    report = evaluate(tiny_model_dir, emoji_copy, SamplingOptions(steps=2), num_images=4, out=tmp_path / "eval",
                       heldout=False, pipeline=tiny_pipeline, extractor=inception, progress=False)
     assert report["feature_network"] == "inception" and report["metrics"]["fid"] > 0
     assert len(list((emoji_copy / ".gouache_cache").glob("inception-*.safetensors"))) == 2

