@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import GouacheError
 from .images import grid, load_rgb, save_png
 from .options import SamplingOptions
-from .pipeline import Pipeline, check_prompts
+from .outputs import check_output_file, check_output_folder
+from .pipeline import Pipeline, check_prompts, check_seeds
 from .strips import evenly_spaced_steps, noise_strip, trajectory_strip
 
 __all__ = ["generate", "noise_strip_file"]
@@ -16,26 +18,53 @@ def _slug(text: str) -> str:
     return "-".join(filter(None, keep.split("-")))[:60] or "image"
 
 
+MAX_IMAGES = 10_000  # pictures per call; they are written as they are painted
+MAX_SCALE = 16  # enlargement of the saved pictures (a 64 px picture becomes 1024 px)
+GRID_IMAGES = 100  # the grid shows the first this many pictures
+
+
 def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model: str | Path | None = None,
              num_images: int = 1, seed: int = 0, out: Path = Path("out"), trajectory: Path | None = None,
-             scale: int = 1, device: str = "auto", pipeline: Pipeline | None = None) -> list[Path]:
-    """Generate and save: one PNG per image, plus a grid when there are several; return the paths."""
-    check_prompts([prompt], num_images)  # before any loading
-    pipe = pipeline or Pipeline.load(model, device=device)
-    record = evenly_spaced_steps(options.steps, 5) if trajectory is not None else ()
-    result = pipe.generate(prompt, options, num_images=num_images, seed=seed, record=record)
-    stem = _slug(prompt)
-    paths = []
-    for img, s in zip(result.images, result.seeds):
-        big = img.resize((img.width * scale, img.height * scale), 0) if scale > 1 else img
-        paths.append(save_png(big, Path(out) / f"{stem}-seed{s}.png"))
-    if num_images > 1:
-        paths.append(save_png(grid(result.images, scale=scale), Path(out) / f"{stem}-grid.png"))
+             scale: int = 1, device: str = "auto", pipeline: Pipeline | None = None,
+             batch_size: int = 16) -> list[Path]:
+    """Generate and save: one PNG per image, written as each batch finishes, plus a grid when
+    there are several; return the paths."""
+    check_prompts([prompt], num_images)  # everything before any loading
+    if num_images > MAX_IMAGES:
+        raise GouacheError(f"at most {MAX_IMAGES} pictures a call, got {num_images}")
+    check_seeds([seed, seed + num_images - 1])
+    if not 1 <= scale <= MAX_SCALE:
+        raise GouacheError(f"--scale must be from 1 to {MAX_SCALE}, got {scale}")
+    out = check_output_folder(out)
     if trajectory is not None:
-        paths.append(save_png(trajectory_strip(result), trajectory))
+        trajectory = check_output_file(trajectory, what="--trajectory")
+    pipe = pipeline or Pipeline.load(model, device=device)
+    stem, paths, shown = _slug(prompt), [], []
+    for start in range(0, num_images, batch_size):
+        seeds = list(range(seed + start, seed + min(num_images, start + batch_size)))
+        record = evenly_spaced_steps(options.steps, 5) if trajectory is not None and start == 0 else ()
+        result = pipe.generate(prompt, options, num_images=len(seeds), seeds=seeds, record=record,
+                               batch_size=batch_size)
+        for img, s in zip(result.images, result.seeds):
+            big = img.resize((img.width * scale, img.height * scale), 0) if scale > 1 else img
+            paths.append(save_png(big, out / f"{stem}-seed{s}.png"))
+        shown += result.images[:GRID_IMAGES - len(shown)]
+        if record:
+            trajectory_png = save_png(trajectory_strip(result), trajectory)
+    if num_images > 1:
+        paths.append(save_png(grid(shown, scale=scale), out / f"{stem}-grid.png"))
+    if trajectory is not None:
+        paths.append(trajectory_png)
     return paths
+
+
+MAX_SIZE = 1024  # side of the noising strip's pictures
 
 
 def noise_strip_file(image: Path, *, out: Path, size: int = 64, seed: int = 0) -> Path:
     """Write the forward noising strip of one image file."""
+    if not 8 <= size <= MAX_SIZE:
+        raise GouacheError(f"--size must be from 8 to {MAX_SIZE}, got {size}")
+    check_seeds([seed])
+    out = check_output_file(out)
     return save_png(noise_strip(load_rgb(image, size), seed=seed), out)

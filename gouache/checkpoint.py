@@ -28,9 +28,10 @@ from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig, write_json
 from .errors import GouacheError
+from .outputs import check_output_folder
 from .unet import UNet
 
-__all__ = ["save_checkpoint", "load_weights", "load_network", "load_train_state", "resolve_model_dir",
+__all__ = ["save_checkpoint", "read_tensors", "load_weights", "load_network", "load_train_state", "resolve_model_dir",
            "read_model_config", "export_model", "average_weights"]
 
 
@@ -112,15 +113,20 @@ def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
     return net, config
 
 
-def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors file into ``module``, naming the file and the mismatch on failure."""
-    path = Path(path)
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing or damaged file is a one-line error naming it."""
     try:
-        sd = load_file(path)
+        return load_file(path)
     except FileNotFoundError:
         raise GouacheError(f"{path} is missing") from None
     except (SafetensorError, OSError) as e:
         raise GouacheError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module``, naming the file and the mismatch on failure."""
+    path = Path(path)
+    sd = read_tensors(path)
     own = module.state_dict()
     bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
     missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
@@ -136,7 +142,7 @@ def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
     """Restore AdamW and the generators from a checkpoint; return its step."""
     folder = Path(folder)
     state = json.loads((folder / "state.json").read_text())
-    tensors = load_file(folder / "train.safetensors")
+    tensors = read_tensors(folder / "train.safetensors")
     opt_state: dict[int, dict] = {}
     for key, v in tensors.items():
         if key.startswith("state."):
@@ -157,10 +163,10 @@ def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = 
     makes sense for networks that share a starting point (one run continued or
     fine-tuned from another), so their fixed buffers must agree.
     """
+    dst = check_output_folder(dst)
     srcs = [resolve_model_dir(s) for s in ([src] if isinstance(src, (str, Path)) else src)]
     if not srcs:
         raise GouacheError("export needs at least one run or model folder")
-    dst = Path(dst)
     config = _same_config(srcs)
     weights = average_weights(srcs, buffers=_buffer_names(config))
     dst.mkdir(parents=True, exist_ok=True)
@@ -171,10 +177,10 @@ def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = 
 
 def average_weights(folders: Sequence[Path], *, buffers: Collection[str] = ()) -> dict[str, torch.Tensor]:
     """The mean of the folders' EMA weights (summed in float64); ``buffers`` must be equal in all."""
-    first = load_file(Path(folders[0]) / "ema.safetensors")
+    first = read_tensors(Path(folders[0]) / "ema.safetensors")
     total = {k: v.double() for k, v in first.items()}
     for folder in folders[1:]:
-        sd = load_file(Path(folder) / "ema.safetensors")
+        sd = read_tensors(Path(folder) / "ema.safetensors")
         if set(sd) != set(first):
             raise GouacheError(f"{folder}: holds other tensors than {folders[0]}")
         for key in buffers:

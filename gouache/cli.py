@@ -12,6 +12,14 @@ __all__ = ["main", "build_parser"]
 HELP = argparse.ArgumentDefaultsHelpFormatter
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line naming it, like every other gouache error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("gouache").strip()
+        self.exit(2, f"gouache: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
 def _add_generate(sub) -> None:
     from .options import add_sampling_arguments
 
@@ -197,7 +205,7 @@ def _export(a: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gouache", description="Text-to-image diffusion you train on your "
+    p = _Parser(prog="gouache", description="Text-to-image diffusion you train on your "
                                 "own captioned pictures.")
     sub = p.add_subparsers(dest="command", required=True)
     from .evaluate.cli import add_eval

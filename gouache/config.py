@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .checks import Rule, at_least, between, check_fields, non_blank, positive
 from .errors import GouacheError
 from .schedule import NoiseSchedule
 from .text import DEFAULT_TEXT_MODEL
@@ -38,6 +39,10 @@ class ModelConfig:
     text_model: str = DEFAULT_TEXT_MODEL  # the frozen prompt encoder: package name, folder or hub name
     text_max_length: int = 32  # prompts are cut to this many tokens
 
+    def __post_init__(self) -> None:
+        check_fields(self, {"text_model": (non_blank, "a package, folder or name"),
+                            "text_max_length": (between(1, 512), "from 1 to 512")}, what="model config")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -45,7 +50,26 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(unet=UNetConfig.from_dict(d["unet"]), schedule=NoiseSchedule(**d.get("schedule", {})),
                    text_model=d.get("text_model", DEFAULT_TEXT_MODEL),
-                   text_max_length=int(d.get("text_max_length", 32)))
+                   text_max_length=d.get("text_max_length", 32))
+
+
+_ONE_UP, _ZERO_UP = (at_least(1), "at least 1"), (at_least(0), "at least 0 (0 = never)")
+_TRAIN_RULES: dict[str, Rule] = {
+    "out": (non_blank, "a folder"), "split": (non_blank, "a split name"),
+    "steps": _ONE_UP, "batch_size": _ONE_UP, "grad_accum": _ONE_UP, "log_every": _ONE_UP,
+    "checkpoint_every": _ONE_UP, "keep_checkpoints": _ONE_UP, "sample_steps": (between(1, 1000), "from 1 to 1000"),
+    "warmup": (at_least(0), "at least 0"), "cooldown": (at_least(0), "at least 0"),
+    "sample_every": _ZERO_UP, "eval_every": _ZERO_UP, "num_workers": (at_least(0), "at least 0"),
+    "max_minutes": (at_least(0), "at least 0 (0 = no limit)"),
+    # above 1 AdamW's steps are larger than the weights themselves: the loss turns to NaN at once
+    "lr": (lambda v: 0 < v <= 1, "above 0 and at most 1 (usual: 1e-4 to 1e-3)"),
+    "weight_decay": (between(0, 1), "from 0 to 1"),
+    "grad_clip": (positive, "above 0 (the largest gradient norm; usual: 1.0)"),
+    "ema_decay": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1, e.g. 0.999"),
+    "caption_dropout": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1, e.g. 0.1"),
+    "seed": (between(0, 2**63 - 1), "from 0 to 2^63 - 1"),
+    "sample_prompts": (lambda ps: all(p.strip() for p in ps), "prompts that are not blank"),
+}
 
 
 @dataclass
@@ -90,6 +114,13 @@ class TrainConfig:
     grad_checkpointing: bool = False  # recompute activations in the backward pass to save memory
     num_workers: int = 0  # dataloader workers for streamed (sharded) data
 
+    def __post_init__(self) -> None:
+        check_fields(self, _TRAIN_RULES, what="training option")
+        if self.cooldown > self.steps:
+            raise GouacheError(f"training option: cooldown ({self.cooldown}) must not exceed steps ({self.steps})")
+        if self.sample_every and not self.sample_prompts:
+            raise GouacheError("training option: sample_prompts is empty; name a prompt or set sample_every = 0")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -100,7 +131,7 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise GouacheError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        if "sample_prompts" in d:
+        if isinstance(d.get("sample_prompts"), list):  # TOML and JSON have lists, the config a tuple
             d["sample_prompts"] = tuple(d["sample_prompts"])
         cfg = cls(**d)
         if model is not None:
@@ -110,6 +141,8 @@ class TrainConfig:
 
 def model_config_from_table(table: dict) -> ModelConfig:
     """A ``[model]`` TOML table: ``preset`` plus any UNetConfig field; ``text_model`` etc."""
+    if not isinstance(table, dict):
+        raise GouacheError(f"[model] must be a table (preset = ...), got {table!r}")
     table = dict(table)
     preset = table.pop("preset", "base")
     if preset not in PRESETS:

@@ -31,7 +31,7 @@ from .options import SamplingOptions
 from .rng import PerSampleNoise
 from .text import PromptEmbedding, TextEncoder
 
-__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "check_prompts"]
+__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "check_prompts", "check_seeds", "MAX_SEED"]
 
 PROMPT_CACHE_SIZE = 512  # prompts whose embeddings a pipeline keeps
 
@@ -119,7 +119,7 @@ class Pipeline:
             seeds = [seed + k for k in range(len(prompts))]
         elif len(seeds) != len(prompts):
             raise GouacheError(f"{len(seeds)} seeds for {len(prompts)} images")
-        seeds = [int(s) for s in seeds]
+        check_seeds(seeds)
         sigmas = options.spec.sigmas(options.steps, self.config.schedule).to(self.device)
         bar = tqdm(total=options.steps * math.ceil(len(prompts) / batch_size), desc="sampling",
                    unit="step", disable=not progress)
@@ -156,9 +156,19 @@ class Pipeline:
         return x.clamp(-1, 1).cpu(), frames
 
 
+MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; seed + k must stay below this
+
+
 def check_prompts(prompts: Sequence[str], num_images: int = 1) -> None:
     """Refuse an empty prompt or a number of pictures below one."""
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise GouacheError("the prompt is empty: say what to paint, e.g. \"red apple\"")
     if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
         raise GouacheError(f"number of images must be at least 1, got {num_images!r}")
+
+
+def check_seeds(seeds: Sequence[int]) -> None:
+    """Refuse a seed that a generator cannot take."""
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+            raise GouacheError(f"a seed must be a whole number from 0 to 2^63 - 1, got {s!r}")

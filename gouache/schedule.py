@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .checks import check_fields, positive
+
 __all__ = [
     "NoiseSchedule",
     "add_noise",
@@ -43,6 +45,12 @@ class NoiseSchedule:
     sigma_data: float = 0.5  # standard deviation of the images in [-1, 1]
     p_mean: float = -1.2  # mean of ln(sigma) during training (EDM)
     p_std: float = 1.2  # standard deviation of ln(sigma) during training (EDM)
+
+    def __post_init__(self) -> None:
+        above_0 = (positive, "above 0")
+        check_fields(self, {"sigma_min": above_0, "sigma_data": above_0, "p_std": above_0,
+                            "sigma_max": (lambda v: v > self.sigma_min, "above sigma_min")},
+                     what="noise schedule")
 
     def sample_training_sigmas(self, n: int, *, generator: torch.Generator | None = None,
                                device: torch.device | str = "cpu") -> torch.Tensor:

@@ -53,6 +53,7 @@ from .errors import GouacheError
 from .heldout import HeldOut
 from .images import grid, save_png
 from .options import SamplingOptions
+from .outputs import check_output_folder
 from .pipeline import Pipeline
 from .text import TextEncoder
 from .unet import UNet
@@ -192,12 +193,14 @@ class Trainer:
                 loss = losses.sum() / b  # mean over this rank's batch
             loss.backward()
             total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         update_ema(self.ema, self.net, self.step_no, cfg.ema_decay)
         self.step_no += 1
-        return float(dist.mean(total))
+        # a non-finite gradient makes the returned loss NaN (0 * inf is NaN): the weights it
+        # reached are broken even where the loss itself was still finite
+        return float(dist.mean(total + 0 * norm))
 
     def save(self) -> Path:
         return save_checkpoint(Path(self.cfg.out), step=self.step_no, model_config=self.cfg.model,
@@ -225,13 +228,6 @@ class Trainer:
         self.step_no = load_train_state(folder, self.opt, self.gen)
 
 
-def _check_resolution(cfg: TrainConfig) -> None:
-    u = cfg.model.unet
-    if u.image_size % u.divisor:
-        raise GouacheError(f"image size {u.image_size} is not divisible by {u.divisor} "
-                           f"(patch {u.patch} x 2^{len(u.channels) - 1} levels)")
-
-
 def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True,
           data: CaptionedImages | None = None, text_encoder: TextEncoder | None = None) -> TrainResult:
     """Train (or continue training) a model as ``cfg`` says; return the run's summary.
@@ -239,8 +235,10 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     ``data`` and ``text_encoder``, when given, replace loading ``cfg.data`` and
     the configured encoder. Under torchrun every rank calls this.
     """
-    _check_resolution(cfg)
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
+    check_output_folder(cfg.out, what="the run folder")  # before an hour of work, not after
+    if resume is not None or cfg.init:
+        resolve_model_dir(resume if resume is not None else cfg.init)  # refused before the data loads
     device = pick_device(cfg.device)  # under torchrun: this rank's GPU
     dist.init(device)
     if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
@@ -288,6 +286,8 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
     with StopSignal() as stop:
         while trainer.step_no < cfg.steps:
             loss = trainer.step()
+            if not math.isfinite(loss):  # the same on every rank: the loss is averaged over them
+                raise GouacheError(_diverged(trainer, loss))
             losses.append(loss)
             seen += cfg.batch_size
             step = trainer.step_no
@@ -314,10 +314,10 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
                               images_per_second=ips)
                 if heldout is not None and (_due(step, cfg.eval_every) or last):
                     log.write(step=step, heldout_loss=heldout.loss(trainer.ema))
-                if cfg.sample_every and (_due(step, cfg.sample_every) or last):
-                    _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
             if lead and (_due(step, cfg.checkpoint_every) or last or stopped):
-                trainer.save()
+                trainer.save()  # before the grid: a failure there must not cost the step's weights
+            if lead and not stopped and cfg.sample_every and (_due(step, cfg.sample_every) or last):
+                _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
             if writes:
                 dist.barrier()
             if out_of_time or stopped:
@@ -355,6 +355,17 @@ class StopSignal:
 
     def __exit__(self, *exc: object) -> None:
         self._restore()
+
+
+def _diverged(trainer: Trainer, loss: float) -> str:
+    """What to tell the user when training has diverged; nothing of the step is saved."""
+    cfg = trainer.cfg
+    latest = Path(cfg.out) / "latest.txt"
+    kept = (f"the last checkpoint, {latest.read_text().strip()}, is kept" if latest.exists()
+            else "no checkpoint was written")
+    return (f"training diverged at step {trainer.step_no}: the loss (or its gradient) is {loss}; {kept}. "
+            f"Lower lr (now {cfg.lr:g}) or grad_clip (now {cfg.grad_clip:g}), or raise warmup "
+            f"(now {cfg.warmup})")
 
 
 def _due(step: int, every: int) -> bool:

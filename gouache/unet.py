@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .checks import at_least, between, check_fields
+from .errors import GouacheError
+
 __all__ = ["UNetConfig", "UNet", "PRESETS"]
 
 
@@ -43,6 +46,21 @@ class UNetConfig:
     emb_dim: int = 256  # width of the noise/prompt embedding
     groups: int = 32  # group-norm groups (divides every width)
     dropout: float = 0.0  # dropout inside ResBlocks
+
+    def __post_init__(self) -> None:
+        one_up = (at_least(1), "at least 1")
+        check_fields(self, {
+            "image_size": one_up, "in_channels": one_up, "patch": one_up, "blocks_per_level": one_up,
+            "head_dim": one_up, "text_dim": one_up, "emb_dim": one_up, "groups": one_up,
+            "channels": (lambda c: len(c) > 0 and all(w >= 1 and w % self.groups == 0 for w in c),
+                         f"widths that divide into groups={self.groups}"),
+            "attn_levels": (lambda a: all(0 <= k < len(self.channels) and self.channels[k] % self.head_dim == 0
+                                          for k in a), "levels that exist, whose widths divide by head_dim"),
+            "dropout": (between(0.0, 0.99), "from 0 to 0.99"),
+        }, what="network config")
+        if self.image_size % self.divisor:
+            raise GouacheError(f"network config: image_size {self.image_size} is not divisible by "
+                               f"{self.divisor} (patch {self.patch} x 2^{len(self.channels) - 1} levels)")
 
     @classmethod
     def from_dict(cls, d: dict) -> "UNetConfig":

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gouache.checkpoint import load_weights, resolve_model_dir
 from gouache.config import ModelConfig, TrainConfig
@@ -57,7 +58,7 @@ def test_time_budget_shortens_the_schedule_to_cool_down_in_time():
 
 def test_a_run_out_of_time_ends_cooled_down(shapes_dir, tmp_path, text_encoder):
     data = load_imagefolder(shapes_dir, size=16, progress=False)
-    cfg = tiny_cfg(shapes_dir, tmp_path / "run", steps=10**6, cooldown=5 * 10**5, max_minutes=0.05,
+    cfg = tiny_cfg(shapes_dir, tmp_path / "run", steps=10**6, cooldown=5 * 10**5, max_minutes=0.1,
                    log_every=1, checkpoint_every=10**6)
     result = train(cfg, data=data, text_encoder=text_encoder, progress=False)
     assert 10 < result.step < 10**6 and cfg.steps == 10**6  # the caller's config is left as it was
@@ -196,11 +197,55 @@ def test_bad_data_gets_a_message_naming_it(tmp_path, shapes_dir, text_encoder):
         train(tiny_cfg(side, tmp_path / "r3"), text_encoder=text_encoder, progress=False)
 
 
-def test_resolution_the_network_cannot_divide(shapes_dir, tmp_path, text_encoder):
-    cfg = tiny_cfg(shapes_dir, tmp_path / "r")
-    cfg.model = ModelConfig(unet=PRESETS["tiny"].__class__.from_dict(PRESETS["tiny"].to_dict() | {"image_size": 15}))
-    with pytest.raises(GouacheError, match="image size 15 is not divisible by 2"):
-        train(cfg, text_encoder=text_encoder, progress=False)
+def test_resolution_the_network_cannot_divide():
+    with pytest.raises(GouacheError, match="image_size 15 is not divisible by 2"):
+        PRESETS["tiny"].from_dict(PRESETS["tiny"].to_dict() | {"image_size": 15})
+
+
+def test_divergence_stops_with_the_last_finite_checkpoint(shapes_dir, tmp_path, text_encoder, monkeypatch):
+    from gouache.denoiser import Denoiser
+
+    loss, calls = Denoiser.loss, []
+
+    def blows_up_at_step_5(self, *args, **kwargs):
+        calls.append(1)
+        out = loss(self, *args, **kwargs)
+        return out * float("nan") if len(calls) >= 5 else out
+
+    monkeypatch.setattr(Denoiser, "loss", blows_up_at_step_5)
+    run = tmp_path / "run"
+    with pytest.raises(GouacheError, match="training diverged at step 5: .*nan.*step-00000004.* is kept.*lr"):
+        train(tiny_cfg(shapes_dir, run, steps=10, checkpoint_every=2, log_every=1), text_encoder=text_encoder,
+              progress=False)
+    folder = resolve_model_dir(run)
+    assert folder.name == "step-00000004"
+    assert all(torch.isfinite(t).all() for t in load_file(folder / "ema.safetensors").values())
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == [1, 2, 3, 4] and "nan" not in "".join(rows)
+
+
+def test_a_non_finite_gradient_counts_as_divergence(shapes_dir, tmp_path, text_encoder, monkeypatch):
+    """The loss of the step can still be finite when its gradient is not: the weights are broken."""
+    import gouache.train as train_module
+
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(train_module.torch.nn.utils, "clip_grad_norm_",
+                        lambda params, max_norm: clip(params, max_norm) * float("inf"))
+    with pytest.raises(GouacheError, match="training diverged at step 1: .*no checkpoint was written"):
+        train(tiny_cfg(shapes_dir, tmp_path / "run"), text_encoder=text_encoder, progress=False)
+
+
+def test_the_checkpoint_comes_before_the_sample_grid(shapes_dir, tmp_path, text_encoder, monkeypatch):
+    import gouache.train as train_module
+
+    def grid_fails(*args, **kwargs):
+        raise RuntimeError("the grid failed")
+
+    monkeypatch.setattr(train_module, "_sample_grid", grid_fails)
+    with pytest.raises(RuntimeError, match="the grid failed"):
+        train(tiny_cfg(shapes_dir, tmp_path / "run", steps=4, checkpoint_every=2, sample_every=2),
+              text_encoder=text_encoder, progress=False)
+    assert resolve_model_dir(tmp_path / "run").name == "step-00000002"  # the step's weights are safe
 
 
 def test_init_fine_tunes_from_a_model(shapes_dir, tmp_path, text_encoder):
@@ -208,7 +253,6 @@ def test_init_fine_tunes_from_a_model(shapes_dir, tmp_path, text_encoder):
     train(tiny_cfg(shapes_dir, tmp_path / "base", steps=3), data=data, text_encoder=text_encoder,
           progress=False)
     from gouache.checkpoint import export_model
-    from safetensors.torch import load_file
 
     model = export_model(tmp_path / "base", tmp_path / "model")  # fp16 EMA only, as shipped
     ft = train(tiny_cfg(shapes_dir, tmp_path / "ft", steps=2, seed=1, init=str(model)), data=data,

@@ -1,0 +1,185 @@
+"""Bad input to every command: exit code 2, one line on stderr naming the problem, no traceback,
+and nothing written (no half-made run, no stray temporary file).
+
+Each case runs the command in-process; a traceback would escape as an exception and fail it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gouache.cli import main
+
+TOML_RUN = 'data = "{data}"\nout = "{tmp}/run"\n'
+
+
+def _bad_model(tmp: Path, model: Path, name: str, change) -> Path:
+    """A copy of the tiny model folder with its config.json or weights spoiled."""
+    folder = tmp / name
+    shutil.copytree(model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    if callable(change):
+        change(config, folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _truncate(config: dict, folder: Path) -> None:
+    weights = folder / "ema.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+
+
+def _recipe(tmp: Path, body: str, model: str = 'preset = "tiny"') -> str:
+    path = tmp / "recipe.toml"
+    path.write_text(body + f"\n[model]\n{model}\n")
+    return str(path)
+
+
+# (argv, what stderr must say). {model}: the tiny model; {tmp}: a fresh folder; {file}: a
+# regular file in it; {data}: the shapes data set; {recipe:BODY}: a recipe with BODY.
+CASES = [
+    # generate
+    (["generate", "", "--model", "{model}"], "the prompt is empty"),
+    (["generate", "   ", "--model", "{model}"], "the prompt is empty"),
+    (["generate", "x", "--model", "{model}", "--steps", "0"], "steps must be a whole number from 1 to 1000"),
+    (["generate", "x", "--model", "{model}", "--steps", "1001"], "steps must be"),
+    (["generate", "x", "--model", "{model}", "--steps", "abc"], "invalid int value: 'abc'"),
+    (["generate", "x", "--model", "{model}", "--guidance", "-1"], "guidance must be a number from 0 to 50"),
+    (["generate", "x", "--model", "{model}", "--guidance", "nan"], "guidance must be"),
+    (["generate", "x", "--model", "{model}", "--guidance", "inf"], "guidance must be"),
+    (["generate", "x", "--model", "{model}", "--sampler", "magic"], "invalid choice: 'magic'"),
+    (["generate", "x", "--model", "{model}", "-n", "0"], "number of images must be at least 1"),
+    (["generate", "x", "--model", "{model}", "-n", "100000"], "at most 10000 pictures"),
+    (["generate", "x", "--model", "{model}", "--scale", "0"], "--scale must be from 1 to 16"),
+    (["generate", "x", "--model", "{model}", "--scale", "100000"], "--scale must be from 1 to 16"),
+    (["generate", "x", "--model", "{model}", "--seed", "1e20"], "invalid int value: '1e20'"),
+    (["generate", "x", "--model", "{model}", "--seed", "100000000000000000000"], "a seed must be"),
+    (["generate", "x", "--model", "{model}", "--seed", "-1"], "a seed must be"),
+    (["generate", "x", "--model", "{model}", "--device", "bogus"], "unknown device 'bogus'"),
+    (["generate", "x", "--model", "{tmp}/missing"], "no such model or run folder"),
+    (["generate", "x", "--model", "{tmp}"], "holds no checkpoint"),
+    (["generate", "x", "--model", "{model:size0}"], "image_size must be at least 1, got 0"),
+    (["generate", "x", "--model", "{model:size17}"], "image_size 17 is not divisible"),
+    (["generate", "x", "--model", "{model:channels}"], "channels must be a list of whole numbers"),
+    (["generate", "x", "--model", "{model:nojson}"], "not a gouache model config"),
+    (["generate", "x", "--model", "{model:truncated}"], "not a readable safetensors file"),
+    (["generate", "x", "--model", "{model}", "--out", "{file}"], "is a file, not a folder"),
+    (["generate", "x", "--model", "{model}", "--out", "/dev/null"], "is a file, not a folder"),
+    (["generate", "x", "--model", "{model}", "--out", "{file}/below"], "is a file, not a folder"),
+    (["generate", "x", "--model", "{model}", "--trajectory", "{tmp}"], "--trajectory"),
+    (["generate", "x", "--model", "{model}", "--trajectory", "/dev/null"], "is not a regular file"),
+    # noise
+    (["noise", "{tmp}/nope.png"], "cannot read image"),
+    (["noise", "{file}"], "cannot read image"),
+    (["noise", "{image}", "--size", "0"], "--size must be from 8 to 1024"),
+    (["noise", "{image}", "--size", "100000"], "--size must be from 8 to 1024"),
+    (["noise", "{image}", "--seed", "-1"], "a seed must be"),
+    (["noise", "{image}", "--out", "{tmp}"], "is a folder"),
+    (["noise", "{image}", "--out", "/dev/null"], "is not a regular file"),
+    # train
+    (["train"], "say which data to train on"),
+    (["train", "--data", "{tmp}"], "no images found"),
+    (["train", "--data", "{data}", "--config", "{tmp}/nope.toml"], "no such config file"),
+    (["train", "--data", "{data}", "--config", "{file}"], "not valid TOML"),
+    (["train", "--config", "{recipe:steps = \"abc\"}"], "steps must be a whole number, got 'abc'"),
+    (["train", "--config", "{recipe:cpu_bf16 = \"yes\"}"], "cpu_bf16 must be true or false"),
+    (["train", "--config", "{recipe:batch_size = 0}"], "batch_size must be at least 1"),
+    (["train", "--config", "{recipe:grad_accum = 0}"], "grad_accum must be at least 1"),
+    (["train", "--config", "{recipe:checkpoint_every = 0}"], "checkpoint_every must be at least 1"),
+    (["train", "--config", "{recipe:log_every = 0}"], "log_every must be at least 1"),
+    (["train", "--config", "{recipe:steps = -5}"], "steps must be at least 1"),
+    (["train", "--config", "{recipe:caption_dropout = 2}"], "caption_dropout must be from 0 up to"),
+    (["train", "--config", "{recipe:ema_decay = 2}"], "ema_decay must be from 0 up to"),
+    (["train", "--config", "{recipe:grad_clip = -1}"], "grad_clip must be above 0"),
+    (["train", "--config", "{recipe:lr = inf}"], "lr must be a finite number"),
+    (["train", "--config", "{recipe:lr = 1e6}"], "lr must be above 0 and at most 1"),
+    (["train", "--config", "{recipe:sample_steps = 0}"], "sample_steps must be from 1 to 1000"),
+    (["train", "--config", "{recipe:sample_prompts = []}"], "sample_prompts is empty"),
+    (["train", "--config", "{recipe:sample_prompts = [\"\"]}"], "sample_prompts must be prompts that are not blank"),
+    (["train", "--config", "{recipe:sample_prompts = \"red apple\"}"], "sample_prompts must be a list of texts"),
+    (["train", "--config", "{recipe:steps = 3\ncooldown = 10}"], "cooldown (10) must not exceed steps (3)"),
+    (["train", "--config", "{recipe:stepz = 3}"], "unknown training option(s): stepz"),
+    (["train", "--config", "{recipe:seed = -1}"], "seed must be from 0"),
+    (["train", "--config", "{recipe-model:preset = \"huge\"}"], "unknown model preset 'huge'"),
+    (["train", "--config", "{recipe-model:preset = \"tiny\"\nchanels = [8, 16]}"], "bad [model] table"),
+    (["train", "--config", "{recipe-model:preset = \"tiny\"\nimage_size = 17}"], "image_size 17 is not divisible"),
+    (["train", "--config", "{recipe-model:preset = \"tiny\"\n[model.schedule]\nsigma_data = 0}"],
+     "sigma_data must be above 0"),
+    (["train", "--data", "{data}", "--out", "{file}", "--steps", "1"], "is a file, not a folder"),
+    (["train", "--data", "{data}", "--batch-size", "0"], "batch_size must be at least 1"),
+    (["train", "--data", "{data}", "--steps", "-5"], "steps must be at least 1"),
+    (["train", "--data", "{data}", "--lr", "nan"], "lr must be a finite number"),
+    (["train", "--data", "{data}", "--device", "bogus", "--out", "{tmp}/r"], "unknown device 'bogus'"),
+    (["train", "--data", "{data}", "--init", "{tmp}/missing", "--out", "{tmp}/r"], "no such model or run folder"),
+    # data
+    (["data", "shard", "{tmp}/missing", "--out", "{tmp}/s"], "no such data folder"),
+    (["data", "shard", "{data}", "--out", "{tmp}/s", "--shard-size", "0"], "shard size must be at least 1"),
+    (["data", "embed", "{tmp}/missing"], "no such data folder"),
+    (["data", "frobnicate"], "invalid choice: 'frobnicate'"),
+    # export
+    (["export", "{tmp}/missing", "--out", "{tmp}/m"], "no such model or run folder"),
+    (["export", "{model}", "--out", "{file}"], "is a file, not a folder"),
+    (["export", "{model:truncated}", "--out", "{tmp}/m"], "not a readable safetensors file"),
+    # eval
+    (["eval", "--model", "{model}", "--data", "{tmp}/missing"], "no such data folder"),
+    (["eval", "--model", "{model}", "--data", "{data}", "-n", "1"], "at least 2 images"),
+    (["eval", "--model", "{model}", "--data", "{data}", "--steps", "0"], "steps must be"),
+    (["eval", "--model", "{model}", "--data", "{data}", "--device", "bogus"], "unknown device 'bogus'"),
+    # serve
+    (["serve", "--model", "{tmp}/missing"], "no such model or run folder"),
+    (["serve", "--port", "70000"], "--port must be between 0 and 65535"),
+    # the command itself
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "the following arguments are required: command"),
+]
+MODEL_CHANGES = {
+    "size0": lambda c, f: c["unet"].update(image_size=0),
+    "size17": lambda c, f: c["unet"].update(image_size=17),
+    "channels": lambda c, f: c["unet"].update(channels="abc"),
+    "nojson": None,
+    "truncated": _truncate,
+}
+
+
+def _expand(arg: str, tmp: Path, tiny_model_dir: Path, shapes_dir: Path) -> str:
+    if arg.startswith("{model:"):
+        name = arg[7:-1]
+        folder = _bad_model(tmp, tiny_model_dir, name, MODEL_CHANGES[name])
+        if name == "nojson":
+            (folder / "config.json").write_text("{not json")
+        return str(folder)
+    if arg.startswith("{recipe:"):
+        return _recipe(tmp, TOML_RUN.format(data=shapes_dir, tmp=tmp) + arg[8:-1])
+    if arg.startswith("{recipe-model:"):
+        return _recipe(tmp, TOML_RUN.format(data=shapes_dir, tmp=tmp), model=arg[14:-1])
+    image = next(shapes_dir.rglob("*.png"))
+    return arg.format(model=tiny_model_dir, tmp=tmp, file=tmp / "a-file.txt", data=shapes_dir, image=image)
+
+
+@pytest.mark.parametrize("argv, message", CASES, ids=[" ".join(a)[:70] for a, _ in CASES])
+def test_bad_input_is_one_line_and_exit_2(argv, message, tiny_model_dir, shapes_dir, tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "a-file.txt").write_text("not an image, not TOML = = =\n")
+    before = set(work.rglob("*"))
+    argv = [_expand(a, work, tiny_model_dir, shapes_dir) for a in argv]
+    made = set(work.rglob("*"))  # the spoiled inputs this case made
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gouache: error:") and "\n" not in err, err
+    assert message in err, err
+    assert "Traceback" not in err
+    assert set(work.rglob("*")) == made, "a refused command left something behind"
+    assert before <= made
+
+
+def test_the_table_covers_every_command():
+    commands = {a[0] for a, _ in CASES if a} | {" ".join(a[:2]) for a, _ in CASES if a[:1] == ["data"]}
+    assert {"generate", "noise", "train", "export", "eval", "serve", "data shard",
+            "data embed"} <= commands
+    assert len(CASES) >= 80
