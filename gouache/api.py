@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from .errors import GouacheError
 from .images import grid, load_rgb, save_png
 from .options import SamplingOptions
 from .outputs import check_output_file, check_output_folder
 from .pipeline import Pipeline, check_prompts, check_seeds
+from .start import resolve_strength, steps_to_run
 from .strips import evenly_spaced_steps, noise_strip, trajectory_strip
 
 __all__ = ["generate", "noise_strip_file"]
@@ -25,37 +27,52 @@ GRID_IMAGES = 100  # the grid shows the first this many pictures
 
 def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model: str | Path | None = None,
              num_images: int = 1, seed: int = 0, out: Path = Path("out"), trajectory: Path | None = None,
+             image: Path | None = None, mask: Path | None = None, strength: float | None = None,
              scale: int = 1, device: str = "auto", pipeline: Pipeline | None = None,
              batch_size: int = 16) -> list[Path]:
-    """Generate and save: one PNG per image, written as each batch finishes, plus a grid when
-    there are several; return the paths."""
+    """Generate and save, one PNG per image as each batch finishes, plus a grid when there
+    are several; return the paths. ``out`` ending in .png names the first picture's file
+    (then OUT-1.png, ...); otherwise it is a folder of PROMPT-seedN.png files."""
     check_prompts([prompt], num_images)  # everything before any loading
     if num_images > MAX_IMAGES:
         raise GouacheError(f"at most {MAX_IMAGES} pictures a call, got {num_images}")
     check_seeds([seed, seed + num_images - 1])
     if not 1 <= scale <= MAX_SCALE:
         raise GouacheError(f"--scale must be from 1 to {MAX_SCALE}, got {scale}")
-    out = check_output_folder(out)
+    if image is None and (mask is not None or strength is not None):
+        raise GouacheError("--mask and --strength need --image, the picture to start from")
+    steps = options.steps if image is None else steps_to_run(
+        options.steps, resolve_strength(strength, masked=mask is not None))
+    name = _namer(Path(out), _slug(prompt))
     if trajectory is not None:
         trajectory = check_output_file(trajectory, what="--trajectory")
     pipe = pipeline or Pipeline.load(model, device=device)
-    stem, paths, shown = _slug(prompt), [], []
-    for start in range(0, num_images, batch_size):
-        seeds = list(range(seed + start, seed + min(num_images, start + batch_size)))
-        record = evenly_spaced_steps(options.steps, 5) if trajectory is not None and start == 0 else ()
-        result = pipe.generate(prompt, options, num_images=len(seeds), seeds=seeds, record=record,
-                               batch_size=batch_size)
-        for img, s in zip(result.images, result.seeds):
+    paths, shown = [], []
+    for first in range(0, num_images, batch_size):
+        seeds = list(range(seed + first, seed + min(num_images, first + batch_size)))
+        record = evenly_spaced_steps(steps, 5) if trajectory is not None and first == 0 else ()
+        result = pipe.generate(prompt, options, num_images=len(seeds), seeds=seeds, image=image, mask=mask,
+                               strength=strength, record=record, batch_size=batch_size)
+        for k, img in enumerate(result.images, start=first):
             big = img.resize((img.width * scale, img.height * scale), 0) if scale > 1 else img
-            paths.append(save_png(big, out / f"{stem}-seed{s}.png"))
+            paths.append(save_png(big, name(k, seed + k)))
         shown += result.images[:GRID_IMAGES - len(shown)]
-        if record:
-            trajectory_png = save_png(trajectory_strip(result), trajectory)
+        if first == 0 and trajectory is not None:
+            strip = save_png(trajectory_strip(result), trajectory)
     if num_images > 1:
-        paths.append(save_png(grid(shown, scale=scale), out / f"{stem}-grid.png"))
+        paths.append(save_png(grid(shown, scale=scale), name(None, None)))
     if trajectory is not None:
-        paths.append(trajectory_png)
+        paths.append(strip)
     return paths
+
+
+def _namer(out: Path, stem: str) -> Callable[[int | None, int | None], Path]:
+    """Where picture k (seed s) goes, or the grid (None): ``out`` a .png file or a folder."""
+    if out.suffix.lower() == ".png":
+        check_output_file(out)
+        return lambda k, s: out.with_name(f"{out.stem}-{'grid' if k is None else k}.png") if k != 0 else out
+    check_output_folder(out)
+    return lambda k, s: out / (f"{stem}-grid.png" if k is None else f"{stem}-seed{s}.png")
 
 
 MAX_SIZE = 1024  # side of the noising strip's pictures

@@ -30,8 +30,16 @@ def _add_generate(sub) -> None:
     p.add_argument("-n", "--num-images", type=int, default=1, help="pictures to make")
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="image k uses seed+k: same seed, same picture")
-    p.add_argument("--out", type=Path, default=Path("out"), help="folder for the PNGs")
+    p.add_argument("--out", type=Path, default=Path("out"),
+                   help="a folder for the PNGs, or a file name ending in .png (then NAME-1.png, ...)")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the step-by-step strip here")
+    p.add_argument("--image", type=Path, default=None,
+                   help="start from this picture instead of pure noise (image-to-image; any size)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="with --image: how far to noise it, 0 (keep it) to 1 (from pure noise); "
+                        "default 0.75, or 1 with --mask")
+    p.add_argument("--mask", type=Path, default=None,
+                   help="with --image: repaint only where this picture is white (inpainting)")
     p.add_argument("--scale", type=int, default=1, help="enlarge saved pictures this many times (nearest)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_generate)
@@ -42,7 +50,8 @@ def _generate(a: argparse.Namespace) -> None:
     from .options import sampling_options
 
     paths = generate(a.prompt, sampling_options(a), model=a.model, num_images=a.num_images, seed=a.seed,
-                     out=a.out, trajectory=a.trajectory, scale=a.scale, device=a.device)
+                     out=a.out, trajectory=a.trajectory, image=a.image, mask=a.mask, strength=a.strength,
+                     scale=a.scale, device=a.device)
     for path in paths:
         print(path)
 

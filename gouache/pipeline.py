@@ -29,6 +29,7 @@ from .guidance import guided
 from .images import to_pil
 from .options import SamplingOptions
 from .rng import PerSampleNoise
+from .start import Picture, StartPicture
 from .text import PromptEmbedding, TextEncoder
 
 __all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "check_prompts", "check_seeds", "MAX_SEED"]
@@ -58,6 +59,7 @@ class Generation:
     seeds: list[int]  # the seed of each image
     frames: list[Frame] = field(default_factory=list)  # recorded steps (see ``record``)
     final: torch.Tensor | None = None  # (N, 3, H, W) in [-1, 1]
+    source: torch.Tensor | None = None  # (3, H, W) in [-1, 1]: the picture it started from, if any
 
 
 class Pipeline:
@@ -102,14 +104,18 @@ class Pipeline:
     @torch.inference_mode()
     def generate(self, prompt: str | Sequence[str], options: SamplingOptions = SamplingOptions(), *,
                  num_images: int = 1, seed: int = 0, seeds: Sequence[int] | None = None,
+                 image: Picture | None = None, mask: Picture | None = None, strength: float | None = None,
                  batch_size: int = 16, record: Sequence[int] = (),
                  callback: Callable[[int, int, torch.Tensor], None] | None = None,
                  progress: bool = True) -> Generation:
-        """Paint ``num_images`` pictures per prompt, starting from pure noise, as ``options`` say.
+        """Paint ``num_images`` pictures per prompt as ``options`` say, from pure noise or
+        from ``image`` (see ``start.py``).
 
         Image k uses seed ``seed + k``, or ``seeds[k]`` when ``seeds`` is given (one per
         image: a server batching several requests keeps each request's own seeds).
-        ``record`` lists step indices whose noisy and predicted images are kept
+        ``image``: start from this picture, noised ``strength`` of the way (0 to 1; default
+        0.75, or 1 with a mask); ``mask`` (white = repaint): keep the picture's pixels
+        elsewhere. ``record`` lists step indices whose noisy and predicted images are kept
         (for trajectory strips); ``callback(step, total, denoised)`` sees every step.
         """
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -120,28 +126,39 @@ class Pipeline:
         elif len(seeds) != len(prompts):
             raise GouacheError(f"{len(seeds)} seeds for {len(prompts)} images")
         check_seeds(seeds)
-        sigmas = options.spec.sigmas(options.steps, self.config.schedule).to(self.device)
-        bar = tqdm(total=options.steps * math.ceil(len(prompts) / batch_size), desc="sampling",
+        if image is None and (mask is not None or strength is not None):
+            raise GouacheError("a mask or a strength needs a picture to start from (image)")
+        start = None if image is None else StartPicture.load(image, size=self.image_size, mask=mask,
+                                                             strength=strength)
+        sigmas = options.spec.sigmas(options.steps, self.config.schedule)
+        sigmas = (sigmas if start is None else start.sigmas(sigmas)).to(self.device)
+        bar = tqdm(total=(len(sigmas) - 1) * math.ceil(len(prompts) / batch_size), desc="sampling",
                    unit="step", disable=not progress)
         finals, frames = [], []
-        for start in range(0, len(prompts), batch_size):
-            part = slice(start, start + batch_size)
-            x, fr = self._sample(prompts[part], seeds[part], options, sigmas, set(record), callback, bar)
+        for first in range(0, len(prompts), batch_size):
+            part = slice(first, first + batch_size)
+            x, fr = self._sample(prompts[part], seeds[part], options, sigmas, start, set(record), callback, bar)
             finals.append(x)
             frames.append(fr)
         bar.close()
         final = torch.cat(finals)
         merged = [Frame(f[0].step, f[0].sigma, torch.cat([g.x for g in f]), torch.cat([g.denoised for g in f]))
                   for f in zip(*frames)]
-        return Generation([to_pil(img) for img in final], prompts, seeds, merged, final)
+        source = None if start is None else start.image
+        return Generation([to_pil(img) for img in final], prompts, seeds, merged, final, source)
 
-    def _sample(self, prompts: list[str], seeds: list[int], options: SamplingOptions,
-                sigmas: torch.Tensor, record: set[int], callback, bar) -> tuple:
+    def _sample(self, prompts: list[str], seeds: list[int], options: SamplingOptions, sigmas: torch.Tensor,
+                start: StartPicture | None, record: set[int], callback, bar) -> tuple:
         size = self.image_size
         noise = PerSampleNoise(seeds, device=self.device)
-        x = noise.randn((3, size, size)) * sigmas[0]  # pure noise: every pixel at random
+        x = noise.randn((3, size, size))  # (B, 3, H, W) unit noise: every pixel at random
+        if len(sigmas) < 2:  # strength 0: nothing to repaint
+            return start.image.expand(len(prompts), -1, -1, -1).clone(), []
+        x = x * sigmas[0] if start is None else start.noised(x, sigmas[0])
         negative = self.encode([options.negative_prompt] * len(prompts))
         model = guided(self.denoiser, self.encode(prompts), negative, options.guidance)
+        if start is not None:
+            model = start.keep_known(model)
         frames: list[Frame] = []
         total = len(sigmas) - 1
 
@@ -153,6 +170,8 @@ class Pipeline:
             bar.update(1)
 
         x = options.spec.sample(model, x, sigmas, noise=noise, callback=on_step)
+        if start is not None:
+            x = start.paste(x)  # the kept pixels exactly the picture's
         return x.clamp(-1, 1).cpu(), frames
 
 

@@ -39,8 +39,13 @@ def evenly_spaced_steps(steps: int, n: int = 5) -> list[int]:
 
 def trajectory_strip(gen: Generation, *, index: int = 0) -> Image.Image:
     """Image ``index`` of a generation: the noisy image and the predicted clean image at
-    each recorded step, then the final picture."""
+    each recorded step, then the final picture. A generation that started from a picture
+    shows both halves: that picture first, then (the first step's noisy image) the picture
+    noised to the start level, then the denoising."""
     noisy = [to_pil(visible(f.x[index], f.sigma)) for f in gen.frames] + [gen.images[index]]
     clean = [to_pil(f.denoised[index]) for f in gen.frames] + [gen.images[index]]
     labels = [f"step {f.step + 1} s={f.sigma:.2g}" for f in gen.frames] + ["final"]
+    if gen.source is not None:
+        start = to_pil(gen.source)
+        noisy, clean, labels = [start] + noisy, [start] + clean, ["start picture"] + labels
     return labelled_strip([noisy, clean], labels, row_names=["noisy image", "predicted clean"])

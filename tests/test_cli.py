@@ -22,6 +22,24 @@ def test_generate_writes_pictures_grid_and_trajectory(tiny_model_dir, tmp_path, 
     assert Image.open(tmp_path / "red-apple-seed0.png").size == (16, 16)
 
 
+def test_out_naming_a_png_file_writes_that_file(tiny_model_dir, tmp_path, capsys):
+    main(["generate", "red apple", "--model", str(tiny_model_dir), "-n", "2", "--steps", "2",
+          "--out", str(tmp_path / "apple.png"), "--device", "cpu"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apple-1.png", "apple-grid.png", "apple.png"]
+
+
+def test_generate_from_a_picture_with_a_mask(tiny_model_dir, emoji_fixture, tmp_path, capsys):
+    picture = next((emoji_fixture / "images" / "google").glob("*.png"))
+    Image.new("L", (8, 8), 0).save(tmp_path / "mask.png")  # black: keep everything
+    main(["generate", "red apple", "--model", str(tiny_model_dir), "--steps", "4", "--image", str(picture),
+          "--mask", str(tmp_path / "mask.png"), "--strength", "0.5", "--out", str(tmp_path / "out.png"),
+          "--trajectory", str(tmp_path / "strip.png"), "--device", "cpu"])
+    from gouache.images import load_rgb
+
+    assert Image.open(tmp_path / "out.png").tobytes() == load_rgb(picture, 16).tobytes()
+    assert Image.open(tmp_path / "strip.png").width > 4 * 32
+
+
 def test_noise_strip(tmp_path, emoji_fixture, capsys):
     img = next((emoji_fixture / "images" / "google").glob("*.png"))
     main(["noise", str(img), "--out", str(tmp_path / "n.png")])

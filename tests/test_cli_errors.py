@@ -71,6 +71,13 @@ CASES = [
     (["generate", "x", "--model", "{model}", "--out", "{file}/below"], "is a file, not a folder"),
     (["generate", "x", "--model", "{model}", "--trajectory", "{tmp}"], "--trajectory"),
     (["generate", "x", "--model", "{model}", "--trajectory", "/dev/null"], "is not a regular file"),
+    (["generate", "x", "--model", "{model}", "--mask", "{image}"], "--mask and --strength need --image"),
+    (["generate", "x", "--model", "{model}", "--strength", "0.5"], "--mask and --strength need --image"),
+    (["generate", "x", "--model", "{model}", "--image", "{image}", "--strength", "2"], "strength must be"),
+    (["generate", "x", "--model", "{model}", "--image", "{file}"], "cannot read image"),
+    (["generate", "x", "--model", "{model}", "--image", "{image}", "--mask", "{file}"], "cannot read mask"),
+    (["generate", "x", "--model", "{model}", "--out", "{tmp}/x.png", "-n", "0"], "number of images"),
+    (["generate", "x", "--model", "{model}", "--out", "{file}/y.png"], "is a file, not a folder"),
     # noise
     (["noise", "{tmp}/nope.png"], "cannot read image"),
     (["noise", "{file}"], "cannot read image"),
