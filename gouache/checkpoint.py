@@ -34,8 +34,8 @@ from .errors import GouacheError
 if TYPE_CHECKING:
     from .unet import UNet
 
-__all__ = ["save_checkpoint", "save_tensors", "clear_partial_checkpoints", "load_weights", "load_network", "load_train_state", "resolve_model_dir",
-           "read_model_config", "export_model", "average_weights"]
+__all__ = ["save_checkpoint", "save_tensors", "clear_partial_checkpoints", "load_weights", "load_network",
+           "load_train_state", "resolve_model_dir", "read_model_config", "export_model", "average_weights"]
 
 
 def _contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:

@@ -108,8 +108,8 @@ def _custom_code_encoder(tmp_path):
             "AutoTokenizer": ["custom.CustomTokenizer", None]}
     (folder / "config.json").write_text(json.dumps({"model_type": "custom-encoder", "auto_map": auto,
                                                     "architectures": ["CustomModel"], "hidden_size": 384}))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "CustomTokenizer",
-                                                              "auto_map": {"AutoTokenizer": auto["AutoTokenizer"]}}))
+    tokenizer = {"tokenizer_class": "CustomTokenizer", "auto_map": {"AutoTokenizer": auto["AutoTokenizer"]}}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer))
     return folder, marker
 
 
