@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,34 +76,34 @@ def rss_mib(pid: int, field: str = "VmHWM") -> float | None:
     return None
 
 
-async def oversized_upload(host: str, port: int, mib: int) -> str:
-    """POST ``mib`` MiB of JSON-ish body, chunked, until the server answers; return its status line."""
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b'Transfer-Encoding: chunked\r\n\r\n3\r\n{"p\r\n')
-    frame = b"10000\r\n" + b"a" * 65_536 + b"\r\n"
+def oversized_upload(port: int, mib: int) -> str:
+    """POST ``mib`` MiB of JSON-ish body, chunked, until the server answers; return its status line.
 
-    async def send() -> None:
-        for _ in range(mib * 16):
-            writer.write(frame)
-            await writer.drain()
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+    A blocking socket, so that a write the server refused (it closes once it has answered)
+    still leaves the answer to be read.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=300) as sock:
+        sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b'Transfer-Encoding: chunked\r\n\r\n3\r\n{"p\r\n')
+        frame = b"10000\r\n" + b"a" * 65_536 + b"\r\n"
+        try:
+            for _ in range(mib * 16):
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the answer is there
+                sock.sendall(frame)
+            else:
+                sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server stopped listening: read what it said
+        try:
+            return sock.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace") or "closed without an answer"
+        except OSError as e:
+            return type(e).__name__
 
-    sender = asyncio.create_task(send())
-    try:
-        head = await asyncio.wait_for(reader.readline(), timeout=300)
-        return head.decode(errors="replace").strip() or "closed without an answer"
-    except (ConnectionError, asyncio.TimeoutError) as e:
-        return type(e).__name__
-    finally:
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
-        writer.close()
 
-
-async def oversized_uploads(port: int, count: int, mib: int) -> Counter:
-    return Counter(await asyncio.gather(*(oversized_upload("127.0.0.1", port, mib) for _ in range(count))))
+def oversized_uploads(port: int, count: int, mib: int) -> Counter:
+    with ThreadPoolExecutor(count) as pool:
+        return Counter(pool.map(oversized_upload, [port] * count, [mib] * count))
 
 
 @dataclass
@@ -265,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             info = wait_ready(url, proc, args.startup_timeout)
             rss = {"ready": rss_mib(proc.pid, "VmRSS")}
             if args.oversized:
-                rss["oversized"] = asyncio.run(oversized_uploads(port, args.oversized, args.oversized_mib))
+                rss["oversized"] = oversized_uploads(port, args.oversized, args.oversized_mib)
                 rss["after_oversized"] = rss_mib(proc.pid, "VmRSS")
             print(f"server {url} ready (pid {proc.pid}); {args.clients} clients for {args.duration:.0f} s", flush=True)
             tally, elapsed = asyncio.run(run_clients(url, args))
