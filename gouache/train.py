@@ -379,16 +379,17 @@ class _Log:
     def __init__(self, path: Path, *, step: int = 0) -> None:
         """Rows past ``step``, the step the run starts from, are dropped: a resumed run redoes them."""
         self.path = path
-        rows = [list(self.FIELDS)]
+        rows = []
         if path.exists():
             with open(path, newline="") as f:
-                rows = list(csv.reader(f)) or rows
-        at = rows[0].index("step") if "step" in rows[0] else 1
+                rows = list(csv.reader(f))
+        header = rows[0] if rows else list(self.FIELDS)
+        at = header.index("step") if "step" in header else 1
         kept = [r for r in rows[1:] if len(r) > at and r[at].isdigit() and int(r[at]) <= step]
-        if not path.exists() or len(kept) < len(rows) - 1:
+        if not rows or len(kept) < len(rows) - 1:  # new (or empty), or rows to drop
             tmp = path.with_suffix(".tmp")
             with open(tmp, "w", newline="") as f:
-                csv.writer(f).writerows(rows[:1] + kept)
+                csv.writer(f).writerows([header, *kept])
             tmp.replace(path)
 
     def write(self, **row: float) -> None:
