@@ -6,9 +6,14 @@
 Starts the real server (``python -m gouache serve``) on a free 127.0.0.1 port,
 runs ``--clients`` asyncio+httpx clients until ``--duration`` seconds or
 ``--max-requests`` requests, and prints a table: requests served, 503s, other
-errors, latency percentiles and the server's peak resident memory (VmHWM).
+errors, latency percentiles and the server's resident memory when ready, after
+the load and at its peak (VmRSS, VmRSS, VmHWM).
 Exits 1 if the server answered any 5xx other than 503, a request failed at the
 transport level, or the server died.
+
+``--oversized 8`` first sends 8 chunked bodies of ``--oversized-mib`` MiB at once
+(no Content-Length, so only counting the bytes as they arrive can stop them) and
+reports their answers and the server's memory after them.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,15 +65,45 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peak_rss_mib(pid: int) -> float | None:
-    """The process's peak resident set (VmHWM), from /proc: no psutil needed."""
+def rss_mib(pid: int, field: str = "VmHWM") -> float | None:
+    """The process's peak (VmHWM) or current (VmRSS) resident set, from /proc: no psutil needed."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def oversized_upload(port: int, mib: int) -> str:
+    """POST ``mib`` MiB of JSON-ish body, chunked, until the server answers; return its status line.
+
+    A blocking socket, so that a write the server refused (it closes once it has answered)
+    still leaves the answer to be read.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=300) as sock:
+        sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b'Transfer-Encoding: chunked\r\n\r\n3\r\n{"p\r\n')
+        frame = b"10000\r\n" + b"a" * 65_536 + b"\r\n"
+        try:
+            for _ in range(mib * 16):
+                if select.select([sock], [], [], 0)[0]:
+                    break  # the answer is there
+                sock.sendall(frame)
+            else:
+                sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server stopped listening: read what it said
+        try:
+            return sock.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace") or "closed without an answer"
+        except OSError as e:
+            return type(e).__name__
+
+
+def oversized_uploads(port: int, count: int, mib: int) -> Counter:
+    with ThreadPoolExecutor(count) as pool:
+        return Counter(pool.map(oversized_upload, [port] * count, [mib] * count))
 
 
 @dataclass
@@ -172,8 +209,9 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> dict:
     raise SystemExit(f"the server was not ready after {timeout:.0f} s")
 
 
-def report(args, info, tally: Tally, elapsed: float, health: dict, rss: float | None, alive: bool) -> None:
+def report(args, info, tally: Tally, elapsed: float, health: dict, rss: dict, alive: bool) -> None:
     ms = lambda v: f"{v * 1000:8.0f} ms"  # noqa: E731
+    mib = lambda v: f"{v:.0f} MiB" if v is not None else "unknown"  # noqa: E731
     batches = health.get("batches", 0)
     rows = [
         ("clients / duration", f"{args.clients} / {elapsed:.1f} s"),
@@ -191,7 +229,10 @@ def report(args, info, tally: Tally, elapsed: float, health: dict, rss: float | 
         ("latency p50 / p99 (503)", f"{ms(percentile(tally.busy_latency, 50)).strip()} / "
                                     f"{ms(percentile(tally.busy_latency, 99)).strip()}"),
         ("server batches", f"{batches} ({health.get('served', 0) / max(1, batches):.2f} jobs/batch)"),
-        ("server peak RSS (VmHWM)", f"{rss:.0f} MiB" if rss is not None else "unknown"),
+        *([(f"{args.oversized} chunked {args.oversized_mib} MiB bodies", dict(rss["oversized"])),
+           ("server RSS after them", mib(rss["after_oversized"]))] if args.oversized else []),
+        ("server RSS ready / after load", f"{mib(rss['ready'])} / {mib(rss['after'])}"),
+        ("server peak RSS (VmHWM)", mib(rss["peak"])),
         ("server alive afterwards", "yes" if alive else "NO"),
     ]
     width = max(len(name) for name, _ in rows)
@@ -212,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="server torch threads")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds a request may take")
     p.add_argument("--startup-timeout", type=float, default=300.0)
+    p.add_argument("--oversized", type=int, default=0, help="first send this many chunked oversized bodies")
+    p.add_argument("--oversized-mib", type=int, default=200, help="MiB in each oversized body")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="gouache-load-") as tmp:
@@ -222,11 +265,15 @@ def main(argv: list[str] | None = None) -> int:
         proc = start_server(args, model, port, log)
         try:
             info = wait_ready(url, proc, args.startup_timeout)
+            rss = {"ready": rss_mib(proc.pid, "VmRSS")}
+            if args.oversized:
+                rss["oversized"] = oversized_uploads(port, args.oversized, args.oversized_mib)
+                rss["after_oversized"] = rss_mib(proc.pid, "VmRSS")
             print(f"server {url} ready (pid {proc.pid}); {args.clients} clients for {args.duration:.0f} s", flush=True)
             tally, elapsed = asyncio.run(run_clients(url, args))
             alive = proc.poll() is None
             health = httpx.get(url + "/api/health", timeout=10, trust_env=False).json() if alive else {}
-            rss = peak_rss_mib(proc.pid)
+            rss.update(after=rss_mib(proc.pid, "VmRSS"), peak=rss_mib(proc.pid, "VmHWM"))
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)

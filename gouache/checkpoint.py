@@ -13,11 +13,13 @@ and, in a run's checkpoints, also what resuming needs:
 
 A checkpoint is written into a temporary folder that is renamed into place only
 when complete; then ``latest.txt`` in the run folder is replaced atomically. A
-run killed at any moment keeps its last complete checkpoint.
+run killed at any moment keeps its last complete checkpoint; the temporary
+folder it may leave is removed when a run starts there and after each save.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Collection, Sequence
@@ -31,8 +33,9 @@ from .errors import GouacheError
 from .outputs import check_output_folder
 from .unet import UNet
 
-__all__ = ["save_checkpoint", "read_tensors", "load_weights", "load_network", "load_train_state", "resolve_model_dir",
-           "read_model_config", "export_model", "average_weights"]
+__all__ = ["save_checkpoint", "save_tensors", "clear_partial_checkpoints", "read_tensors", "load_weights",
+           "load_network", "load_train_state", "resolve_model_dir", "read_model_config", "export_model",
+           "average_weights"]
 
 
 def _contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -43,6 +46,20 @@ def _contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -
             v = v.to(dtype)
         out[k] = v.contiguous()
     return out
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, then the permissions any new file gets (it leaves 0600)."""
+    save_file(tensors, path, metadata=metadata)
+    mask = os.umask(0o077)  # reading the umask sets it: for this instant, stricter, never looser
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def clear_partial_checkpoints(run: Path) -> None:
+    """Remove the temporary folders of checkpoints that were never completed (a killed save)."""
+    for tmp in (Path(run) / "checkpoints").glob(".tmp-step-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -61,17 +78,18 @@ def save_checkpoint(run: Path, *, step: int, model_config: ModelConfig, net: tor
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_json(model_config.to_dict(), tmp / "config.json")
-    save_file(_contiguous(ema.state_dict()), tmp / "ema.safetensors")
-    save_file(_contiguous(net.state_dict()), tmp / "model.safetensors")
+    save_tensors(_contiguous(ema.state_dict()), tmp / "ema.safetensors")
+    save_tensors(_contiguous(net.state_dict()), tmp / "model.safetensors")
     opt_tensors, groups = _optimizer_tensors(optimizer)
     rng = {f"rng.{name}": g.get_state() for name, g in generators.items()}
-    save_file(_contiguous(opt_tensors | rng), tmp / "train.safetensors")
+    save_tensors(_contiguous(opt_tensors | rng), tmp / "train.safetensors")
     write_json({"step": step, "param_groups": groups, "train_config": train_config}, tmp / "state.json")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     (run / ".latest.tmp").write_text(str(final.relative_to(run)) + "\n")
     (run / ".latest.tmp").replace(run / "latest.txt")
     _prune(run / "checkpoints", keep)
+    clear_partial_checkpoints(run)
     return final
 
 
@@ -171,7 +189,7 @@ def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = 
     weights = average_weights(srcs, buffers=_buffer_names(config))
     dst.mkdir(parents=True, exist_ok=True)
     write_json(config.to_dict(), dst / "config.json")
-    save_file(_contiguous(weights, dtype), dst / "ema.safetensors")
+    save_tensors(_contiguous(weights, dtype), dst / "ema.safetensors")
     return dst
 
 

@@ -171,8 +171,10 @@ def _data_shapes(a: argparse.Namespace) -> None:
 def _data_shard(a: argparse.Namespace) -> None:
     from .data.shards import write_shards
 
-    paths = write_shards(a.folder, a.out, shard_size=a.shard_size, split=a.split, progress=True)
+    paths, skipped = write_shards(a.folder, a.out, shard_size=a.shard_size, split=a.split, progress=True)
     print(f"wrote {len(paths)} shards to {a.out}")
+    if skipped:
+        print(f"gouache: skipped {len(skipped)} unreadable images, e.g. {skipped[0]}", file=sys.stderr)
 
 
 def _data_embed(a: argparse.Namespace) -> None:

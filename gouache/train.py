@@ -41,7 +41,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .checkpoint import load_train_state, load_weights, read_model_config, resolve_model_dir, save_checkpoint
+from .checkpoint import (clear_partial_checkpoints, load_train_state, load_weights, read_model_config,
+                         resolve_model_dir, save_checkpoint)
 from .config import TrainConfig, write_json
 from .data.imagefolder import CaptionedImages, balanced_weights, load_imagefolder
 from .data.prompts import CaptionTable
@@ -268,9 +269,10 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         trainer.init_from(cfg.init)
     if lead:
         run.mkdir(parents=True, exist_ok=True)
+        clear_partial_checkpoints(run)  # a save cut short by a crash
         write_json(cfg.to_dict(), run / "train_config.json")
     heldout = HeldOut.from_folder(cfg, text_encoder, device) if lead and cfg.eval_every else None
-    log = _Log(run / "log.csv") if lead else None
+    log = _Log(run / "log.csv", step=trainer.step_no) if lead else None
     return _loop(trainer, text_encoder, heldout, log, lead=lead, progress=progress and lead)
 
 
@@ -386,11 +388,21 @@ class _Log:
 
     FIELDS = ("time", "step", "loss", "lr", "images_per_second", "heldout_loss")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, step: int = 0) -> None:
+        """Rows past ``step``, the step the run starts from, are dropped: a resumed run redoes them."""
         self.path = path
-        if not path.exists():
-            with open(path, "w", newline="") as f:
-                csv.writer(f).writerow(self.FIELDS)
+        rows = []
+        if path.exists():
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+        header = rows[0] if rows else list(self.FIELDS)
+        at = header.index("step") if "step" in header else 1
+        kept = [r for r in rows[1:] if len(r) > at and r[at].isdigit() and int(r[at]) <= step]
+        if not rows or len(kept) < len(rows) - 1:  # new (or empty), or rows to drop
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "w", newline="") as f:
+                csv.writer(f).writerows([header, *kept])
+            tmp.replace(path)
 
     def write(self, **row: float) -> None:
         row["time"] = int(time.time())

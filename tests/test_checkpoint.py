@@ -63,3 +63,15 @@ def test_unrelated_or_different_networks_are_not_averaged(family, tmp_path):
     with pytest.raises(GouacheError, match="different networks"):
         export_model([family[0], model_folder(tmp_path / "wider", wider)], tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_exported_weights_get_the_permissions_of_any_new_file(family, tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        out = export_model(family[0], tmp_path / "shared")
+        assert (out / "ema.safetensors").stat().st_mode & 0o777 == 0o644  # safetensors alone: 0600
+        assert (out / "config.json").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)

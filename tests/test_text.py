@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 
@@ -54,3 +55,130 @@ def test_unknown_model_is_a_clear_error(tmp_path):
 
     with pytest.raises(GouacheError, match="cannot load the text encoder"):
         TextEncoder(str(tmp_path / "no-such-model"))
+
+
+# --- nothing from a model folder runs, and nothing reaches the network ---------------------------
+# Run in a fresh interpreter: stdin closed (a prompt would hang or read EOF), HF_HUB_OFFLINE unset
+# (huggingface_hub reads it once, at import), every socket connection refused and written down.
+
+_GUARDED_CLI = """
+import pathlib, socket, sys
+log = pathlib.Path(sys.argv[1])
+def refuse(self, address, *args, **kwargs):
+    with log.open("a") as f:
+        f.write(f"{address}\\n")
+    raise OSError("the test allows no network")
+def refuse_lookup(host, *args, **kwargs):
+    return refuse(None, host)
+socket.socket.connect = refuse
+socket.socket.connect_ex = refuse
+socket.getaddrinfo = refuse_lookup
+from gouache.cli import main
+main(sys.argv[2:])
+"""
+
+
+def _run_guarded(argv: list[str], tmp_path, **env: str):
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "GOUACHE_ALLOW_HUB")}
+    clean.update(HF_HOME=str(tmp_path / "hf-home"), **env)  # an empty cache: nothing found locally
+    net = tmp_path / "connections.log"
+    done = subprocess.run([sys.executable, "-c", _GUARDED_CLI, str(net), *map(str, argv)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, env=clean, timeout=180)
+    return done, net
+
+
+def _custom_code_encoder(tmp_path):
+    """A transformers folder whose auto_map points at its own module, which leaves a marker when run."""
+    import json
+
+    folder, marker = tmp_path / "custom-encoder", tmp_path / "custom-code-ran"
+    folder.mkdir()
+    (folder / "custom.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizer\n"
+        "class CustomConfig(PretrainedConfig):\n    model_type = 'custom-encoder'\n"
+        "class CustomModel(PreTrainedModel):\n    config_class = CustomConfig\n"
+        "class CustomTokenizer(PreTrainedTokenizer):\n    pass\n")
+    auto = {"AutoConfig": "custom.CustomConfig", "AutoModel": "custom.CustomModel",
+            "AutoTokenizer": ["custom.CustomTokenizer", None]}
+    (folder / "config.json").write_text(json.dumps({"model_type": "custom-encoder", "auto_map": auto,
+                                                    "architectures": ["CustomModel"], "hidden_size": 384}))
+    tokenizer = {"tokenizer_class": "CustomTokenizer", "auto_map": {"AutoTokenizer": auto["AutoTokenizer"]}}
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer))
+    return folder, marker
+
+
+def _model_with_encoder(tiny_model_dir, tmp_path, text_model: str):
+    import json
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "text_model": text_model}))
+    return model
+
+
+def _assert_refused(done, net, name: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("gouache: error:") and name in lines[0], lines
+    assert "[y/N]" not in done.stdout + done.stderr  # transformers' "run the custom code?" prompt
+    assert not net.exists(), net.read_text()
+
+
+@pytest.mark.parametrize("command", ["generate", "serve", "train"])
+def test_a_folder_with_custom_code_is_refused(command, tiny_model_dir, emoji_fixture, tmp_path):
+    encoder, marker = _custom_code_encoder(tmp_path)
+    model = _model_with_encoder(tiny_model_dir, tmp_path, str(encoder))
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(f'steps = 1\n[model]\npreset = "tiny"\ntext_model = "{encoder}"\n')
+    argv = {"generate": ["generate", "x", "--model", model, "--out", tmp_path / "out", "--device", "cpu"],
+            "serve": ["serve", "--model", model, "--port", "0", "--device", "cpu"],
+            "train": ["train", "--config", recipe, "--data", emoji_fixture, "--out", tmp_path / "run",
+                      "--device", "cpu"]}[command]
+    done, net = _run_guarded(argv, tmp_path)
+    _assert_refused(done, net, str(encoder))
+    assert "code" in done.stderr
+    assert not marker.exists()  # the folder's Python never ran
+
+
+def test_a_hub_name_is_refused_unless_the_user_opts_in(tiny_model_dir, tmp_path):
+    name = "someone/some-encoder"
+    model = _model_with_encoder(tiny_model_dir, tmp_path, name)
+    argv = ["generate", "x", "--model", model, "--out", tmp_path / "out", "--device", "cpu"]
+    done, net = _run_guarded(argv, tmp_path)
+    _assert_refused(done, net, name)
+    assert "GOUACHE_ALLOW_HUB=1" in done.stderr  # says how to opt in
+
+
+def test_the_hub_opt_in_lets_a_name_through_to_transformers(monkeypatch):
+    from gouache.errors import GouacheError
+    from gouache.text import TextEncoder
+
+    name = "someone/some-encoder"  # HF_HUB_OFFLINE=1 here (conftest): transformers looks in its cache
+    with pytest.raises(GouacheError, match="GOUACHE_ALLOW_HUB=1"):
+        TextEncoder(name)
+    monkeypatch.setenv("GOUACHE_ALLOW_HUB", "1")
+    with pytest.raises(GouacheError, match="cannot load the text encoder 'someone/some-encoder'") as e:
+        TextEncoder(name)
+    assert "GOUACHE_ALLOW_HUB" not in str(e.value)  # refused by transformers, not by gouache
+
+
+def test_transformers_itself_is_told_never_to_run_a_folders_code(tmp_path):
+    """The loader behind the folder check (what a hub name allowed by the user goes through)."""
+    import subprocess
+    import sys
+
+    encoder, marker = _custom_code_encoder(tmp_path)
+    code = "import sys; from gouache.text import _load_transformers; _load_transformers(sys.argv[1], 32)"
+    done = subprocess.run([sys.executable, "-c", code, str(encoder)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode != 0 and "trust_remote_code" in done.stderr
+    assert "[y/N]" not in done.stdout + done.stderr
+    assert not marker.exists()

@@ -281,3 +281,28 @@ def test_balance_by_reaches_the_draws_and_a_missing_column_is_refused(emoji_fixt
     assert abs(share - 1 / groups) < 0.01, (share, groups)  # ten images, one group (uniform: 1/3)
     with pytest.raises(GouacheError, match="cannot balance by 'colour'"):
         Trainer(tiny_cfg(emoji_fixture, tmp_path, balance_by="colour"), data, table, torch.device("cpu"))
+
+
+def test_a_resumed_run_logs_each_step_once_and_clears_stale_temp_folders(shapes_dir, tmp_path, text_encoder):
+    """Killed after logging steps 4-6 but before their checkpoint, and after a checkpoint write
+    began: the resume redoes 4-6, and log.csv and the checkpoints folder show each step once."""
+    import csv
+
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    run = tmp_path / "run"
+    train(tiny_cfg(shapes_dir, run, log_every=1), data=data, text_encoder=text_encoder, progress=False)
+    shutil.rmtree(run / "checkpoints" / "step-00000006")  # the crash: step 3 is the last checkpoint
+    (run / "latest.txt").write_text("checkpoints/step-00000003\n")
+    for stale in (".tmp-step-00000006", ".tmp-step-00000042"):  # a half-written checkpoint
+        (run / "checkpoints" / stale).mkdir()
+        (run / "checkpoints" / stale / "ema.safetensors").write_bytes(b"half")
+    train(tiny_cfg(shapes_dir, run, log_every=1, steps=3), resume=run, data=data, text_encoder=text_encoder,
+          progress=False)  # resumed at its last step: nothing to do but start
+    assert not list((run / "checkpoints").glob(".tmp-*"))  # cleared when the run starts
+    (run / "checkpoints" / ".tmp-step-00000042").mkdir()
+    train(tiny_cfg(shapes_dir, run, log_every=1), resume=run, data=data, text_encoder=text_encoder,
+          progress=False)
+    assert not list((run / "checkpoints").glob(".tmp-*"))  # and when a checkpoint is saved
+    with open(run / "log.csv", newline="") as f:
+        steps = [int(row["step"]) for row in csv.DictReader(f)]
+    assert steps == [1, 2, 3, 4, 5, 6]

@@ -25,8 +25,8 @@ from typing import Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
+from ..checkpoint import save_tensors
 from ..errors import GouacheError
 from ..text import PromptEmbedding, TextEncoder
 from .imagefolder import CaptionedImages
@@ -50,7 +50,7 @@ def save_prompt_embeddings(path: Path, captions: Sequence[str], emb: PromptEmbed
                "pooled": emb.pooled.float().contiguous()}
     meta = {"captions": json.dumps(list(captions), ensure_ascii=False), "text_model": text_model,
             "max_length": str(max_length)}
-    save_file(tensors, tmp, metadata=meta)
+    save_tensors(tensors, tmp, metadata=meta)  # shared with the data: the usual permissions
     tmp.replace(path)
     return path
 

@@ -9,7 +9,12 @@ one sample of four members that share a key:
     00000042.json   the whole metadata row except ``path`` (label, style, split...)
 
 ``gouache train --data "shards/{000000..000099}.tar"`` (a brace pattern) or
-``--data shards/`` (a folder of .tar files) streams them through ``ShardStream``:
+``--data shards/`` (a folder of .tar files) streams them through ``ShardStream``.
+Shards are local files only, opened here: webdataset's URLs (``pipe:`` runs a
+shell command, ``http:`` fetches) are refused, since a recipe's ``data`` comes
+from whoever wrote the recipe. Images that do not decode are left out when
+sharding (and counted); one that fails later is named by shard and key.
+Readers split the shards:
 every rank and every dataloader worker reads its own shards (or, when there are
 fewer shards than readers, its own stride of samples), in a new order each
 pass, through a shuffle buffer. No sample is read by two readers in one pass.
@@ -23,8 +28,10 @@ import io
 import itertools
 import json
 import random
+import tarfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, NamedTuple
+from urllib.parse import urlparse
 
 import torch
 from PIL import Image
@@ -35,7 +42,7 @@ from ..errors import GouacheError
 from ..images import load_rgb, to_uint8_tensor
 from .imagefolder import caption_variants, read_records
 
-__all__ = ["write_shards", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
+__all__ = ["write_shards", "Sharded", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
            "ShardStream", "collate"]
 
 _KEEP_BYTES = {".png"}  # image files stored as they are; others are re-encoded as PNG
@@ -51,8 +58,12 @@ def _wds():
 
 
 def _png_bytes(path: Path) -> bytes:
-    """The file's bytes if it is a PNG, else the image re-encoded as PNG (alpha kept)."""
+    """The file's bytes if it is a PNG, else the image re-encoded as PNG (alpha kept).
+
+    GouacheError, naming the file, if it is missing or does not decode as training decodes it.
+    """
     if path.suffix.lower() in _KEEP_BYTES:
+        load_rgb(path)  # stored as it is, so checked here rather than at some step of training
         return path.read_bytes()
     try:
         with Image.open(path) as im:
@@ -61,17 +72,25 @@ def _png_bytes(path: Path) -> bytes:
                 im = im.convert("RGBA")
             buf = io.BytesIO()
             im.save(buf, format="PNG")
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise GouacheError(f"cannot read image {path}: {e}") from None
     return buf.getvalue()
 
 
+class Sharded(NamedTuple):
+    """What ``write_shards`` wrote, and what it left out."""
+
+    paths: list[Path]  # the shards, in order
+    skipped: list[str]  # one line per image left out: missing or not decodable
+
+
 def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split: str | None = None,
-                 progress: bool = False) -> list[Path]:
+                 progress: bool = False) -> Sharded:
     """Write the rows of ``imagefolder`` (all splits unless ``split``) as tar shards in ``out``.
 
-    Each shard is written under a temporary name and renamed when complete.
-    ``out`` must not hold shards already. Returns the shards' paths in order.
+    Each image is decoded first; one that is missing or does not decode is left out
+    and listed in ``skipped``. Each shard is written under a temporary name and
+    renamed when complete. ``out`` must not hold shards already.
     """
     if shard_size < 1:
         raise GouacheError(f"shard size must be at least 1, not {shard_size}")
@@ -81,24 +100,33 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
     if any(out.glob("*.tar")):
         raise GouacheError(f"{out} already holds .tar shards; choose an empty folder")
     paths: list[Path] = []
+    skipped: list[str] = []
     bar = tqdm(total=len(rows), desc=f"sharding {Path(imagefolder).name}", unit="img", disable=not progress)
     for start in range(0, len(rows), shard_size):
         path = out / f"{len(paths):06d}.tar"
         tmp = out / f".{path.name}.tmp"
+        written = 0
         with open(tmp, "wb") as f, _wds().TarWriter(f, encoder=False, mtime=0.0) as sink:
             for n, row in enumerate(rows[start:start + shard_size], start=start):
-                image = Path(row["path"])
-                if not image.exists():
-                    raise GouacheError(f"{image}: listed in metadata.jsonl but missing")
-                meta = {k: v for k, v in row.items() if k != "path"}
-                sink.write({"__key__": f"{n:08d}", "png": _png_bytes(image),
-                            "txt": str(row["text"]).encode("utf-8"),
-                            "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
                 bar.update(1)
-        tmp.replace(path)
-        paths.append(path)
+                try:
+                    png = _png_bytes(Path(row["path"]))
+                except GouacheError as e:
+                    skipped.append(str(e))
+                    continue
+                meta = {k: v for k, v in row.items() if k != "path"}
+                sink.write({"__key__": f"{n:08d}", "png": png, "txt": str(row["text"]).encode("utf-8"),
+                            "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
+                written += 1
+        if written:
+            tmp.replace(path)
+            paths.append(path)
+        else:
+            tmp.unlink()
     bar.close()
-    return paths
+    if not paths:
+        raise GouacheError(f"no readable images in {imagefolder}: {skipped[0]}")
+    return Sharded(paths, skipped)
 
 
 def is_shard_spec(data: str | Path) -> bool:
@@ -111,19 +139,47 @@ def is_shard_spec(data: str | Path) -> bool:
             and any(folder.glob("*.tar")))
 
 
+def _local(url: str) -> str:
+    """``url`` if it names a local file, never a URL: webdataset would run ``pipe:`` in a shell."""
+    if url == "-" or urlparse(url).scheme:
+        raise GouacheError(f"shards must be local .tar files (a path or a brace pattern), not URLs: "
+                           f"{url.split(':', 1)[0]}: in {url!r}")
+    return url
+
+
 def expand_shards(spec: str | Path) -> list[str]:
-    """The shard files of a pattern (``a/{000000..000009}.tar``, ``::`` joins) or a folder."""
+    """The local shard files of a pattern (``a/{000000..000009}.tar``, ``::`` joins) or a folder."""
     text = str(spec)
     if Path(text).is_dir():
         urls = sorted(str(p) for p in Path(text).glob("*.tar"))
     else:
-        urls = _wds().shardlists.expand_urls(text)
+        urls = [_local(u) for u in _wds().shardlists.expand_urls(text)]
     if not urls:
         raise GouacheError(f"no .tar shards in {text}")
-    missing = [u for u in urls if "://" not in u and not Path(u).exists()]
+    missing = [u for u in urls if not Path(u).is_file()]
     if missing:
         raise GouacheError(f"{len(missing)} of {len(urls)} shards are missing, e.g. {missing[0]}")
     return urls
+
+
+def _tar_samples(urls: Iterable[str]) -> Iterator[dict]:
+    """The samples of local tar shards, in order, with webdataset's ``__key__`` and ``__url__``.
+
+    The files are opened here, so none of webdataset's URL openers ever runs.
+    """
+    current = ""
+
+    def opened() -> Iterator[dict]:
+        nonlocal current
+        for current in urls:
+            with open(_local(current), "rb") as stream:
+                yield {"url": current, "stream": stream}
+
+    wds = _wds()
+    try:
+        yield from wds.tariterators.group_by_keys(wds.tariterators.tar_file_expander(opened()))
+    except (tarfile.TarError, OSError, ValueError) as e:  # truncated, not a tar, duplicate names
+        raise GouacheError(f"cannot read shard {current}: {e.args[0] if e.args else e}") from None
 
 
 def shards_folder(spec: str | Path) -> Path:
@@ -140,7 +196,7 @@ def _row(sample: dict) -> dict:
 
 def read_samples(spec: str | Path) -> Iterator[dict]:
     """Every sample in order, undecoded: ``key``, ``png`` bytes, ``txt`` str, ``row`` dict."""
-    for s in _wds().tarfile_samples({"url": u} for u in expand_shards(spec)):
+    for s in _tar_samples(expand_shards(spec)):
         yield {"key": s["__key__"], "png": s["png"], "txt": s.get("txt", b"").decode("utf-8"),
                "row": _row(s)}
 
@@ -176,13 +232,13 @@ class ShardStream(IterableDataset):
             order = list(mine)
             random.Random(f"{self.seed}-{slot if by_shard else 0}-{epoch}").shuffle(order)
             kept = 0
-            for k, s in enumerate(_wds().tarfile_samples({"url": u} for u in order)):
+            for k, s in enumerate(_tar_samples(order)):
                 if not by_shard and k % slots != slot:
                     continue
                 row = _row(s)
                 if self.split is None or row.get("split", "train") == self.split:
                     kept += 1
-                    yield {"png": s["png"], "row": row}
+                    yield {"png": s["png"], "row": row, "where": f"{s['__url__']}, sample {s['__key__']}"}
             if not kept:
                 where = f" of split {self.split!r}" if self.split else ""
                 raise GouacheError(f"reader {slot} of {slots} found no samples{where} "
@@ -193,7 +249,7 @@ class ShardStream(IterableDataset):
         mixed = _wds().shuffle(self.buffer, initial=min(self.buffer, 100),
                             seed=f"{self.seed}-buffer-{slot}")(self.samples())
         for s in mixed:
-            img = to_uint8_tensor(load_rgb(io.BytesIO(s["png"]), self.size))  # (3, H, W)
+            img = to_uint8_tensor(load_rgb(io.BytesIO(s["png"]), self.size, name=s["where"]))  # (3, H, W)
             variants, probs = caption_variants(s["row"])
             yield img, variants, probs
 

@@ -183,17 +183,50 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 class _BodyLimit:
-    """Refuse bodies larger than a request could ever need, before reading them (plain ASGI)."""
+    """Refuse bodies larger than a request could ever need with 413 (plain ASGI).
+
+    A declared Content-Length over the limit is refused before reading; any body
+    (chunked ones declare no length) is read here, counted as it arrives, and cut
+    as soon as it passes the limit. What is under the limit is handed on to the app.
+    """
 
     def __init__(self, app) -> None:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-                response = JSONResponse({"detail": f"the body is larger than {MAX_BODY_BYTES} bytes"},
-                                        status_code=413)
-                await response(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await _too_large(scope, receive, send)
+            return
+        parts, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before sending its body
+            parts.append(message.get("body", b""))
+            size += len(parts[-1])
+            if size > MAX_BODY_BYTES:
+                await _too_large(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            if not message.get("more_body", False):
+                break
+        body: dict | None = {"type": "http.request", "body": b"".join(parts), "more_body": False}
+
+        async def replay() -> dict:
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: the server's http.disconnect
+            message, body = body, None
+            return message
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(scope, receive, send) -> None:
+    """413, and the connection closed: the rest of the body is never read."""
+    response = JSONResponse({"detail": f"the body is larger than {MAX_BODY_BYTES} bytes"},
+                            status_code=413, headers={"Connection": "close"})
+    await response(scope, receive, send)

@@ -1,6 +1,7 @@
 """WebDataset shards (write, read, stream, train) and stored prompt embeddings."""
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -20,6 +21,7 @@ from gouache.data.shards import (ShardStream, expand_shards, is_shard_spec, read
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+FIXTURE_PNG = Path(__file__).parents[1] / "fixtures" / "emoji" / "images" / "google" / "1f349.png"
 
 
 class CountingEncoder(torch.nn.Module):
@@ -183,3 +185,72 @@ def test_balance_by_needs_images_in_memory(emoji_shards: Path, tmp_path: Path, t
     cfg = TrainConfig(data=str(emoji_shards), out=str(tmp_path / "run"), balance_by="base", device="cpu")
     with pytest.raises(GouacheError, match="balance_by needs the images in memory"):
         train(cfg, progress=False, text_encoder=text_encoder)
+
+
+# --- hostile and careless input ----------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme", ["pipe:///usr/bin/touch {marker} #", "pipe:///usr/bin/touch {marker} #{{0..1}}",
+                                    "pipe:touch {marker} #", "http://127.0.0.1:9/{marker}", "file://{marker}"])
+def test_shard_urls_never_run_commands(scheme: str, tmp_path: Path, capsys) -> None:
+    from gouache.errors import GouacheError
+
+    marker = tmp_path / "ran"
+    spec = scheme.format(marker=marker) + ".tar"
+    for read in (expand_shards, lambda s: list(read_samples(s)),
+                 lambda s: next(iter(ShardStream([s], size=16, split=None)))):
+        with pytest.raises(GouacheError, match="local .tar files"):
+            read(spec)
+        assert not marker.exists()
+    with pytest.raises(SystemExit) as e:  # a recipe's or --data's value, as train meets it
+        main(["train", "--data", spec, "--out", str(tmp_path / "run"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and spec.split(":")[0] + ":" in err[0], err
+    assert not marker.exists()  # the shell command never ran
+
+
+def _corrupt_copy(src: Path, dst: Path) -> list[str]:
+    """The emoji fixture with one truncated PNG and one that is not an image at all."""
+    shutil.copytree(src, dst)
+    rows = [json.loads(line) for line in (dst / "metadata.jsonl").read_text().splitlines()]
+    cut, junk = dst / rows[3]["file_name"], dst / rows[20]["file_name"]
+    cut.write_bytes(cut.read_bytes()[:200])
+    junk.write_bytes(b"this is not a picture")
+    return [rows[3]["file_name"], rows[20]["file_name"]]
+
+
+def test_sharding_skips_unreadable_images_and_says_so(emoji_fixture: Path, tmp_path: Path, capsys) -> None:
+    from gouache.images import load_rgb
+
+    bad = _corrupt_copy(emoji_fixture, tmp_path / "emoji")
+    main(["data", "shard", str(tmp_path / "emoji"), "--out", str(tmp_path / "shards"), "--shard-size", "10"])
+    out = capsys.readouterr()
+    said = [line for line in (out.out + out.err).splitlines() if "skipped" in line]
+    assert len(said) == 1 and "2 unreadable images" in said[0] and bad[0] in said[0], said
+    samples = list(read_samples(tmp_path / "shards"))
+    assert len(samples) == 34 and len(list((tmp_path / "shards").glob("*.tar"))) == 4
+    for s in samples:
+        load_rgb(io.BytesIO(s["png"]), 16)  # every packed image decodes
+
+
+def test_a_broken_image_in_a_shard_is_named_by_shard_and_key(tmp_path: Path) -> None:
+    """Shards from elsewhere (or an older gouache) may hold a broken image: the error says where."""
+    import webdataset
+
+    from gouache.errors import GouacheError
+
+    shard = tmp_path / "000000.tar"
+    with webdataset.TarWriter(str(shard), encoder=False) as sink:
+        sink.write({"__key__": "good", "png": (FIXTURE_PNG).read_bytes(), "txt": b"a"})
+        sink.write({"__key__": "broken42", "png": b"\x89PNG not really", "txt": b"b"})
+    with pytest.raises(GouacheError) as e:
+        list(itertools.islice(iter(ShardStream([str(shard)], size=16, split=None, buffer=1)), 2))
+    assert str(shard) in str(e.value) and "broken42" in str(e.value) and "BytesIO" not in str(e.value)
+
+
+def test_a_truncated_shard_is_named(emoji_shards: Path, tmp_path: Path) -> None:
+    from gouache.errors import GouacheError
+
+    shard = tmp_path / "000000.tar"
+    shard.write_bytes((emoji_shards / "000000.tar").read_bytes()[:3000])
+    with pytest.raises(GouacheError, match=f"cannot read shard {shard}"):
+        list(read_samples(shard))
