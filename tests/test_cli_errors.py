@@ -124,6 +124,7 @@ CASES = [
     # data
     (["data", "shard", "{tmp}/missing", "--out", "{tmp}/s"], "no such data folder"),
     (["data", "shard", "{data}", "--out", "{tmp}/s", "--shard-size", "0"], "shard size must be at least 1"),
+    (["data", "shard", "{data}", "--out", "{file}"], "is a file, not a folder"),
     (["data", "embed", "{tmp}/missing"], "no such data folder"),
     (["data", "frobnicate"], "invalid choice: 'frobnicate'"),
     # export

@@ -39,6 +39,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from ..errors import GouacheError
+from ..outputs import check_output_folder
 from ..images import load_rgb, to_uint8_tensor
 from .imagefolder import caption_variants, read_records
 
@@ -94,11 +95,11 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
     """
     if shard_size < 1:
         raise GouacheError(f"shard size must be at least 1, not {shard_size}")
-    rows = read_records(Path(imagefolder), split=split)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if any(out.glob("*.tar")):
+    out = check_output_folder(out)
+    if out.exists() and any(out.glob("*.tar")):
         raise GouacheError(f"{out} already holds .tar shards; choose an empty folder")
+    rows = read_records(Path(imagefolder), split=split)
+    out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     skipped: list[str] = []
     bar = tqdm(total=len(rows), desc=f"sharding {Path(imagefolder).name}", unit="img", disable=not progress)
