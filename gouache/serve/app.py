@@ -31,7 +31,7 @@ from .worker import Job, QueueFull, Worker
 __all__ = ["create_app"]
 
 STATIC = Path(__file__).resolve().parent / "static"
-MAX_BODY_BYTES = 16_384  # a request is a few short fields
+MAX_BODY_BYTES = 262_144  # a few short fields, and perhaps a start picture and mask (see schemas)
 PAGE_HEADERS = {  # the page uses its own files only: no CDN, no inline script
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
                                "script-src 'self'; connect-src 'self'; object-src 'none'; "
@@ -121,7 +121,9 @@ def _submit(worker: Worker, req: GenerateRequest, *, previews: bool) -> tuple[Jo
         loop.call_soon_threadsafe(events.put_nowait, (kind, data))
 
     seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED)
-    job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, options=req.sampling_options(), sink=sink,
+    image, mask = req.start_pictures()
+    job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, options=req.sampling_options(),
+              image=image, mask=mask, strength=req.strength, sink=sink,
               previews=previews)
     try:
         position = worker.submit(job)

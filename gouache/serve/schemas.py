@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import base64
+import binascii
+import io
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ..options import Limits as SamplingLimits
 from ..options import SamplingOptions
@@ -25,6 +30,8 @@ DEFAULTS = SamplingOptions()
 MAX_PROMPT_CHARS = 300
 MAX_IMAGES = 8
 MAX_SEED = 2**31 - 1
+MAX_PICTURE_CHARS = 120_000  # a start picture or mask: a PNG of about 90 kB, base64 (the page sends the model's size)
+MAX_PICTURE_SIDE = 1024  # pixels, so that a small PNG cannot unpack into a huge picture
 
 SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]  # an enum in the OpenAPI schema
 
@@ -46,6 +53,15 @@ class GenerateRequest(BaseModel):
     seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True,
                              description="image k uses seed+k; null: a random seed (returned)")
     num_images: int = Field(1, ge=1, le=MAX_IMAGES, strict=True, description="pictures to paint")
+    _image: Image.Image | None = PrivateAttr(None)
+    _mask: Image.Image | None = PrivateAttr(None)
+    image: str | None = Field(None, max_length=MAX_PICTURE_CHARS,
+                              description="start from this picture (a PNG or JPEG, base64): image-to-image")
+    mask: str | None = Field(None, max_length=MAX_PICTURE_CHARS,
+                             description="with image: repaint only where this picture is white (base64 PNG)")
+    strength: float | None = Field(None, ge=0, le=1, strict=False, allow_inf_nan=False,
+                                   description="with image: how far to noise it, 0 (keep) to 1 (from pure noise); "
+                                               "null: 0.75, or 1 with a mask")
 
     @field_validator("prompt")
     @classmethod
@@ -60,10 +76,40 @@ class GenerateRequest(BaseModel):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
+    @model_validator(mode="after")
+    def _start_picture(self) -> "GenerateRequest":
+        """Decode the start picture and mask once, here, so a bad one is a 422 before the queue."""
+        if self.image is None and (self.mask is not None or self.strength is not None):
+            raise ValueError("mask and strength need image, the picture to start from")
+        for name in ("image", "mask"):
+            text = getattr(self, name)
+            try:
+                setattr(self, f"_{name}", None if text is None else decode_picture(text))
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+        return self
+
+    def start_pictures(self) -> tuple[Image.Image | None, Image.Image | None]:
+        """The decoded start picture and mask (None where not given)."""
+        return self._image, self._mask
+
     def sampling_options(self) -> SamplingOptions:
         """The sampling options, already within SERVER_LIMITS (the fields above say so)."""
         return SamplingOptions(sampler=self.sampler, steps=self.steps, guidance=float(self.guidance),
                                negative_prompt=self.negative_prompt)
+
+
+def decode_picture(text: str) -> Image.Image:
+    """A base64 PNG/JPEG (a data: URL prefix is allowed) as a PIL picture, or ValueError."""
+    try:
+        data = base64.b64decode(text.split(",", 1)[1] if text.startswith("data:") else text, validate=True)
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format not in ("PNG", "JPEG") or max(im.size) > MAX_PICTURE_SIDE:
+                raise ValueError(f"a PNG or JPEG of at most {MAX_PICTURE_SIDE} pixels a side")
+            im.load()
+            return im.copy()
+    except (binascii.Error, OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"not a picture: base64 PNG or JPEG expected ({e})") from None
 
 
 class GeneratedImage(BaseModel):
@@ -83,6 +129,7 @@ class GenerateResponse(BaseModel):
     steps: int
     guidance: float
     seed: int = Field(description="the seed of the first picture")
+    strength: float | None = Field(None, description="how far the start picture was noised (null: none)")
     num_images: int
     elapsed_s: float = Field(description="seconds from queueing to the last step")
 

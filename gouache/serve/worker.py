@@ -32,6 +32,7 @@ from PIL import Image
 from ..errors import GouacheError
 from ..images import to_pil
 from ..options import SamplingOptions
+from ..start import resolve_strength
 
 __all__ = ["Job", "Worker", "QueueFull", "Cancelled", "render", "png_base64"]
 
@@ -60,6 +61,9 @@ class Job:
     options: SamplingOptions  # jobs with equal options share a batch
     sink: Sink
     previews: bool = False
+    image: Image.Image | None = None  # a start picture (image-to-image); such a job is painted alone
+    mask: Image.Image | None = None  # with image: white = repaint
+    strength: float | None = None  # with image: how far to noise it (None: the default)
     id: int = field(default_factory=lambda: next(_ids))
     queued_at: float = field(default_factory=time.perf_counter)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -83,10 +87,13 @@ def png_base64(img: Image.Image) -> str:
 
 @torch.inference_mode()
 def render(pipeline, prompts: list[str], seeds: list[int], options: SamplingOptions,
-           on_step: Callable[[int, int, torch.Tensor], None] | None = None) -> list[Image.Image]:
-    """Paint one picture per (prompt, seed), in one batch, with each request's own seeds."""
+           on_step: Callable[[int, int, torch.Tensor], None] | None = None, *,
+           start: "Job | None" = None) -> list[Image.Image]:
+    """Paint one picture per (prompt, seed), in one batch, with each request's own seeds
+    (from ``start``'s picture, mask and strength when given)."""
+    pictures = {} if start is None else dict(image=start.image, mask=start.mask, strength=start.strength)
     return pipeline.generate(prompts, options, seeds=seeds, batch_size=len(prompts), callback=on_step,
-                             progress=False).images
+                             progress=False, **pictures).images
 
 
 @dataclass
@@ -178,7 +185,8 @@ class Worker:
             first = self._pending.popleft()
             batch, size = [first], first.num_images
             for job in list(self._pending):
-                if job.options == first.options and size + job.num_images <= self.max_batch \
+                if job.options == first.options and first.image is None and job.image is None \
+                        and size + job.num_images <= self.max_batch \
                         and not job.cancelled.is_set():
                     self._pending.remove(job)
                     batch.append(job)
@@ -202,7 +210,8 @@ class Worker:
         prompts = [job.prompt for job in batch for _ in range(job.num_images)]
         seeds = [job.seed + k for job in batch for k in range(job.num_images)]
         try:
-            images = render(self.pipeline, prompts, seeds, batch[0].options, self._on_step(batch))
+            start = batch[0] if batch[0].image is not None else None  # then the batch is that job alone
+            images = render(self.pipeline, prompts, seeds, batch[0].options, self._on_step(batch), start=start)
         except Cancelled:
             if self._stopping:
                 self._fail([job for job in batch if not job.cancelled.is_set()], 503,
@@ -252,6 +261,7 @@ class Worker:
                         "height": img.height} for k, img in enumerate(images)],
             "prompt": job.prompt, "negative_prompt": s.negative_prompt, "sampler": s.sampler,
             "steps": s.steps, "guidance": s.guidance, "seed": job.seed, "num_images": job.num_images,
+            "strength": None if job.image is None else resolve_strength(job.strength, masked=job.mask is not None),
             "elapsed_s": round(time.perf_counter() - job.queued_at, 4),
         }
 

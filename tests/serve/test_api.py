@@ -14,8 +14,8 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from gouache.serve.app import create_app  # noqa: E402
 from gouache.options import SamplingOptions  # noqa: E402
+from gouache.serve.app import create_app  # noqa: E402
 from gouache.serve.worker import Job, Worker, render  # noqa: E402
 
 SETTINGS = SamplingOptions(sampler="dpmpp_2m", steps=4, guidance=3.0, negative_prompt="")
@@ -157,7 +157,7 @@ def test_malformed_json_is_422(client, raw):
 
 
 def test_oversized_body_is_413(client):
-    r = client.post("/api/generate", content=b'{"prompt": "' + b"a" * 20_000 + b'"}',
+    r = client.post("/api/generate", content=b'{"prompt": "' + b"a" * 300_000 + b'"}',
                     headers={"Content-Type": "application/json"})
     assert r.status_code == 413
 
@@ -400,3 +400,39 @@ def test_cli_has_serve():
 
     args = build_parser().parse_args(["serve", "--port", "8000", "--model", "m"])
     assert (args.host, args.port, args.model, args.queue_size) == ("127.0.0.1", 8000, "m", 16)
+
+
+def _png64(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def test_start_picture_and_mask_repaint_only_inside_the_mask(client, tiny_pipeline):
+    picture = Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[4:12, 4:12] = 255
+    req = {"prompt": "green apple", "steps": 4, "seed": 3, "image": _png64(picture),
+           "mask": "data:image/png;base64," + _png64(Image.fromarray(mask)), "strength": 0.8}
+    body = client.post("/api/generate", json=req).json()
+    assert body["strength"] == 0.8
+    out, src = np.asarray(decode(body["images"][0]["png"]).convert("RGB")), np.asarray(picture)
+    keep = mask == 0
+    assert np.array_equal(out[keep], src[keep]) and not np.array_equal(out[~keep], src[~keep])
+    ref = tiny_pipeline.generate("green apple", SamplingOptions(steps=4), seed=3, image=picture,
+                                 mask=Image.fromarray(mask), strength=0.8, progress=False)
+    assert np.array_equal(out, np.asarray(ref.images[0]))  # the same as the Python API
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"image": "not base64!"}, "image"),
+    ({"image": base64.b64encode(b"GIF89a....").decode()}, "image"),
+    ({"mask": "AAAA"}, "mask"),
+    ({"strength": 0.5}, "need image"),
+    ({"image": "PLACEHOLDER", "strength": 1.5}, "strength"),
+])
+def test_bad_start_pictures_are_422_naming_the_field(client, change, field):
+    if change.get("image") == "PLACEHOLDER":
+        change = {**change, "image": _png64(Image.new("RGB", (8, 8)))}
+    r = client.post("/api/generate", json={"prompt": "red apple", "steps": 2, **change})
+    assert r.status_code == 422 and field in json.dumps(r.json())

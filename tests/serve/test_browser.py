@@ -96,3 +96,49 @@ def test_page_paints_a_picture(server, browser_page, tiny_pipeline, tmp_path):
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
     assert errors == []
+
+
+def test_page_repaints_only_where_the_brush_went(server, browser_page, tiny_pipeline, tmp_path):
+    import json
+    from playwright.sync_api import expect
+
+    page, errors = browser_page
+    page.goto(server.url + "/")
+    expect(page.locator("#status")).to_have_class(re.compile(r"\bok\b"))
+    size = tiny_pipeline.image_size
+    upload = Image.fromarray(np.random.default_rng(5).integers(0, 256, (size, size, 3), dtype=np.uint8))
+    upload.save(tmp_path / "start.png")
+
+    page.click("#start summary")
+    page.set_input_files("#start-file", str(tmp_path / "start.png"))
+    canvas = page.locator("#start-canvas")
+    expect(canvas).to_be_visible()
+    page.focus("#strength")
+    page.keyboard.press("ArrowRight")  # 0.75 -> 0.80
+    expect(page.locator("#strength-out")).to_have_text("0.80")
+    box = canvas.bounding_box()  # a brush stroke down the left third of the picture
+    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.15 * box["height"])
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.85 * box["height"], steps=12)
+    page.mouse.up()
+    expect(page.locator("#mask-clear")).to_be_enabled()
+
+    page.fill("#prompt", "green apple")
+    page.fill("#steps", "6")
+    with page.expect_request("**/api/generate/stream") as request:
+        page.click("#generate")
+    sent = json.loads(request.value.post_data)
+    assert sent["strength"] == 0.8 and {"image", "mask"} <= set(sent)
+    card = page.locator("#history .card")
+    expect(card).to_have_count(1, timeout=120_000)
+    expect(card.locator(".chips")).to_contain_text("0.80")
+
+    start = np.asarray(Image.open(io.BytesIO(base64.b64decode(sent["image"]))).convert("RGB"))
+    assert np.abs(start.astype(int) - np.asarray(upload)).max() <= 2  # the upload, at the model's size
+    mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(sent["mask"]))).convert("L")) >= 128
+    assert 0 < mask.mean() < 0.6  # the stroke, not the whole picture
+    result = np.asarray(data_url_image(card.locator("img").first.get_attribute("src")))
+    assert np.array_equal(result[~mask], start[~mask])  # outside the brush: the picture, exactly
+    assert np.abs(result[mask].astype(int) - start[mask]).mean() > 10  # inside: repainted
+    page.screenshot(path=str(tmp_path / "start-page.png"), full_page=True)
+    assert errors == []

@@ -45,6 +45,7 @@ function applyInfo(info) {
   $("seed").max = info.limits.max_seed;
   const count = $("num_images");
   count.replaceChildren(...Array.from({ length: info.limits.max_images }, (_, k) => new Option(String(k + 1))));
+  startPicture.setSize(info.image_size);
   setStatus("ok", `ready · ${info.image_size}×${info.image_size} model on ${info.device}`);
 }
 
@@ -69,6 +70,7 @@ function bindForm() {
   $("sampler").addEventListener("change", () => { if (!state.stepsTouched) $("steps").value = defaultSteps(); });
   $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6); });
   $("clear").addEventListener("click", () => { state.history = []; saveHistory(); renderHistory(); });
+  startPicture.bind(showError);
 }
 
 function updateGuidance() { $("guidance-out").textContent = Number($("guidance").value).toFixed(1); }
@@ -99,7 +101,27 @@ function collect() {
     }
     body.seed = seed;
   }
-  return body;
+  return Object.assign(body, startPicture.fields());
+}
+
+// The noise level a start picture is noised to: Karras et al.'s schedule (the deterministic
+// samplers'), `strength` of the way from its end; the live view shows the picture going there.
+function startSigma(steps, strength) {
+  const run = Math.round(steps * strength);
+  if (run === 0) return 0;
+  const [lo, hi, rho] = [0.002, 80, 7];
+  const i = steps - run;
+  const t = steps > 1 ? i / (steps - 1) : 0;
+  return (hi ** (1 / rho) + t * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho;
+}
+
+async function showNoising(body) {
+  const top = startSigma(body.steps, body.strength);
+  for (const share of [0, 0.05, 0.25, 1]) {
+    showImages([startPicture.noised(share * top)], body.prompt);
+    $("caption").textContent = `Noising the start picture… sigma ${(share * top).toFixed(2)}`;
+    await new Promise((done) => setTimeout(done, 120));
+  }
 }
 
 function invalid(id, message) {
@@ -118,6 +140,7 @@ async function generate(body) {
   }
   let finished = false;
   try {
+    if (body.image) await showNoising(body);
     const resp = await fetch("/api/generate/stream", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
@@ -264,7 +287,8 @@ function renderHistory() {
     card.querySelector(".card-negative").textContent = entry.negative_prompt ? `not: ${entry.negative_prompt}` : "";
     const chips = card.querySelector(".chips");
     for (const [name, value] of [["sampler", SAMPLER_LABELS[entry.sampler] || entry.sampler], ["steps", entry.steps],
-      ["guidance", Number(entry.guidance).toFixed(1)], ["seed", entry.seed]]) {
+      ["guidance", Number(entry.guidance).toFixed(1)], ["seed", entry.seed],
+      ...(entry.strength == null ? [] : [["strength", Number(entry.strength).toFixed(2)]])]) {
       const div = document.createElement("div");
       const dt = document.createElement("dt");
       const dd = document.createElement("dd");
