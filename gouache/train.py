@@ -52,8 +52,8 @@ from .denoiser import Denoiser
 from .device import pick_device
 from .errors import GouacheError
 from .heldout import HeldOut
-from .lr_schedule import TimeBudget, lr_at
 from .images import grid, save_png
+from .lr_schedule import TimeBudget, lr_at
 from .options import SamplingOptions
 from .outputs import check_output_folder
 from .pipeline import Pipeline
