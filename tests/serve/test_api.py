@@ -436,3 +436,28 @@ def test_bad_start_pictures_are_422_naming_the_field(client, change, field):
         change = {**change, "image": _png64(Image.new("RGB", (8, 8)))}
     r = client.post("/api/generate", json={"prompt": "red apple", "steps": 2, **change})
     assert r.status_code == 422 and field in json.dumps(r.json())
+
+
+def test_a_job_with_a_start_picture_is_painted_alone(tiny_pipeline):
+    gated = Gated(tiny_pipeline)
+    worker = Worker(gated, queue_size=8, max_batch=8)
+    picture = Image.new("RGB", (16, 16), (200, 30, 30))
+    sinks = [Sink() for _ in range(4)]
+    jobs = [Job("first", 1, 1, SETTINGS, sinks[0]),
+            Job("apple", 2, 1, SETTINGS, sinks[1], image=picture, strength=0.5),
+            Job("pear", 3, 1, SETTINGS, sinks[2]), Job("plum", 4, 1, SETTINGS, sinks[3])]
+    try:
+        worker.submit(jobs[0])
+        assert gated.entered.wait(10)
+        for job in jobs[1:]:
+            worker.submit(job)
+        gated.gate.set()
+        for sink in sinks:
+            assert sink.finished.wait(30)
+    finally:
+        worker.stop()
+    assert worker.stats.batches == 3  # [first] [apple, alone: its own picture] [pear plum]
+    done = sinks[1].events[-1][1]
+    assert done["strength"] == 0.5
+    alone = render(tiny_pipeline, ["apple"], [2], SETTINGS, start=jobs[1])
+    assert np.array_equal(np.asarray(decode(done["images"][0]["png"]).convert("RGB")), np.asarray(alone[0]))
