@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from ..errors import GouacheError
 from ..images import load_rgb, to_uint8_tensor
-from .imagefolder import caption_variants, read_records
+from .captions import caption_variants
+from .imagefolder import read_records
 
 __all__ = ["write_shards", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
            "ShardStream", "collate"]
