@@ -1,8 +1,8 @@
-"""Tests for the emoji dataset builder, run against the committed real-artwork fixture.
+"""Tests for the version-1 (64 px PNG) emoji builder, against the committed fixture.
 
-The fixture was made with the real builder::
+The fixture was made with the real builder (see ``gouache/data/emoji_png.py``)::
 
-    python -m gouache.data.emoji tests/fixtures/emoji --test 1F44B,1F355 \
+    gouache data emoji --source png --out tests/fixtures/emoji --test 1F44B,1F355 \
         --only 1F34E,1F349,1F34C,1F600,1F431,1F680,1F44B,1F44B-1F3FD,1F355,2764-FE0F,\
 1F1EF-1F1F5,1F436,1F333,2600-FE0F,1F697,1F3B8,1F4DA,1F525
 """
@@ -18,9 +18,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gouache.data import emoji
-from gouache.data.emoji import (STYLES, convert_png, list_images, load_labels, metadata_row,
-                                normalize_hexcode, split_for)
+from gouache.data import emoji_png as emoji
+from gouache.data.emoji import build_emoji_dataset
+from gouache.data.emoji_names import normalize_hexcode
+from gouache.data.emoji_png import PNG_STYLES as STYLES
+from gouache.data.emoji_png import convert_png, list_images, load_labels, metadata_row
+from gouache.data.emoji_split import split_for
+from gouache.errors import GouacheError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "emoji"
 KEYS = {"file_name", "text", "label", "tags", "style", "group", "subgroup", "codepoints",
@@ -89,12 +93,6 @@ def test_licenses_name_every_source() -> None:
     assert text == emoji.licenses_markdown()
 
 
-def test_normalize_hexcode() -> None:
-    assert normalize_hexcode("1f441-fe0f-200d-1f5e8-FE0F") == "1F441-200D-1F5E8"
-    assert normalize_hexcode("2764-FE0F") == normalize_hexcode("2764") == "2764"
-    assert normalize_hexcode("1f44b-1f3fd") == "1F44B-1F3FD"
-
-
 def test_load_labels_matches_skins_and_groups() -> None:
     data = [{"label": "waving hand", "hexcode": "1F44B", "tags": ["hi"], "group": 1,
              "subgroup": 16, "skins": [{"label": "waving hand: dark skin tone",
@@ -150,15 +148,6 @@ def test_convert_png_composites_on_white_and_is_deterministic() -> None:
         assert small.size == (32, 32)
 
 
-def test_fetch_uses_cache_and_explains_missing_npm(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(emoji.shutil, "which", lambda name: None)
-    cached = tmp_path / "emojibase-data-17.0.0.tgz"
-    cached.write_bytes(b"not really a tarball")
-    assert emoji.fetch_package("emojibase-data", "17.0.0", tmp_path) == cached
-    with pytest.raises(RuntimeError, match="npm is needed to fetch emoji artwork"):
-        emoji.fetch_package("emoji-datasource-google", "16.0.0", tmp_path)
-
-
 def test_unknown_style_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="styles"):
-        emoji.build_emoji_dataset(tmp_path, styles=("apple",), cache_dir=tmp_path)
+    with pytest.raises(GouacheError, match="google, twitter"):
+        build_emoji_dataset(tmp_path, source="png", styles=("apple",), cache_dir=tmp_path, progress=False)
