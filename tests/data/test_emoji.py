@@ -156,3 +156,21 @@ def test_subsets_forced_splits_and_refusals(tmp_path) -> None:
     with pytest.raises(GouacheError, match="declares licence 'GPL-3.0'"):
         _build(tmp_path / "x", bad, ["noto"])
     assert normalize_hexcode(CODES[0]) == CODES[0]
+
+
+def test_the_cli_builds_and_reports_mistakes_in_one_line(tmp_path, capsys) -> None:
+    from gouache.cli import main
+
+    registry = fake_registry(tmp_path / "npm")
+    main(["data", "emoji", "--out", str(tmp_path / "ds"), "--size", "64", "--styles", "twemoji,noto",
+          "--cache-dir", str(registry), "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert "noto" in out and "twemoji" in out and "length in words" in out and "built in" in out
+    assert (tmp_path / "ds" / "images" / "twemoji").is_dir()
+    for argv, message in ((["--styles", "apple"], "unknown style(s) apple"),
+                          (["--size", "100"], "size must be one of 64, 128, 256"),
+                          (["--source", "png", "--styles", "noto"], "--source png has the styles")):
+        with pytest.raises(SystemExit) as e:
+            main(["data", "emoji", "--out", str(tmp_path / "x"), "--cache-dir", str(registry), *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
