@@ -241,7 +241,7 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
         raise GouacheError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
     chosen = _styles(styles)
     packages = {NAMES_PACKAGE[0]: NAMES_PACKAGE[1], **{s.package: s.version for s in chosen}}
-    if any(s.key in ("fxemoji", "streamline", "fluent", "emojione", "noto-blob") for s in chosen):
+    if any(s.by_name for s in chosen):
         packages.update(REFERENCE_PACKAGES)
     tarballs = fetch_all(packages, cache, progress=progress)
     names = load_names(read_tar_members(tarballs[NAMES_PACKAGE[0]], NAMES_FILES))

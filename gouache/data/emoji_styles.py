@@ -37,6 +37,7 @@ class Style:
     licence: str  # SPDX id; the build refuses a package whose package.json says otherwise
     attribution: str  # the notice LICENSES.md carries for it
     share_alike: bool = False  # a model trained on it is arguably an adaptation: same licence
+    by_name: bool = False  # no chars.json: icons matched by name (needs REFERENCE_PACKAGES)
     compact: bool = False  # icon names without dashes ("largebluecircle")
     numbered: bool = False  # several numbered drawings per emoji ("bird-1"): keep the first
 
@@ -59,19 +60,19 @@ STYLES: tuple[Style, ...] = (
           "(https://github.com/microsoft/fluentui-emoji)."),
     Style("fluent", "fluent 3d", "@iconify-json/fluent-emoji", "1.2.7", "MIT",
           "Fluent Emoji (colour), Copyright Microsoft Corporation, MIT License "
-          "(https://github.com/microsoft/fluentui-emoji)."),
+          "(https://github.com/microsoft/fluentui-emoji).", by_name=True),
     Style("emojione", "emojione", "@iconify-json/emojione", "1.2.3", "CC-BY-4.0",
           f"EmojiOne 2 artwork by Ranks.com / JoyPixels, as kept by the EmojiTwo project, CC BY 4.0 "
-          f"({CC_BY}) (https://github.com/EmojiTwo/emojitwo)."),
+          f"({CC_BY}) (https://github.com/EmojiTwo/emojitwo).", by_name=True),
     Style("fxemoji", "firefox os", "@iconify-json/fxemoji", "1.2.2", "Apache-2.0",
           "Firefox OS Emoji, Copyright Mozilla, Apache License 2.0 (https://github.com/mozilla/fxemoji).",
-          compact=True),
+          compact=True, by_name=True),
     Style("streamline", "streamline", "@iconify-json/streamline-emojis", "1.2.4", "CC-BY-4.0",
           f"Streamline Emojis by Webalys (streamlinehq.com), CC BY 4.0 ({CC_BY}) "
-          "(https://github.com/webalys-hq/streamline-vectors).", numbered=True),
+          "(https://github.com/webalys-hq/streamline-vectors).", numbered=True, by_name=True),
     Style("noto-blob", "noto blob", "@iconify-json/noto-v1", "1.2.5", "Apache-2.0",
           "Noto Emoji version 1 (the 'blob' designs), Copyright Google Inc., Apache License 2.0 "
-          "(https://github.com/googlefonts/noto-emoji)."),
+          "(https://github.com/googlefonts/noto-emoji).", by_name=True),
 )
 STYLE_NAMES = tuple(s.key for s in STYLES)
 # Sets whose chars.json names the icons of the sets without one (same naming scheme).
