@@ -197,7 +197,7 @@ def format_summary(manifest: dict[str, Any], seconds: float) -> str:
         lines.append(f"{style:<12} {c.get('train', 0):>6} {c.get('test', 0):>6}")
     split = manifest["counts"]["per_split"]
     lines.append(f"{'all':<12} {split.get('train', 0):>6} {split.get('test', 0):>6}")
-    lines.append(f"emoji (skin tones and gender forms folded): {manifest['emoji']}, held out "
+    lines.append(f"emoji (each with all its variants): {manifest['emoji']}, held out "
                  f"{manifest['held_out_count']} ({manifest['held_out_count'] / max(1, manifest['emoji']):.1%})")
     cap = manifest.get("captions")
     if cap:
