@@ -170,8 +170,8 @@ def metadata_row(pic: Picture, n: EmojiNames, split: str) -> dict[str, Any]:
 
 def caption_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Distinct captions per emoji (code sequence, all styles) and per picture, the number of
-    distinct captions in all, and a histogram of caption lengths in words (each picture's
-    captions weighted by the probability the policy gives them)."""
+    distinct captions in all, and a histogram of caption lengths in words as [words, share]
+    pairs (each picture's captions weighted by the probability the policy gives them)."""
     per_code: dict[str, set[str]] = defaultdict(set)
     lengths: Counter[int] = Counter()
     per_picture = 0
@@ -186,7 +186,7 @@ def caption_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "distinct_captions": len(set().union(*per_code.values())) if per_code else 0,
         "captions_per_emoji": round(sum(map(len, per_code.values())) / max(1, len(per_code)), 2),
         "captions_per_picture": round(per_picture / max(1, len(rows)), 2),
-        "length_words_share": {str(k): round(v / total, 4) for k, v in sorted(lengths.items())},
+        "length_words_share": [[k, round(v / total, 4)] for k, v in sorted(lengths.items())],
     }
 
 
@@ -203,7 +203,7 @@ def format_summary(manifest: dict[str, Any], seconds: float) -> str:
     if cap:
         lines.append(f"captions: {cap['distinct_captions']} distinct, {cap['captions_per_emoji']} per "
                      f"emoji, {cap['captions_per_picture']} per picture; length in words:")
-        for words, share in cap["length_words_share"].items():
+        for words, share in cap["length_words_share"]:
             lines.append(f"  {words:>2} {'#' * round(share * 100):<40} {share:.1%}")
     shared = manifest.get("share_alike") or []
     if shared:
