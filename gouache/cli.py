@@ -119,11 +119,19 @@ def _noise(a: argparse.Namespace) -> None:
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="build and check datasets")
     dsub = p.add_subparsers(dest="data_command", required=True)
-    e = dsub.add_parser("emoji", formatter_class=HELP, help="build the emoji dataset from npm packages")
+    e = dsub.add_parser("emoji", formatter_class=HELP, help="build the emoji dataset from npm packages",
+                        description="svg (version 2): nine art styles rendered from vector artwork, many "
+                                    "names per emoji; png: the 64 px Noto/Twemoji set of the shipped model.")
     e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--size", type=int, default=64)
+    e.add_argument("--source", choices=("svg", "png"), default="svg")
+    e.add_argument("--size", type=int, default=None, help="64, 128 or 256 (default: 128 for svg, 64 for png)")
+    e.add_argument("--styles", default=None, help="comma-separated styles (default: all; svg: noto,twemoji,"
+                   "openmoji,fluent-flat,fluent,emojione,fxemoji,streamline,noto-blob; png: google,twitter)")
     e.add_argument("--cache-dir", type=Path, default=None, help="npm tarball cache (default ~/.cache/gouache/npm)")
     e.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    e.add_argument("--jobs", type=int, default=None, help="rendering processes (default: up to 4)")
+    e.add_argument("--only", default=None, help="keep only these code sequences (comma-separated; fixtures)")
+    e.add_argument("--test", default=None, help="hold out exactly these emoji (comma-separated; fixtures)")
     e.set_defaults(func=_data_emoji)
     s = dsub.add_parser("shapes", formatter_class=HELP, help="draw the coloured-shapes sanity dataset")
     s.add_argument("--out", type=Path, required=True)
@@ -152,12 +160,15 @@ def _add_data(sub) -> None:
 
 
 def _data_emoji(a: argparse.Namespace) -> None:
-    import json
-
     from .data.emoji import build_emoji_dataset
 
-    manifest = build_emoji_dataset(a.out, size=a.size, cache_dir=a.cache_dir, seed=a.seed)
-    print(json.dumps(manifest.get("counts", manifest), indent=2, sort_keys=True))
+    def items(text: str | None) -> list[str] | None:
+        return None if text is None else [t for t in text.split(",") if t.strip()]
+
+    manifest = build_emoji_dataset(a.out, size=a.size, styles=items(a.styles), source=a.source,
+                                   cache_dir=a.cache_dir, seed=a.seed, jobs=a.jobs, only=items(a.only),
+                                   test=items(a.test))
+    print(manifest["summary"])
     print(f"built {a.out}")
 
 

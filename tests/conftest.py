@@ -78,6 +78,13 @@ def emoji_fixture() -> Path:
     return FIXTURES / "emoji"
 
 
+@pytest.fixture(scope="session")
+def emoji_svg_fixture() -> Path:
+    """106 real emoji pictures at 64 px (14 code sequences x 9 styles, where a style has them),
+    built by ``gouache data emoji`` (version 2); 3 emoji held out. See tests/data/test_emoji.py."""
+    return FIXTURES / "emoji_svg"
+
+
 @pytest.fixture()
 def shapes_dir(tmp_path) -> Path:
     from gouache.data.shapes import build_shapes_dataset

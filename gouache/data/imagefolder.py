@@ -11,10 +11,10 @@ Images are composited on white, resized and centre-cropped to the model's
 resolution, and held in memory as uint8 (7,500 emoji at 64x64 take 92 MB).
 There is no horizontal flip: captions such as "left arrow" would be lied to.
 
-Caption templates: a row that carries ``label`` and ``style`` (the emoji set
-does) is shown at training time as one of
-    "{label}" (p=0.6), "{label}, {style} style" (p=0.2), "an emoji of {label}" (p=0.2),
-so that a user can ask for a style. Other rows always use ``text``.
+Which captions a row is trained with is the caption policy's business
+(``captions.py``); ``read_records`` is the one reader of a folder, used by
+training, ``gouache data check`` and the examples, so that a folder the check
+passes is one that training accepts.
 """
 from __future__ import annotations
 
@@ -28,17 +28,14 @@ from tqdm.auto import tqdm
 
 from ..errors import GouacheError
 from ..images import load_rgb, to_uint8_tensor
+from .captions import CAPTION_TEMPLATES, caption_variants
 
 __all__ = ["CaptionedImages", "load_imagefolder", "caption_variants", "CAPTION_TEMPLATES",
-           "IMAGE_SUFFIXES", "read_records", "balanced_weights"]
+           "IMAGE_SUFFIXES", "METADATA_NAME", "FolderScan", "scan_folder", "read_records",
+           "balanced_weights"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
-# (template, probability): the fixed draw used for rows with a label and a style.
-CAPTION_TEMPLATES: tuple[tuple[str, float], ...] = (
-    ("{label}", 0.6),
-    ("{label}, {style} style", 0.2),
-    ("an emoji of {label}", 0.2),
-)
+METADATA_NAME = "metadata.jsonl"
 
 
 @dataclass
@@ -59,22 +56,63 @@ class CaptionedImages:
         return [v[0] for v in self.variants]
 
 
-def caption_variants(record: dict) -> tuple[list[str], list[float]]:
-    """The captions one row may be trained with, and their probabilities."""
-    label, style = record.get("label"), record.get("style")
-    if label and style:
-        return ([t.format(label=label, style=style) for t, _ in CAPTION_TEMPLATES],
-                [p for _, p in CAPTION_TEMPLATES])
-    return [record["text"]], [1.0]
+def find_images(root: Path) -> list[Path]:
+    """Every image file under ``root`` (recursively), sorted."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds: its rows (every split, each with its resolved ``path``), the
+    problems that make training refuse it, and things worth a look."""
+
+    rows: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    source: str = "none"  # "metadata" or "sidecar"
+
+
+def scan_folder(root: Path) -> FolderScan:
+    """Read a captioned folder without stopping at the first problem.
+
+    With ROOT/metadata.jsonl, its rows are the data (each needs ``file_name``, an
+    existing file, and a non-empty ``text``); images it does not list are left out
+    (a warning), and sidecar .txt files are not read. Without it, every image needs
+    a non-empty NAME.txt beside it. A metadata.jsonl below ROOT is never read: an error,
+    so that nothing is silently left out.
+    """
+    root, scan = Path(root), FolderScan()
+    if not root.is_dir():
+        scan.errors.append(f"no such data folder: {root}")
+        return scan
+    meta = root / METADATA_NAME
+    for nested in sorted(root.rglob(METADATA_NAME)):
+        if nested != meta:
+            scan.errors.append(f"{nested}: only {meta} is read; move its rows there "
+                               "(file_name relative to it)")
+    if meta.exists():
+        scan.source = "metadata"
+        _read_metadata(meta, scan)
+        listed = {Path(r["path"]).resolve() for r in scan.rows}
+        unlisted = [p for p in find_images(root) if p.resolve() not in listed]
+        scan.warnings += [f"{p}: not listed in {METADATA_NAME}, so training leaves it out"
+                          for p in unlisted]
+    else:
+        scan.source = "sidecar"
+        _read_sidecars(root, scan)
+    if not scan.rows and not scan.errors:
+        scan.errors.append(f"no captioned images found in {root}")
+    return scan
 
 
 def read_records(root: Path, *, split: str | None = "train") -> list[dict]:
-    """The rows of a folder: from metadata.jsonl, else from sidecar .txt files."""
-    root = Path(root)
-    if not root.is_dir():
-        raise GouacheError(f"no such data folder: {root}")
-    meta = root / "metadata.jsonl"
-    rows = _read_metadata(meta) if meta.exists() else _read_sidecars(root)
+    """The rows of a folder (see ``scan_folder``); a folder with any problem is refused."""
+    scan = scan_folder(root)
+    if scan.errors:
+        more = (f" (and {len(scan.errors) - 1} more problems: gouache data check {root} lists them)"
+                if len(scan.errors) > 1 else "")
+        raise GouacheError(scan.errors[0] + more)
+    rows = scan.rows
     if split is not None:
         rows = [r for r in rows if r.get("split", "train") == split]
     if not rows:
@@ -83,36 +121,50 @@ def read_records(root: Path, *, split: str | None = "train") -> list[dict]:
     return rows
 
 
-def _read_metadata(meta: Path) -> list[dict]:
-    rows = []
+def _read_metadata(meta: Path, scan: FolderScan) -> None:
+    seen: set[str] = set()
     for n, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
+        where = f"{meta}:{n}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise GouacheError(f"{meta}:{n}: not valid JSON ({e.msg})") from None
-        if "file_name" not in row:
-            raise GouacheError(f"{meta}:{n}: row has no 'file_name'")
-        if not str(row.get("text", "")).strip():
-            raise GouacheError(f"{meta.parent / row['file_name']}: image has no caption ('text')")
-        row["path"] = str(meta.parent / row["file_name"])
-        rows.append(row)
-    return rows
+            scan.errors.append(f"{where}: not valid JSON ({e.msg})")
+            continue
+        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
+            scan.errors.append(f"{where}: row has no 'file_name'")
+            continue
+        path = meta.parent / row["file_name"]
+        if not isinstance(row.get("text"), str) or not row["text"].strip():
+            scan.errors.append(f"{path}: image has no caption ('text')")
+            continue
+        if not path.is_file():
+            scan.errors.append(f"{path}: listed in {METADATA_NAME} but missing")
+            continue
+        if row["file_name"] in seen:
+            scan.warnings.append(f"{where}: {row['file_name']} listed more than once")
+        seen.add(row["file_name"])
+        try:
+            caption_variants(row)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            scan.errors.append(f"{where}: fields the caption policy cannot read ({type(e).__name__}: {e})")
+            continue
+        row["path"] = str(path)
+        scan.rows.append(row)
 
 
-def _read_sidecars(root: Path) -> list[dict]:
-    images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+def _read_sidecars(root: Path, scan: FolderScan) -> None:
+    images = find_images(root)
     if not images:
-        raise GouacheError(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    rows = []
+        scan.errors.append(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     for path in images:
         txt = path.with_suffix(".txt")
         text = txt.read_text(encoding="utf-8").strip() if txt.exists() else ""
         if not text:
-            raise GouacheError(f"{path}: image has no caption (expected {txt.name} or metadata.jsonl)")
-        rows.append({"file_name": str(path.relative_to(root)), "text": text, "path": str(path)})
-    return rows
+            scan.errors.append(f"{path}: image has no caption (expected {txt.name} or metadata.jsonl)")
+            continue
+        scan.rows.append({"file_name": str(path.relative_to(root)), "text": text, "path": str(path)})
 
 
 def balanced_weights(records: list[dict], column: str) -> torch.Tensor:

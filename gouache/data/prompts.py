@@ -75,7 +75,8 @@ def load_prompt_embeddings(path: Path, encoder: TextEncoder) -> tuple[list[str],
 
 def dataset_captions(data: Path | str) -> list[str]:
     """Every caption variant of an imagefolder or of shards (all splits): "" first, then sorted."""
-    from .imagefolder import caption_variants, read_records
+    from .captions import caption_variants
+    from .imagefolder import read_records
     from .shards import is_shard_spec, read_samples
 
     rows = ((s["row"] for s in read_samples(data)) if is_shard_spec(data)

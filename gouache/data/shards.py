@@ -41,7 +41,8 @@ from tqdm.auto import tqdm
 from ..errors import GouacheError
 from ..outputs import check_output_folder
 from ..images import load_rgb, to_uint8_tensor
-from .imagefolder import caption_variants, read_records
+from .captions import caption_variants
+from .imagefolder import read_records
 
 __all__ = ["write_shards", "Sharded", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
            "ShardStream", "collate"]

@@ -84,14 +84,55 @@ def test_duplicates_and_orphan_captions_warn(tmp_path: Path) -> None:
     assert report.stats["duplicate_groups"] == 1
 
 
-def test_nested_metadata_and_bad_rows(tmp_path: Path) -> None:
-    root = tmp_path / "ds"
-    sidecar_folder(root / "train", ["x", "y"], [])
+def test_bad_rows_name_their_line(tmp_path: Path) -> None:
+    root = sidecar_folder(tmp_path / "ds", ["x", "y"], [])
     rows = [{"file_name": "x.png", "text": "an x", "split": "train"}, {"text": "no file"}]
     lines = [json.dumps(r) for r in rows] + ["{not json"]
-    (root / "train" / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     report = check_dataset(root, progress=False)
     joined = "\n".join(report.errors)
-    assert "train/metadata.jsonl:2" in joined and "train/metadata.jsonl:3" in joined
-    assert "train/y.png: no caption" in joined and "x.png: no caption" not in joined
+    assert "metadata.jsonl:2" in joined and "metadata.jsonl:3" in joined
+    assert any("y.png: not listed" in w for w in report.warnings)  # training leaves it out
     assert report.stats["splits"] == {"train": 1}
+
+
+def _nested(root: Path) -> None:
+    sidecar_folder(root / "train", ["x", "y"], [])
+    (root / "train" / "metadata.jsonl").write_text(
+        json.dumps({"file_name": "x.png", "text": "an x"}) + "\n", encoding="utf-8")
+
+
+def _mixed(root: Path) -> None:
+    sidecar_folder(root, ["x", "y"], ["y"])  # y captioned by y.txt, x by metadata.jsonl
+    (root / "metadata.jsonl").write_text(
+        json.dumps({"file_name": "x.png", "text": "an x"}) + "\n" + json.dumps({"file_name": "y.png"}) + "\n",
+        encoding="utf-8")
+
+
+def _missing(root: Path) -> None:
+    sidecar_folder(root, ["x"], [])
+    (root / "metadata.jsonl").write_text(
+        json.dumps({"file_name": "x.png", "text": "an x"}) + "\n" +
+        json.dumps({"file_name": "gone.png", "text": "a ghost"}) + "\n", encoding="utf-8")
+
+
+def _bad_keywords(root: Path) -> None:
+    sidecar_folder(root, ["x"], [])
+    row = {"file_name": "x.png", "text": "x", "label": "x", "keywords": 3, "style": "noto"}
+    (root / "metadata.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+
+
+@pytest.mark.parametrize("make", [_nested, _mixed, _missing, _bad_keywords])
+def test_a_folder_training_refuses_is_an_error_of_the_check(tmp_path: Path, make) -> None:
+    from gouache.data.imagefolder import read_records
+    from gouache.errors import GouacheError
+
+    root = tmp_path / "ds"
+    make(root)
+    with pytest.raises(GouacheError) as refused:
+        read_records(root, split=None)
+    report = check_dataset(root, progress=False)
+    assert report.errors, "the check passed a folder that training refuses"
+    assert str(refused.value).split(" (and ")[0].replace(f"{root}/", "") == report.errors[0]
+    read_records(FIXTURE, split=None)  # and a folder the check passes, training reads
+    assert check_dataset(FIXTURE, progress=False).ok

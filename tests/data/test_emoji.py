@@ -1,164 +1,176 @@
-"""Tests for the emoji dataset builder, run against the committed real-artwork fixture.
+"""The emoji dataset, version 2: the committed fixture, and whole builds from small npm tarballs.
 
-The fixture was made with the real builder::
+The fixture was made with the real builder and the real packages::
 
-    python -m gouache.data.emoji tests/fixtures/emoji --test 1F44B,1F355 \
-        --only 1F34E,1F349,1F34C,1F600,1F431,1F680,1F44B,1F44B-1F3FD,1F355,2764-FE0F,\
-1F1EF-1F1F5,1F436,1F333,2600-FE0F,1F697,1F3B8,1F4DA,1F525
+    gouache data emoji --out tests/fixtures/emoji_svg --size 64 --test 1F44B,1F355,1F9D1-200D-1F4BB \\
+        --only 1F34E,1F355,1F44B,1F44B-1F3FD,1F468-200D-1F4BB,1F469-200D-1F4BB,1F9D1-200D-1F4BB,\\
+2764-FE0F,1F600,1F436,1F1EF-1F1F5,1F680,1F525,1F431
 """
-
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import tarfile
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from gouache.data import emoji
-from gouache.data.emoji import (STYLES, convert_png, list_images, load_labels, metadata_row,
-                                normalize_hexcode, split_for)
+from gouache.data.emoji import build_emoji_dataset, licenses_markdown
+from gouache.data.emoji_names import NAMES_FILES, concept_of, normalize_hexcode
+from gouache.data.emoji_styles import STYLES
+from gouache.data.npm import tarball_name
+from gouache.errors import GouacheError
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "emoji"
-KEYS = {"file_name", "text", "label", "tags", "style", "group", "subgroup", "codepoints",
-        "base", "split"}
+KEYS = {"file_name", "text", "label", "name", "keywords", "shortcodes", "annotation", "style",
+        "style_title", "group", "subgroup", "codepoints", "base", "split"}
 
 
 @pytest.fixture(scope="module")
-def rows() -> list[dict]:
-    lines = (FIXTURE / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+def rows(emoji_svg_fixture) -> list[dict]:
+    lines = (emoji_svg_fixture / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines]
 
 
-def test_metadata_fields_match_files(rows: list[dict]) -> None:
-    assert len(rows) == 36
-    assert [r["file_name"] for r in rows] == sorted(r["file_name"] for r in rows)
+def test_fixture_rows_name_their_files(rows, emoji_svg_fixture) -> None:
+    assert len(rows) == 106 and {r["style"] for r in rows} == {s.key for s in STYLES}
     for r in rows:
-        assert set(r) == KEYS
-        assert r["style"] in STYLES and r["split"] in {"train", "test"}
-        assert r["text"] == r["label"] == r["label"].lower() and r["text"]
+        assert set(r) == KEYS and r["text"] == r["label"] and r["split"] in {"train", "test"}
         assert r["file_name"] == f"images/{r['style']}/{r['codepoints'].lower()}.png"
-        assert normalize_hexcode(r["codepoints"]).startswith(r["base"])
-        assert isinstance(r["tags"], list) and r["group"] and r["subgroup"]
-        with Image.open(FIXTURE / r["file_name"]) as im:
+        assert r["base"] == concept_of(r["codepoints"])
+        with Image.open(emoji_svg_fixture / r["file_name"]) as im:
             assert (im.size, im.mode) == ((64, 64), "RGB")
-    pngs = {p.relative_to(FIXTURE).as_posix() for p in FIXTURE.rglob("*.png")}
-    assert pngs == {r["file_name"] for r in rows}
+            corners = [im.getpixel(xy) for xy in ((0, 0), (63, 0), (0, 63), (63, 63))]
+            assert (255, 255, 255) in corners, r["file_name"]  # on white, never on black
+    pizza = next(r for r in rows if r["codepoints"] == "1F355")
+    assert (pizza["label"], pizza["name"]) == ("pizza", "slice of pizza")
+    assert "cheese" in pizza["keywords"] and "pizza" in pizza["shortcodes"]
 
 
-def test_known_captions(rows: list[dict]) -> None:
-    texts = {r["text"] for r in rows}
-    for caption in ("red apple", "watermelon", "banana", "grinning face", "cat face", "rocket",
-                    "waving hand: medium skin tone", "red heart", "flag: japan"):
-        assert caption in texts
-    apple = next(r for r in rows if r["codepoints"] == "1F34E")
-    assert (apple["group"], apple["subgroup"]) == ("food-drink", "food-fruit")
-
-
-def test_test_split_covers_every_style_and_skin_tone(rows: list[dict]) -> None:
-    by_base: dict[str, set] = defaultdict(set)
-    styles: dict[str, set] = defaultdict(set)
+def test_no_held_out_emoji_is_trained_in_any_style(rows) -> None:
+    splits: dict[str, set[str]] = defaultdict(set)
     for r in rows:
-        by_base[r["base"]].add(r["split"])
-        styles[r["base"]].add(r["style"])
-    assert all(len(splits) == 1 for splits in by_base.values())
-    assert {b for b, s in by_base.items() if s == {"test"}} == {"1F44B", "1F355"}
-    assert all(s == set(STYLES) for s in styles.values())
-    assert {r["split"] for r in rows if r["codepoints"] == "1F44B-1F3FD"} == {"test"}
+        splits[r["base"]].add(r["split"])
+    assert all(len(s) == 1 for s in splits.values())
+    held = {b for b, s in splits.items() if s == {"test"}}
+    assert held == {"1F44B", "1F355", "1F9D1-200D-1F4BB"}
+    # every variant is held out with its emoji: skin tones, and the man/woman forms
+    assert {r["split"] for r in rows if r["codepoints"] in ("1F44B-1F3FD", "1F469-200D-1F4BB")} == {"test"}
 
 
-def test_manifest_agrees_with_metadata(rows: list[dict]) -> None:
-    manifest = json.loads((FIXTURE / "manifest.json").read_text(encoding="utf-8"))
-    digest = hashlib.sha256((FIXTURE / "metadata.jsonl").read_bytes()).hexdigest()
-    assert manifest["metadata_sha256"] == digest
-    assert manifest["packages"] == emoji.PACKAGES
-    assert manifest["counts"]["per_split"] == {"train": 30, "test": 6}
-    assert manifest["counts"]["per_style"]["google"] == {"train": 15, "test": 3}
-    assert manifest["held_out"] == ["1F355", "1F44B"] and manifest["held_out_count"] == 2
+def test_fixture_manifest_and_licences_agree(rows, emoji_svg_fixture) -> None:
+    manifest = json.loads((emoji_svg_fixture / "manifest.json").read_text(encoding="utf-8"))
+    digest = hashlib.sha256((emoji_svg_fixture / "metadata.jsonl").read_bytes()).hexdigest()
+    assert manifest["metadata_sha256"] == digest and manifest["size"] == 64
+    per_style = {s: sum(r["style"] == s for r in rows) for s in manifest["styles"]}
+    assert {s: sum(c.values()) for s, c in manifest["counts"]["per_style"].items()} == per_style
+    assert manifest["licences"] == {s.key: s.licence for s in STYLES}
+    assert manifest["share_alike"] == ["openmoji"] and manifest["captions"]["captions_per_emoji"] >= 4
+    text = (emoji_svg_fixture / "LICENSES.md").read_text(encoding="utf-8")
+    assert text == licenses_markdown(STYLES)
 
 
-def test_licenses_name_every_source() -> None:
-    text = (FIXTURE / "LICENSES.md").read_text(encoding="utf-8")
-    for needle in ("Apache", "Google", "CC-BY 4.0", "Twitter Inc. and other contributors",
-                   "https://creativecommons.org/licenses/by/4.0/", "MIT", "Miles Johnson",
-                   *(f"{n}@{v}" for n, v in emoji.PACKAGES.items())):
-        assert needle in text
-    assert text == emoji.licenses_markdown()
+# ----------------------------------------------------------------------------- whole builds
+
+SQUARE = '<rect x="{x}" y="2" width="8" height="12" fill="#{colour}"/>'
+CODES = [f"{0x1F600 + k:X}" for k in range(40)]
 
 
-def test_normalize_hexcode() -> None:
-    assert normalize_hexcode("1f441-fe0f-200d-1f5e8-FE0F") == "1F441-200D-1F5E8"
-    assert normalize_hexcode("2764-FE0F") == normalize_hexcode("2764") == "2764"
-    assert normalize_hexcode("1f44b-1f3fd") == "1F44B-1F3FD"
+def _tarball(folder: Path, name: str, version: str, files: dict[str, object]) -> None:
+    with tarfile.open(folder / tarball_name(name, version), "w:gz") as tf:
+        for member, content in sorted(files.items()):
+            data = content if isinstance(content, bytes) else json.dumps(content).encode()
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
 
 
-def test_load_labels_matches_skins_and_groups() -> None:
-    data = [{"label": "waving hand", "hexcode": "1F44B", "tags": ["hi"], "group": 1,
-             "subgroup": 16, "skins": [{"label": "waving hand: dark skin tone",
-                                        "hexcode": "1F44B-1F3FF", "group": 1, "subgroup": 16}]},
-            {"label": "red heart", "hexcode": "2764-FE0F", "group": 0, "subgroup": 12}]
-    groups = {"groups": {"0": "smileys-emotion", "1": "people-body"},
-              "subgroups": {"12": "heart", "16": "hand-fingers-open"}}
-    labels = load_labels(data, groups)
-    dark = labels[normalize_hexcode("1f44b-1f3ff")]
-    assert dark.label == "waving hand: dark skin tone" and dark.tags == ("hi",)
-    assert (dark.group, dark.subgroup) == ("people-body", "hand-fingers-open")
-    heart = labels[normalize_hexcode("2764")]
-    assert heart.label == "red heart" and heart.tags == ()
-    images = list_images([{"unified": "2764-FE0F", "image": "2764-fe0f.png",
-                           "has_img_google": True, "has_img_twitter": False}], "google")
-    row = metadata_row(images[0], labels[normalize_hexcode(images[0].codepoints)], "google",
-                       "train")
-    assert row["file_name"] == "images/google/2764-fe0f.png" and row["base"] == "2764"
+def fake_registry(folder: Path, *, noto_licence: str = "Apache-2.0") -> Path:
+    """npm tarballs as ``npm pack`` leaves them: emojibase-data and three small Iconify sets."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = [{"label": f"face {k}", "hexcode": code, "tags": ["face", f"tag{k}", "smile"], "group": 0,
+             "subgroup": 1} for k, code in enumerate(CODES)]
+    data[0]["skins"] = [{"label": "face 0: dark skin tone", "hexcode": f"{CODES[0]}-1F3FF"}]
+    _tarball(folder, "emojibase-data", "17.0.0", {
+        NAMES_FILES[0]: data, NAMES_FILES[1]: {"groups": {"0": "smileys"}, "subgroups": {"1": "faces"}},
+        NAMES_FILES[2]: {code: f"FACE NUMBER {k}" for k, code in enumerate(CODES)},
+        NAMES_FILES[3]: {code: f"face_{k}" for k, code in enumerate(CODES)}, NAMES_FILES[4]: {}})
+    for key, colour, count, licence in (("noto", "f00", 30, noto_licence), ("twemoji", "0a0", 40, "CC-BY-4.0"),
+                                        ("openmoji", "00f", 40, "CC-BY-SA-4.0")):
+        style = next(s for s in STYLES if s.key == key)
+        codes = CODES[:count] + ([f"{CODES[0]}-1F3FF"] if key == "twemoji" else [])
+        icons = {f"icon-{c.lower()}": {"body": SQUARE.format(x=2 + k % 6, colour=colour)}
+                 for k, c in enumerate(codes)}
+        _tarball(folder, style.package, style.version, {
+            "package/icons.json": {"prefix": key, "width": 16, "height": 16, "icons": icons},
+            "package/chars.json": {c.lower(): f"icon-{c.lower()}" for c in codes},
+            "package/package.json": {"name": style.package, "license": licence}})
+    return folder
 
 
-def test_list_images_includes_skin_variants_with_their_base() -> None:
-    entry = {"unified": "1F44B", "image": "1f44b.png", "has_img_google": True,
-             "has_img_twitter": True, "skin_variations": {
-                 "1F3FB": {"unified": "1F44B-1F3FB", "image": "1f44b-1f3fb.png",
-                           "has_img_google": True, "has_img_twitter": False}}}
-    google = list_images([entry], "google")
-    assert [i.codepoints for i in google] == ["1F44B", "1F44B-1F3FB"]
-    assert {i.base for i in google} == {"1F44B"}
-    assert [i.codepoints for i in list_images([entry], "twitter")] == ["1F44B"]
+def _build(out: Path, registry: Path, styles: list[str], **kw) -> dict:
+    return build_emoji_dataset(out, size=64, styles=styles, cache_dir=registry, render_cache=registry / "render",
+                               test_fraction=0.2, jobs=1, progress=False, **kw)
 
 
-def test_split_is_deterministic_and_about_five_percent() -> None:
-    codes = [f"1F{i:03X}-{i * 7 % 4096:04X}" for i in range(2000)]
-    first = [split_for(c, 0, 0.05) for c in codes]
-    assert first == [split_for(c, 0, 0.05) for c in codes]
-    assert 70 <= first.count("test") <= 130
-    assert first != [split_for(c, 1, 0.05) for c in codes]
-    assert split_for("2764-fe0f", 3) == split_for("2764", 3)
-    assert all(split_for(c, 0, 0.0) == "train" for c in codes[:50])
+def test_a_build_is_stable_when_styles_are_added_and_byte_identical(tmp_path) -> None:
+    registry = fake_registry(tmp_path / "npm")
+    two = _build(tmp_path / "two", registry, ["noto", "twemoji"])
+    three = _build(tmp_path / "three", registry, ["twemoji", "openmoji", "noto"])
+    assert two["counts"]["per_style"]["noto"] == three["counts"]["per_style"]["noto"]
+    assert sum(two["counts"]["per_style"]["twemoji"].values()) == 41 and two["emoji"] == 40
+    assert 3 <= two["held_out_count"] <= 16 and two["held_out"] == three["held_out"]
+    assert "openmoji" in three["summary"] and "built in" in three["summary"]
+    rows = {p: [json.loads(x) for x in (tmp_path / p / "metadata.jsonl").read_text().splitlines()]
+            for p in ("two", "three")}
+    kept = {r["file_name"]: r for r in rows["three"]}
+    for r in rows["two"]:  # the same picture, the same row, the same split
+        assert kept[r["file_name"]] == r
+        assert (tmp_path / "two" / r["file_name"]).read_bytes() == (tmp_path / "three" / r["file_name"]).read_bytes()
+    splits = defaultdict(set)
+    for r in rows["three"]:
+        splits[r["base"]].add(r["split"])
+    assert all(len(s) == 1 for s in splits.values())  # a skin tone follows its emoji
+    with Image.open(tmp_path / "two" / "images" / "noto" / f"{CODES[0].lower()}.png") as im:
+        assert im.getpixel((0, 0)) == (255, 255, 255) and im.getpixel((20, 32)) == (255, 0, 0)
+    before = {p: p.read_bytes() for p in (tmp_path / "two").rglob("*") if p.is_file()}
+    cached = sorted((registry / "render").rglob("*.png"))
+    again = _build(tmp_path / "two", registry, ["noto", "twemoji"])  # from the render cache
+    assert sorted((registry / "render").rglob("*.png")) == cached
+    assert {p: p.read_bytes() for p in (tmp_path / "two").rglob("*") if p.is_file()} == before
+    assert again["metadata_sha256"] == two["metadata_sha256"]
 
 
-def test_convert_png_composites_on_white_and_is_deterministic() -> None:
-    src = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    src.paste((255, 0, 0, 255), (16, 16, 48, 48))
-    buf = io.BytesIO()
-    src.save(buf, format="PNG")
-    out = convert_png(buf.getvalue())
-    assert out == convert_png(buf.getvalue())
-    with Image.open(io.BytesIO(out)) as im:
-        assert im.mode == "RGB" and im.getpixel((0, 0)) == (255, 255, 255)
-        assert im.getpixel((32, 32)) == (255, 0, 0) and not im.info.get("icc_profile")
-    with Image.open(io.BytesIO(convert_png(buf.getvalue(), size=32))) as small:
-        assert small.size == (32, 32)
+def test_subsets_forced_splits_and_refusals(tmp_path) -> None:
+    registry = fake_registry(tmp_path / "npm")
+    m = _build(tmp_path / "sub", registry, ["twemoji"], only=[CODES[0], f"{CODES[0]}-1f3ff", CODES[1]],
+               test=[CODES[0]])
+    assert m["counts"]["per_split"] == {"test": 2, "train": 1} and m["held_out"] == [CODES[0]]
+    with pytest.raises(GouacheError, match="unknown style"):
+        _build(tmp_path / "x", registry, ["apple"])
+    with pytest.raises(GouacheError, match="size must be one of"):
+        build_emoji_dataset(tmp_path / "x", size=100, cache_dir=registry)
+    bad = fake_registry(tmp_path / "bad", noto_licence="GPL-3.0")
+    with pytest.raises(GouacheError, match="declares licence 'GPL-3.0'"):
+        _build(tmp_path / "x", bad, ["noto"])
+    assert normalize_hexcode(CODES[0]) == CODES[0]
 
 
-def test_fetch_uses_cache_and_explains_missing_npm(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(emoji.shutil, "which", lambda name: None)
-    cached = tmp_path / "emojibase-data-17.0.0.tgz"
-    cached.write_bytes(b"not really a tarball")
-    assert emoji.fetch_package("emojibase-data", "17.0.0", tmp_path) == cached
-    with pytest.raises(RuntimeError, match="npm is needed to fetch emoji artwork"):
-        emoji.fetch_package("emoji-datasource-google", "16.0.0", tmp_path)
+def test_the_cli_builds_and_reports_mistakes_in_one_line(tmp_path, capsys) -> None:
+    from gouache.cli import main
 
-
-def test_unknown_style_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="styles"):
-        emoji.build_emoji_dataset(tmp_path, styles=("apple",), cache_dir=tmp_path)
+    registry = fake_registry(tmp_path / "npm")
+    main(["data", "emoji", "--out", str(tmp_path / "ds"), "--size", "64", "--styles", "twemoji,noto",
+          "--cache-dir", str(registry), "--jobs", "1"])
+    out = capsys.readouterr().out
+    assert "noto" in out and "twemoji" in out and "length in words" in out and "built in" in out
+    assert (tmp_path / "ds" / "images" / "twemoji").is_dir()
+    for argv, message in ((["--styles", "apple"], "unknown style(s) apple"),
+                          (["--size", "100"], "size must be one of 64, 128, 256"),
+                          (["--source", "png", "--styles", "noto"], "--source png has the styles")):
+        with pytest.raises(SystemExit) as e:
+            main(["data", "emoji", "--out", str(tmp_path / "x"), "--cache-dir", str(registry), *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -38,14 +38,17 @@ def test_sidecar_captions(tmp_path, emoji_fixture):
 
 
 def test_metadata_errors_name_the_line(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
     (tmp_path / "metadata.jsonl").write_text('{"file_name": "a.png", "text": "x"}\n{oops\n')
     with pytest.raises(GouacheError, match="metadata.jsonl:2: not valid JSON"):
         read_records(tmp_path)
     (tmp_path / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "text": ""}) + "\n")
     with pytest.raises(GouacheError, match="a.png: image has no caption"):
         read_records(tmp_path)
-    (tmp_path / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "text": "x"}) + "\n")
-    with pytest.raises(GouacheError, match="a.png: listed in metadata.jsonl but missing"):
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"file_name": "b.png", "text": "x"}) + "\n")
+    with pytest.raises(GouacheError, match="b.png: listed in metadata.jsonl but missing"):
         load_imagefolder(tmp_path, size=16, progress=False)
 
 
