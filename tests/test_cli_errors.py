@@ -121,6 +121,19 @@ CASES = [
     (["train", "--data", "{data}", "--lr", "nan"], "lr must be a finite number"),
     (["train", "--data", "{data}", "--device", "bogus", "--out", "{tmp}/r"], "unknown device 'bogus'"),
     (["train", "--data", "{data}", "--init", "{tmp}/missing", "--out", "{tmp}/r"], "no such model or run folder"),
+    # data: what a captioned folder may hold
+    (["train", "--data", "{folder:{\"file_name\": \"a.png\", \"text\": \"caf\xe9\"}}"], "not UTF-8 text"),
+    (["train", "--data", "{folder:42}"], "a row must be a JSON object"),
+    (["train", "--data", "{folder:\"hello\"}"], "a row must be a JSON object"),
+    (["train", "--data", "{folder:{\"file_name\": \"a.png\", \"text\": null}}"], "'text' must be text, got None"),
+    (["train", "--data", "{folder:{\"file_name\": \"a.png\", \"text\": 3}}"], "'text' must be text, got 3"),
+    (["train", "--data", "{folder:{\"file_name\": \"a.png\", \"text\": [\"a\"]}}"], "'text' must be text"),
+    (["train", "--data", "{folder:{\"file_name\": 3, \"text\": \"x\"}}"], "row has no 'file_name'"),
+    (["train", "--data", "{folder:{\"file_name\": \"../a.png\", \"text\": \"x\"}}"], "must be a path inside"),
+    (["train", "--data", "{folder:{\"file_name\": \"/etc/hostname\", \"text\": \"x\"}}"], "must be a path inside"),
+    (["train", "--data", "{folder:{not json}"], "not valid JSON"),
+    (["train", "--data", "{sidecar:caf\xe9}"], "not UTF-8 text"),
+    (["data", "check", "{tmp}/missing"], "no such data folder"),
     # data
     (["data", "shard", "{tmp}/missing", "--out", "{tmp}/s"], "no such data folder"),
     (["data", "shard", "{data}", "--out", "{tmp}/s", "--shard-size", "0"], "shard size must be at least 1"),
@@ -152,7 +165,25 @@ MODEL_CHANGES = {
 }
 
 
+def _folder(tmp: Path, metadata: bytes | None, caption: bytes | None = None) -> str:
+    """A data folder of one picture with this metadata.jsonl (or this sidecar caption)."""
+    from PIL import Image
+
+    folder = tmp / "pictures"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), "red").save(folder / "a.png")
+    if metadata is not None:
+        (folder / "metadata.jsonl").write_bytes(metadata + b"\n")
+    if caption is not None:
+        (folder / "a.txt").write_bytes(caption)
+    return str(folder)
+
+
 def _expand(arg: str, tmp: Path, tiny_model_dir: Path, shapes_dir: Path) -> str:
+    if arg.startswith("{folder:"):  # latin-1: the test's own bytes, non-UTF-8 ones included
+        return _folder(tmp, arg[8:-1].encode("latin-1"))
+    if arg.startswith("{sidecar:"):
+        return _folder(tmp, None, arg[9:-1].encode("latin-1"))
     if arg.startswith("{model:"):
         name = arg[7:-1]
         folder = _bad_model(tmp, tiny_model_dir, name, MODEL_CHANGES[name])
@@ -188,6 +219,6 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tiny_model_dir, shapes_
 
 def test_the_table_covers_every_command():
     commands = {a[0] for a, _ in CASES if a} | {" ".join(a[:2]) for a, _ in CASES if a[:1] == ["data"]}
-    assert {"generate", "noise", "train", "export", "eval", "serve", "data shard",
+    assert {"generate", "noise", "train", "export", "eval", "serve", "data check", "data shard",
             "data embed"} <= commands
     assert len(CASES) >= 80

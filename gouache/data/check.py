@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from ..errors import GouacheError
 from .captions import caption_variants
 from .imagefolder import find_images, scan_folder
 
@@ -111,6 +112,8 @@ def caption_stats(rows: list[dict]) -> dict:
 def check_dataset(root: Path, *, progress: bool = True) -> CheckReport:
     """Lint an image folder: captions, readability, resolutions, duplicates and splits."""
     root = Path(root)
+    if not root.is_dir():  # nothing to lint: a mistake in the command, not in the data
+        raise GouacheError(f"no such data folder: {root}")
     report = CheckReport(stats={"root": str(root), "images": 0})
     scan = scan_folder(root)
     report.errors += [_relative(e, root) for e in scan.errors]

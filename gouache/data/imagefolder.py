@@ -123,21 +123,34 @@ def read_records(root: Path, *, split: str | None = "train") -> list[dict]:
 
 def _read_metadata(meta: Path, scan: FolderScan) -> None:
     seen: set[str] = set()
-    for n, line in enumerate(meta.read_text(encoding="utf-8").splitlines(), start=1):
+    root = meta.parent.resolve()
+    for n, raw in enumerate(meta.read_bytes().splitlines(), start=1):
+        where = f"{meta}:{n}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            scan.errors.append(f"{where}: not UTF-8 text (byte {raw[e.start]:#x} at column {e.start + 1})")
+            continue
         if not line.strip():
             continue
-        where = f"{meta}:{n}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             scan.errors.append(f"{where}: not valid JSON ({e.msg})")
             continue
-        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
-            scan.errors.append(f"{where}: row has no 'file_name'")
+        if not isinstance(row, dict):
+            scan.errors.append(f"{where}: a row must be a JSON object with file_name and text, got {line.strip()[:40]}")
+            continue
+        if not isinstance(row.get("file_name"), str) or not row["file_name"].strip():
+            scan.errors.append(f"{where}: row has no 'file_name' (a path in the folder, as text)")
             continue
         path = meta.parent / row["file_name"]
+        if Path(row["file_name"]).is_absolute() or not path.resolve().is_relative_to(root):
+            # ../x.png, /etc/...: a data folder never reads from outside itself
+            scan.errors.append(f"{where}: file_name {row['file_name']!r} must be a path inside the data folder")
+            continue
         if not isinstance(row.get("text"), str) or not row["text"].strip():
-            scan.errors.append(f"{path}: image has no caption ('text')")
+            scan.errors.append(f"{path}: image has no caption ('text' must be text, got {row.get('text')!r})")
             continue
         if not path.is_file():
             scan.errors.append(f"{path}: listed in {METADATA_NAME} but missing")
@@ -160,7 +173,11 @@ def _read_sidecars(root: Path, scan: FolderScan) -> None:
         scan.errors.append(f"no images found in {root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     for path in images:
         txt = path.with_suffix(".txt")
-        text = txt.read_text(encoding="utf-8").strip() if txt.exists() else ""
+        try:
+            text = txt.read_text(encoding="utf-8").strip() if txt.exists() else ""
+        except UnicodeDecodeError as e:
+            scan.errors.append(f"{txt}: not UTF-8 text (byte at position {e.start})")
+            continue
         if not text:
             scan.errors.append(f"{path}: image has no caption (expected {txt.name} or metadata.jsonl)")
             continue
