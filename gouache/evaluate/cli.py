@@ -6,6 +6,8 @@ from pathlib import Path
 
 __all__ = ["add_eval"]
 
+SUITES = ("understanding",)
+
 DESCRIPTION = """\
 Generate pictures with a checkpoint and measure them against the real images of a
 data folder, in the feature space of the TF-FID Inception-v3:
@@ -56,10 +58,17 @@ def add_eval(sub) -> None:
     p.add_argument("--no-heldout", action="store_true", help="skip the held-out denoising loss")
     p.add_argument("--batch-size", type=int, default=16, help="batch for sampling and Inception (default: 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--suite", choices=SUITES, default=None,
+                   help="instead of the metrics above, a suite: 'understanding' (paraphrases and colour x "
+                        "object prompts of the emoji set, with ceiling and chance rows)")
+    p.add_argument("--suite-seeds", type=int, default=None,
+                   help="pictures a suite prompt (default: understanding 2)")
     p.set_defaults(func=_eval)
 
 
 def _eval(a: argparse.Namespace) -> None:
+    if a.suite is not None:
+        return _suite(a)
     from .report import evaluate, format_report
 
     report = evaluate(a.model, a.data, split=a.split, num_images=a.num_images, prompts=a.prompts, seed=a.seed,
@@ -68,4 +77,14 @@ def _eval(a: argparse.Namespace) -> None:
                       sweep_images=a.sweep_images, batch_size=a.batch_size, device=a.device,
                       heldout=not a.no_heldout)
     print(format_report(report))
+    print(f"wrote {a.out / 'report.json'}")
+
+
+def _suite(a: argparse.Namespace) -> None:
+    from .understanding import format_understanding, understanding
+
+    report = understanding(a.model, a.data, seeds=a.suite_seeds or 2, seed=a.seed, sampler=a.sampler,
+                           steps=a.steps, guidance=a.guidance, out=a.out, batch_size=a.batch_size,
+                           device=a.device)
+    print(format_understanding(report))
     print(f"wrote {a.out / 'report.json'}")
