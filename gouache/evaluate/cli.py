@@ -6,7 +6,7 @@ from pathlib import Path
 
 __all__ = ["add_eval"]
 
-SUITES = ("understanding",)
+SUITES = ("understanding", "shapes")
 
 DESCRIPTION = """\
 Generate pictures with a checkpoint and measure them against the real images of a
@@ -60,9 +60,10 @@ def add_eval(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
     p.add_argument("--suite", choices=SUITES, default=None,
                    help="instead of the metrics above, a suite: 'understanding' (paraphrases and colour x "
-                        "object prompts of the emoji set, with ceiling and chance rows)")
+                        "object prompts of the emoji set, with ceiling and chance rows) or 'shapes' (every "
+                        "colour x shape of a `gouache data shapes` folder, held-out ones marked)")
     p.add_argument("--suite-seeds", type=int, default=None,
-                   help="pictures a suite prompt (default: understanding 2)")
+                   help="pictures a suite prompt (default: understanding 2, shapes 8)")
     p.set_defaults(func=_eval)
 
 
@@ -81,6 +82,15 @@ def _eval(a: argparse.Namespace) -> None:
 
 
 def _suite(a: argparse.Namespace) -> None:
+    if a.suite == "shapes":
+        from .shapes import format_shapes, shapes_suite
+
+        report = shapes_suite(a.model, a.data, seeds=a.suite_seeds or 8, seed=a.seed, sampler=a.sampler,
+                              steps=a.steps, guidance=a.guidance, out=a.out, batch_size=a.batch_size,
+                              device=a.device)
+        print(format_shapes(report))
+        print(f"wrote {a.out / 'report.json'}")
+        return
     from .understanding import format_understanding, understanding
 
     report = understanding(a.model, a.data, seeds=a.suite_seeds or 2, seed=a.seed, sampler=a.sampler,
