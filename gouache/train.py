@@ -45,6 +45,7 @@ from .checkpoint import load_train_state, load_weights, read_model_config, resol
 from .config import TrainConfig, write_json
 from .data.imagefolder import CaptionedImages, balanced_weights, load_imagefolder
 from .data.prompts import CaptionTable
+from .data.recolour import RecolourOptions, RecolourSource
 from .data.sources import BatchSource, MemorySource, StreamSource
 from .denoiser import Denoiser
 from .errors import GouacheError
@@ -240,6 +241,7 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     from .data.shards import is_shard_spec
 
     _check_resolution(cfg)
+    recolour = RecolourOptions.from_config(cfg)  # validated before any data is loaded
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
     dist.init(cfg.device)
     device = pick_device(cfg.device) if not dist.is_distributed() else dist.device(cfg.device)
@@ -263,6 +265,8 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         table = CaptionTable.build(data, text_encoder, progress=progress and lead,
                                    folder=Path(cfg.data) if cfg.data else None)
         trainer = Trainer(cfg, data, table, device)
+    if recolour.prob > 0:  # where a training image gets its caption: recoloured and recaptioned
+        trainer.source = RecolourSource(trainer.source, recolour, text_encoder)
     run = Path(cfg.out)
     if resume is not None:
         trainer.resume(resume)
