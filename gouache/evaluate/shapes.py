@@ -6,9 +6,12 @@
 
 Every colour x shape caption of the folder (``shapes.json``) is painted with ``seeds``
 seeds, and each picture judged without a person. The shape: the coloured pixels' largest
-connected blob must hold most of them, and its fill of its bounding box tells the shape
-(a square fills 1, a disc pi/4, the drawn triangle 1/2), with the triangle's apex up. The
-colour: the blob's dominant named hue (``gouache.colours``). A picture counts when both
+connected blob must hold most of them and have a squarish bounding box; a square fills the
+box's corners (outside its inscribed ellipse) and a disc leaves them empty, and the
+triangle's top third is much narrower than its bottom (thresholds set between the drawn
+shapes, where every one is judged right, and the wobbly or doubled shapes of a half-trained
+model, which a person would not call the shape either). The colour: the blob's dominant
+named hue (``gouache.colours``). A picture counts when both
 are the caption's; a combination's score is the number of seeds that count.
 """
 from __future__ import annotations
@@ -33,7 +36,8 @@ __all__ = ["judge_shapes", "shapes_suite", "format_shapes"]
 MIN_AREA = 0.02  # a blob smaller than this share of the picture is no shape
 MAX_AREA = 0.6  # nor one larger (the drawn shapes cover at most 0.41 of it)
 MIN_BLOB = 0.8  # the largest blob's share of the coloured pixels (one shape, not a scatter)
-FILL = {"square": (0.86, 1.01), "circle": (0.66, 0.86), "triangle": (0.36, 0.64)}  # fill of the bounding box
+MAX_ASPECT = 1.4  # a longer box holds a rectangle, an oval or two shapes run together
+APEX = 0.5  # a triangle's top third is less than half as wide as its bottom third
 
 
 def _largest_blob(mask: torch.Tensor) -> torch.Tensor | None:
@@ -52,19 +56,28 @@ def _largest_blob(mask: torch.Tensor) -> torch.Tensor | None:
 
 
 def _shape_of(blob: torch.Tensor) -> str | None:
-    """circle, square or triangle (apex up) from the blob's fill of its bounding box."""
+    """circle, square or triangle (apex up), or None, from the blob's bounding box: how much of the box
+    it fills, how much of the box's corners (outside the inscribed ellipse) it fills, and whether its
+    top third is much narrower than its bottom third."""
     ys, xs = blob.nonzero(as_tuple=True)
     top, bottom, left, right = int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
     h, w = bottom - top + 1, right - left + 1
-    if min(h, w) < 4 or max(h, w) > 1.4 * min(h, w):
+    if min(h, w) < 4 or max(h, w) > MAX_ASPECT * min(h, w):
         return None
-    fill = len(ys) / (h * w)
-    rows = blob[top:bottom + 1].sum(1).float()  # width of each row
+    box = blob[top:bottom + 1, left:right + 1]
+    fill = float(box.float().mean())
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    outside = ((yy - (h - 1) / 2) / (h / 2)) ** 2 + ((xx - (w - 1) / 2) / (w / 2)) ** 2 > 1
+    corners = float(box[outside].float().mean()) if outside.any() else 0.0
+    rows = box.sum(1).float()  # the width of each row
     third = max(1, h // 3)
-    apex_up = rows[:third].mean() < 0.6 * rows[-third:].mean()
-    for name, (lo, hi) in FILL.items():
-        if lo <= fill < hi and (name == "triangle") == bool(apex_up):
-            return name
+    apex_up = float(rows[:third].mean()) < APEX * float(rows[-third:].mean())
+    if apex_up:
+        return "triangle" if fill < 0.68 else None
+    if corners >= 0.5 and fill >= 0.8:
+        return "square"
+    if corners <= 0.35 and 0.62 <= fill < 0.86:
+        return "circle"
     return None
 
 
