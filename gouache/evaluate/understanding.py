@@ -305,8 +305,8 @@ def _grid(images, items, obj, col, kind, path: Path) -> Path:
     """The first seed's pictures of a kind, each captioned with its prompt and what held."""
     sel = [k for k, p in enumerate(items) if p.kind == kind][:len({p.prompt for p in items if p.kind == kind})]
     pics = [to_pil(images[k].float() / 127.5 - 1) for k in sel]
-    marks = [f"{items[k].prompt} [{'obj' if obj[k] else '---'}{'' if items[k].colour is None else (' col' if col[k] else ' ---')}]"
-             for k in sel]
+    marks = [f"[{'obj' if obj[k] else '---'}{'' if items[k].colour is None else (' col' if col[k] else ' ---')}] "
+             f"{items[k].prompt}" for k in sel]  # the marks first: a long prompt is cut at the picture's width
     return save_png(grid(pics, labels=marks, cols=8, scale=2), path)
 
 
