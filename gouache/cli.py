@@ -138,6 +138,8 @@ def _add_data(sub) -> None:
     s.add_argument("--size", type=int, default=32)
     s.add_argument("--per-caption", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--holdout", default="", metavar='"green triangle,blue circle"',
+                   help="colour-shape combinations never drawn (the composition test)")
     s.set_defaults(func=_data_shapes)
     c = dsub.add_parser("check", formatter_class=HELP, help="lint an imagefolder; non-zero exit on errors")
     c.add_argument("folder", type=Path)
@@ -173,9 +175,10 @@ def _data_emoji(a: argparse.Namespace) -> None:
 
 
 def _data_shapes(a: argparse.Namespace) -> None:
-    from .data.shapes import build_shapes_dataset
+    from .data.shapes import build_shapes_dataset, parse_holdout
 
-    n = build_shapes_dataset(a.out, size=a.size, per_caption=a.per_caption, seed=a.seed)
+    n = build_shapes_dataset(a.out, size=a.size, per_caption=a.per_caption, seed=a.seed,
+                             holdout=parse_holdout(a.holdout))
     print(f"drew {n} images in {a.out}")
 
 

@@ -94,6 +94,11 @@ class TrainConfig:
     grad_clip: float = 1.0  # clip the global gradient norm to this
     ema_decay: float = 0.999  # EMA of the weights (ramped up early: min(decay, (1+n)/(10+n)))
     caption_dropout: float = 0.1  # share of captions replaced by "" (classifier-free guidance)
+    # colour augmentation with caption rewriting (data/recolour.py): share of images turned to another
+    # colour of recolour_colours and captioned with it; captions in recolour_never are never produced
+    recolour: float = 0.0
+    recolour_colours: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple")
+    recolour_never: tuple[str, ...] = ()
     seed: int = 0  # the whole run's randomness
     max_minutes: float = 0.0  # stop after this wall time (0 = no limit), with a checkpoint;
     # with a cooldown, `steps` shrinks to what fits in it (train.TimeBudget)
@@ -131,8 +136,9 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise GouacheError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        if isinstance(d.get("sample_prompts"), list):  # TOML and JSON have lists, the config a tuple
-            d["sample_prompts"] = tuple(d["sample_prompts"])
+        for name in ("sample_prompts", "recolour_colours", "recolour_never"):
+            if isinstance(d.get(name), list):  # TOML and JSON have lists, the config tuples
+                d[name] = tuple(d[name])
         cfg = cls(**d)
         if model is not None:
             cfg.model = model if isinstance(model, ModelConfig) else ModelConfig.from_dict(model)

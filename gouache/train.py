@@ -46,6 +46,7 @@ from .checkpoint import (clear_partial_checkpoints, load_train_state, load_weigh
 from .config import TrainConfig, write_json
 from .data.imagefolder import CaptionedImages, balanced_weights, load_imagefolder
 from .data.prompts import CaptionTable
+from .data.recolour import RecolourOptions, RecolourSource
 from .data.shards import is_shard_spec
 from .data.sources import BatchSource, MemorySource, StreamSource
 from .denoiser import Denoiser
@@ -188,6 +189,7 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     ``data`` and ``text_encoder``, when given, replace loading ``cfg.data`` and
     the configured encoder. Under torchrun every rank calls this.
     """
+    recolour = RecolourOptions.from_config(cfg)  # validated before any data is loaded
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
     check_output_folder(cfg.out, what="the run folder")  # before an hour of work, not after
     if resume is not None or cfg.init:
@@ -214,6 +216,8 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         table = CaptionTable.build(data, text_encoder, progress=progress and lead,
                                    folder=Path(cfg.data) if cfg.data else None)
         trainer = Trainer(cfg, data, table, device)
+    if recolour.prob > 0:  # where a training image gets its caption: recoloured and recaptioned
+        trainer.source = RecolourSource(trainer.source, recolour, text_encoder)
     run = Path(cfg.out)
     if resume is not None:
         trainer.resume(resume)

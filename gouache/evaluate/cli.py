@@ -6,6 +6,8 @@ from pathlib import Path
 
 __all__ = ["add_eval"]
 
+SUITES = ("understanding", "shapes")
+
 DESCRIPTION = """\
 Generate pictures with a checkpoint and measure them against the real images of a
 data folder, in the feature space of the TF-FID Inception-v3:
@@ -54,10 +56,18 @@ def add_eval(sub) -> None:
     p.add_argument("--no-heldout", action="store_true", help="skip the held-out denoising loss")
     p.add_argument("--batch-size", type=int, default=16, help="batch for sampling and Inception (default: 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
+    p.add_argument("--suite", choices=SUITES, default=None,
+                   help="instead of the metrics above, a suite: 'understanding' (paraphrases and colour x "
+                        "object prompts of the emoji set, with ceiling and chance rows) or 'shapes' (every "
+                        "colour x shape of a `gouache data shapes` folder, held-out ones marked)")
+    p.add_argument("--suite-seeds", type=int, default=None,
+                   help="pictures a suite prompt (default: understanding 2, shapes 8)")
     p.set_defaults(func=_eval)
 
 
 def _eval(a: argparse.Namespace) -> None:
+    if a.suite is not None:
+        return _suite(a)
     from ..options import sampling_options
     from .report import Sweeps, evaluate, format_report
 
@@ -66,4 +76,23 @@ def _eval(a: argparse.Namespace) -> None:
                       prompts=a.prompts, seed=a.seed, out=a.out, references=a.references, sweeps=sweeps,
                       batch_size=a.batch_size, device=a.device, heldout=not a.no_heldout)
     print(format_report(report))
+    print(f"wrote {a.out / 'report.json'}")
+
+
+def _suite(a: argparse.Namespace) -> None:
+    from ..options import sampling_options
+
+    if a.suite == "shapes":
+        from .shapes import format_shapes, shapes_suite
+
+        report = shapes_suite(a.model, a.data, seeds=a.suite_seeds or 8, seed=a.seed, options=sampling_options(a),
+                              out=a.out, batch_size=a.batch_size, device=a.device)
+        print(format_shapes(report))
+        print(f"wrote {a.out / 'report.json'}")
+        return
+    from .understanding import format_understanding, understanding
+
+    report = understanding(a.model, a.data, seeds=a.suite_seeds or 2, seed=a.seed, options=sampling_options(a),
+                           out=a.out, batch_size=a.batch_size, device=a.device)
+    print(format_understanding(report))
     print(f"wrote {a.out / 'report.json'}")
