@@ -7,14 +7,16 @@ from gouache.config import TrainConfig, load_train_config, model_config_from_tab
 from gouache.errors import GouacheError
 from gouache.unet import PRESETS
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
+EXAMPLES = sorted((ROOT / "examples").rglob("*.toml"))  # recipes of documented experiments
 
 
 def test_the_recipes_are_few():
     assert 1 <= len(CONFIGS) <= 6  # the recipes a user runs; the model card keeps the history
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", CONFIGS + EXAMPLES, ids=lambda p: p.name)
 def test_every_recipe_loads(path):
     cfg = load_train_config(path)
     assert isinstance(cfg, TrainConfig) and cfg.steps > 0 and cfg.out
