@@ -29,7 +29,9 @@ from safetensors import SafetensorError, safe_open
 from ..checkpoint import save_tensors
 from ..errors import GouacheError
 from ..text import PromptEmbedding, TextEncoder
-from .imagefolder import CaptionedImages
+from .captions import caption_variants
+from .imagefolder import CaptionedImages, read_records
+from .shards import is_shard_spec, read_samples, shards_folder
 
 __all__ = ["CaptionTable", "CaptionCache", "EMBEDDINGS_FILE", "save_prompt_embeddings",
            "load_prompt_embeddings", "embed_dataset", "dataset_captions"]
@@ -75,10 +77,6 @@ def load_prompt_embeddings(path: Path, encoder: TextEncoder) -> tuple[list[str],
 
 def dataset_captions(data: Path | str) -> list[str]:
     """Every caption variant of an imagefolder or of shards (all splits): "" first, then sorted."""
-    from .captions import caption_variants
-    from .imagefolder import read_records
-    from .shards import is_shard_spec, read_samples
-
     rows = ((s["row"] for s in read_samples(data)) if is_shard_spec(data)
             else read_records(Path(data), split=None))
     unique = {c for row in rows for c in caption_variants(row)[0]} - {""}
@@ -87,8 +85,6 @@ def dataset_captions(data: Path | str) -> list[str]:
 
 def embed_dataset(data: Path | str, encoder: TextEncoder, *, progress: bool = False) -> Path:
     """Encode every caption of ``data`` once and store them in ``DATA/prompt_embeddings.safetensors``."""
-    from .shards import is_shard_spec, shards_folder
-
     folder = shards_folder(data) if is_shard_spec(data) else Path(data)
     captions = dataset_captions(data)
     emb = encoder.encode_many(captions, progress=progress)
