@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot:
         series = {n: [(p["minutes"], p) for p in res[n]] for n in ("gouache", "diffusers")}
         plot_sweep(series, "training minutes (2-core CPU)", args.plot,
-                   title=f"held-out emoji, {args.num_images} images, {args.sampler} {sampling_options(args).steps} steps, "
+                   title=f"held-out emoji, {args.num_images} images, {args.sampler} "
+                         f"{sampling_options(args).steps} steps, "
                          f"guidance {args.guidance}")
 
 

@@ -19,7 +19,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import diffusers
@@ -36,6 +35,9 @@ from gouache.pipeline import Pipeline
 from gouache.schedule import NoiseSchedule
 from gouache.text import PromptEmbedding, TextEncoder
 from gouache.unet import PRESETS, UNet, UNetConfig, count_flops
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import NetTimer, autocast, interleaved, matmul_peak, median_time, proc_status_mib  # noqa: E402
 
 TEXT_DIM, TOKENS = 384, 16  # the prompt encoder's width; tokens per prompt for counting and training
 PROMPT, GUIDANCE = "red apple", SamplingOptions().guidance  # gouache generate's default
@@ -94,65 +96,6 @@ def equal_work(pair: str = "small", sizes: tuple[int, ...] = (64,)) -> dict:
     for key in out["gouache"]:
         out[f"ratio_{key}"] = out["gouache"][key] / out["diffusers"][key]
     return out
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device) -> float:
-    """Wall seconds of one call (CUDA synchronised on both sides)."""
-    sync(device)
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0
-
-
-def median_time(fn, repeats: int, warmup: int, device=torch.device("cpu")) -> float:
-    for _ in range(warmup):
-        fn()
-    return statistics.median(timed(fn, device) for _ in range(repeats))
-
-
-def interleaved(fns: dict, repeats: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
-    """Warm every function up, then time them in turn, A, B, A, B...: all the timings per name."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(timed(fn, device))
-    return times
-
-
-def matmul_peak(device: torch.device, n: int, repeats: int) -> float:
-    """Median FLOP/s of an n x n matmul: float32 on the CPU, bfloat16 on CUDA."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
-    return 2 * n ** 3 / median_time(lambda: a @ b, repeats, 2, device)
-
-
-class NetTimer(torch.nn.Module):
-    """Wraps a network and adds up the seconds spent inside its calls."""
-
-    def __init__(self, net: torch.nn.Module, device: torch.device) -> None:
-        super().__init__()
-        self.net, self.device, self.seconds = net, device, 0.0
-
-    def forward(self, *args, **kwargs):
-        out = []
-        self.seconds += timed(lambda: out.append(self.net(*args, **kwargs)), self.device)
-        return out[0]
-
-
-def autocast(device: torch.device, cpu_bf16: bool = False):
-    """bf16 autocast on CUDA always, on the CPU only with ``cpu_bf16``."""
-    if device.type == "cuda" or cpu_bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def train_step(system: str, net_spec, size: int, batch: int, device: torch.device, compile: bool = False,
@@ -221,10 +164,6 @@ def memory_child(spec: str) -> None:
     step(), step()  # the second step holds the optimiser state too
     peak = proc_status_mib("VmHWM")
     print(json.dumps({"peak_mib": peak, "delta_mib": peak - base}))
-
-
-def proc_status_mib(field: str) -> float:  # VmRSS, VmHWM...
-    return next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith(field + ":")) / 1024
 
 
 def gouache_sampler(cfg: UNetConfig, encoder: TextEncoder, device: torch.device, n: int, sampler: str,

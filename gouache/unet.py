@@ -33,6 +33,11 @@ from .errors import GouacheError
 __all__ = ["UNetConfig", "UNet", "PRESETS"]
 
 
+def _splits_into_heads(channels: int, head_dim: int) -> bool:
+    """Whether ``Attention`` can split ``channels`` into its heads (of about ``head_dim`` each)."""
+    return channels % max(1, channels // head_dim) == 0
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     image_size: int = 64  # side of the square RGB images the network paints
@@ -54,8 +59,8 @@ class UNetConfig:
             "head_dim": one_up, "text_dim": one_up, "emb_dim": one_up, "groups": one_up,
             "channels": (lambda c: len(c) > 0 and all(w >= 1 and w % self.groups == 0 for w in c),
                          f"widths that divide into groups={self.groups}"),
-            "attn_levels": (lambda a: all(0 <= k < len(self.channels) and self.channels[k] % self.head_dim == 0
-                                          for k in a), "levels that exist, whose widths divide by head_dim"),
+            "attn_levels": (lambda a: all(0 <= k < len(self.channels) and _splits_into_heads(self.channels[k], self.head_dim)
+                                          for k in a), "levels that exist, whose widths split evenly into heads"),
             "dropout": (between(0.0, 0.99), "from 0 to 0.99"),
         }, what="network config")
         if self.image_size % self.divisor:
@@ -135,7 +140,7 @@ class Attention(nn.Module):
 
     def __init__(self, channels: int, text_dim: int, head_dim: int, groups: int) -> None:
         super().__init__()
-        self.heads = max(1, channels // head_dim)
+        self.heads = max(1, channels // head_dim)  # channels must split evenly: UNetConfig checks it
         self.norm_self = nn.GroupNorm(groups, channels)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj_self = nn.Linear(channels, channels)
