@@ -91,3 +91,13 @@ def shapes_dir(tmp_path) -> Path:
 
     build_shapes_dataset(tmp_path / "shapes", size=16, per_caption=4, seed=0, progress=False)
     return tmp_path / "shapes"
+
+
+@pytest.fixture()
+def client(tiny_pipeline):
+    """The web server's app in a test client, its worker running (skipped without FastAPI)."""
+    testclient = pytest.importorskip("fastapi.testclient")
+    from gouache.serve.app import create_app
+
+    with testclient.TestClient(create_app(tiny_pipeline)) as c:
+        yield c
