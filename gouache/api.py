@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 from .errors import GouacheError
 from .images import grid, load_rgb, save_png
+from .lora import LoraSpec
 from .options import SamplingOptions
 from .outputs import check_output_file, check_output_folder
 from .pipeline import Pipeline, check_prompts, check_seeds
@@ -26,9 +28,9 @@ GRID_IMAGES = 100  # the grid shows the first this many pictures
 def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model: str | Path | None = None,
              num_images: int = 1, seed: int = 0, out: Path = Path("out"), trajectory: Path | None = None,
              scale: int = 1, device: str = "auto", pipeline: Pipeline | None = None,
-             batch_size: int = 16) -> list[Path]:
+             batch_size: int = 16, lora: Sequence[LoraSpec] = ()) -> list[Path]:
     """Generate and save: one PNG per image, written as each batch finishes, plus a grid when
-    there are several; return the paths."""
+    there are several; return the paths. ``lora``: adapters to load on ``model`` (FILE[:SCALE])."""
     check_prompts([prompt], num_images)  # everything before any loading
     if num_images > MAX_IMAGES:
         raise GouacheError(f"at most {MAX_IMAGES} pictures a call, got {num_images}")
@@ -38,7 +40,7 @@ def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model
     out = check_output_folder(out)
     if trajectory is not None:
         trajectory = check_output_file(trajectory, what="--trajectory")
-    pipe = pipeline or Pipeline.load(model, device=device)
+    pipe = pipeline or Pipeline.load(model, device=device, lora=lora)
     stem, paths, shown = _slug(prompt), [], []
     for start in range(0, num_images, batch_size):
         seeds = list(range(seed + start, seed + min(num_images, start + batch_size)))
