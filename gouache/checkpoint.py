@@ -31,7 +31,8 @@ from .errors import GouacheError
 from .outputs import check_output_folder
 from .unet import UNet
 
-__all__ = ["save_checkpoint", "save_run_state", "read_tensors", "load_weights", "load_network", "load_train_state", "resolve_model_dir",
+__all__ = ["save_checkpoint", "save_run_state", "read_tensors", "load_weights", "load_network", "load_train_state",
+           "resolve_model_dir",
            "read_model_config", "export_model", "average_weights"]
 
 

@@ -163,8 +163,8 @@ class Trainer:
         self.ddp = dist.data_parallel(self.net, device)
         self.denoiser = Denoiser(self.ddp, sigma_data=cfg.model.schedule.sigma_data)
         # fused: one kernel for all parameters; on a 2-core CPU 13 ms a step against 50 ms (cpu64)
-        self.opt = torch.optim.AdamW([p for p in self.net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                     fused=True)
+        trained = [p for p in self.net.parameters() if p.requires_grad]  # all, or a LoRA's adapter only
+        self.opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         self.gen = {"data": torch.Generator().manual_seed(cfg.seed),
                     "noise": torch.Generator(device).manual_seed(cfg.seed + 1)}
         self.step_no = 0

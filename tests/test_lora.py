@@ -156,3 +156,18 @@ def test_the_default_adapter_on_the_shipped_network_is_under_5_mb(tmp_path):
     assert 1e6 < size < 5e6, size
     assert sum(p.numel() for p in adapter_tensors(net, "a").values()) < 0.06 * sum(
         p.numel() for n, p in net.named_parameters() if ".down." not in n and ".up." not in n)
+
+
+def test_the_commands_take_adapters(tiny_model_dir, tmp_path, capsys):
+    from gouache.cli import main
+
+    adapter = _adapter_file(tiny_model_dir, tmp_path)
+    main(["generate", "red circle", "--model", str(tiny_model_dir), "--steps", "2", "--out", str(tmp_path / "out"),
+          "--lora", f"{adapter}:0.5", "--lora", str(adapter)])
+    assert (tmp_path / "out" / "red-circle-seed0.png").exists()
+    main(["export", str(tiny_model_dir), "--out", str(tmp_path / "merged"), "--merge-lora", f"{adapter}:0.5"])
+    merged = load_file(tmp_path / "merged" / "ema.safetensors")
+    base = load_file(tiny_model_dir / "ema.safetensors")
+    assert merged["stem.weight"].dtype == torch.float16
+    key = "down.0.res.0.conv1.weight"
+    assert not torch.equal(merged[key].float(), base[key].half().float())
