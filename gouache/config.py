@@ -73,8 +73,9 @@ _TRAIN_RULES: dict[str, Rule] = {
     "lora_alpha": (at_least(0), "at least 0 (0 = the rank)"),
 }
 
-# What a LoRA run (`lora` > 0) uses for the options its recipe and command line leave out: about
-# 10 minutes on a 2-core CPU for 5 to 50 pictures on the `base` network (README, "Teach it"),
+# What a LoRA run (`lora` > 0) uses for the options its recipe and command line leave out: 300 steps,
+# about 2 minutes on 2 quiet CPU cores for the `base` network, at most 10 on a busy machine, for 5 to
+# 50 pictures (README, "Teach it"),
 # with a cool-down over the last fifth of the steps.
 LORA_DEFAULTS: dict = {
     "out": "runs/lora", "steps": 300, "batch_size": 8, "lr": 2e-3, "warmup": 20,
