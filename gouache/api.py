@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .errors import GouacheError
 from .images import grid, load_rgb, save_png
+from .lora import LoraSpec
 from .options import SamplingOptions
 from .outputs import check_output_file, check_output_folder
 from .pipeline import Pipeline, check_prompts, check_seeds
@@ -29,10 +30,11 @@ def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model
              num_images: int = 1, seed: int = 0, out: Path = Path("out"), trajectory: Path | None = None,
              image: Path | None = None, mask: Path | None = None, strength: float | None = None,
              scale: int = 1, device: str = "auto", pipeline: Pipeline | None = None,
-             batch_size: int = 16) -> list[Path]:
+             batch_size: int = 16, lora: Sequence[LoraSpec] = ()) -> list[Path]:
     """Generate and save, one PNG per image as each batch finishes, plus a grid when there
     are several; return the paths. ``out`` ending in .png names the first picture's file
-    (then OUT-1.png, ...); otherwise it is a folder of PROMPT-seedN.png files."""
+    (then OUT-1.png, ...); otherwise it is a folder of PROMPT-seedN.png files. ``lora``:
+    adapters to load on ``model`` (FILE[:SCALE])."""
     check_prompts([prompt], num_images)  # everything before any loading
     if num_images > MAX_IMAGES:
         raise GouacheError(f"at most {MAX_IMAGES} pictures a call, got {num_images}")
@@ -46,7 +48,7 @@ def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model
     name = _namer(Path(out), _slug(prompt))
     if trajectory is not None:
         trajectory = check_output_file(trajectory, what="--trajectory")
-    pipe = pipeline or Pipeline.load(model, device=device)
+    pipe = pipeline or Pipeline.load(model, device=device, lora=lora)
     paths, shown = [], []
     for first in range(0, num_images, batch_size):
         seeds = list(range(seed + first, seed + min(num_images, first + batch_size)))

@@ -19,23 +19,23 @@ folder it may leave is removed when a run starts there and after each save.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
-from typing import Collection, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .config import ModelConfig, write_json
 from .errors import GouacheError
-from .outputs import check_output_folder
+from .lora import apply_adapters, merge
+from .outputs import check_output_folder, save_tensors
 from .unet import UNet
 
-__all__ = ["save_checkpoint", "save_tensors", "clear_partial_checkpoints", "read_tensors", "load_weights",
-           "load_network", "load_train_state", "resolve_model_dir", "read_model_config", "export_model",
-           "average_weights"]
+__all__ = ["save_checkpoint", "save_run_state", "save_tensors", "clear_partial_checkpoints", "read_tensors",
+           "load_weights", "load_network", "load_train_state", "resolve_model_dir", "read_model_config",
+           "export_model", "average_weights"]
 
 
 def _contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -46,14 +46,6 @@ def _contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -
             v = v.to(dtype)
         out[k] = v.contiguous()
     return out
-
-
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file``, then the permissions any new file gets (it leaves 0600)."""
-    save_file(tensors, path, metadata=metadata)
-    mask = os.umask(0o077)  # reading the umask sets it: for this instant, stricter, never looser
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def clear_partial_checkpoints(run: Path) -> None:
@@ -72,14 +64,25 @@ def save_checkpoint(run: Path, *, step: int, model_config: ModelConfig, net: tor
                     ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     generators: dict[str, torch.Generator], train_config: dict, keep: int = 2) -> Path:
     """Write ``run/checkpoints/step-N`` atomically and point ``run/latest.txt`` at it."""
+    def weights(folder: Path) -> None:
+        write_json(model_config.to_dict(), folder / "config.json")
+        save_tensors(_contiguous(ema.state_dict()), folder / "ema.safetensors")
+        save_tensors(_contiguous(net.state_dict()), folder / "model.safetensors")
+
+    return save_run_state(run, step=step, weights=weights, optimizer=optimizer, generators=generators,
+                          train_config=train_config, keep=keep)
+
+
+def save_run_state(run: Path, *, step: int, weights: Callable[[Path], None], optimizer: torch.optim.Optimizer,
+                   generators: dict[str, torch.Generator], train_config: dict, keep: int = 2) -> Path:
+    """The atomic checkpoint: ``weights(folder)`` writes the weights, this the optimiser,
+    generators and step, into a temporary folder renamed to ``run/checkpoints/step-N``."""
     run = Path(run)
     final = run / "checkpoints" / f"step-{step:08d}"
     tmp = run / "checkpoints" / f".tmp-step-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    write_json(model_config.to_dict(), tmp / "config.json")
-    save_tensors(_contiguous(ema.state_dict()), tmp / "ema.safetensors")
-    save_tensors(_contiguous(net.state_dict()), tmp / "model.safetensors")
+    weights(tmp)
     opt_tensors, groups = _optimizer_tensors(optimizer)
     rng = {f"rng.{name}": g.get_state() for name, g in generators.items()}
     save_tensors(_contiguous(opt_tensors | rng), tmp / "train.safetensors")
@@ -172,8 +175,12 @@ def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
     return int(state["step"])
 
 
-def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = torch.float16) -> Path:
+def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = torch.float16,
+                 lora: Sequence = ()) -> Path:
     """Write a checkpoint's config and EMA weights (fp16 by default) as a model folder.
+
+    ``lora``: low-rank adapters (``FILE[:SCALE]``, see ``lora.py``) merged into the weights
+    for good (one source only: an adapter fits the weights it was trained on).
 
     Given several checkpoints, their EMA weights are averaged uniformly: a "model
     soup" (Wortsman et al., "Model soups: averaging weights of multiple fine-tuned
@@ -186,11 +193,24 @@ def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = 
     if not srcs:
         raise GouacheError("export needs at least one run or model folder")
     config = _same_config(srcs)
+    if lora and len(srcs) > 1:
+        raise GouacheError("--merge-lora merges adapters into one model: name one run or model folder")
     weights = average_weights(srcs, buffers=_buffer_names(config))
+    if lora:
+        weights = _merged(weights, config, srcs[0], lora)
     dst.mkdir(parents=True, exist_ok=True)
     write_json(config.to_dict(), dst / "config.json")
     save_tensors(_contiguous(weights, dtype), dst / "ema.safetensors")
     return dst
+
+
+def _merged(weights: dict[str, torch.Tensor], config: ModelConfig, base: Path, lora: Sequence
+            ) -> dict[str, torch.Tensor]:
+    """``weights`` (of the model in ``base``) with the adapters added in for good."""
+    net = UNet(config.unet)
+    net.load_state_dict(weights)
+    apply_adapters(net, base, lora)
+    return merge(net).state_dict()
 
 
 def average_weights(folders: Sequence[Path], *, buffers: Collection[str] = ()) -> dict[str, torch.Tensor]:

@@ -20,6 +20,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"gouache: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
 
 
+def _add_lora_argument(p: argparse.ArgumentParser, flag: str = "--lora") -> None:
+    p.add_argument(flag, action="append", default=[], metavar="FILE[:SCALE]",
+                   help="a low-rank adapter (its .safetensors, or its run folder) on the model, at SCALE "
+                        "(default 1); repeat for several")
+
+
 def _add_generate(sub) -> None:
     from .options import add_sampling_arguments
 
@@ -27,6 +33,7 @@ def _add_generate(sub) -> None:
                        description="Start from pure noise and denoise step by step, steered by the prompt.")
     p.add_argument("prompt", help='what to paint, e.g. "red apple"')
     p.add_argument("--model", default=None, help="model or run folder (default: the shipped emoji model)")
+    _add_lora_argument(p)
     p.add_argument("-n", "--num-images", type=int, default=1, help="pictures to make")
     add_sampling_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="image k uses seed+k: same seed, same picture")
@@ -51,12 +58,14 @@ def _generate(a: argparse.Namespace) -> None:
 
     paths = generate(a.prompt, sampling_options(a), model=a.model, num_images=a.num_images, seed=a.seed,
                      out=a.out, trajectory=a.trajectory, image=a.image, mask=a.mask, strength=a.strength,
-                     scale=a.scale, device=a.device)
+                     scale=a.scale, device=a.device, lora=a.lora)
     for path in paths:
         print(path)
 
 
 def _add_train(sub) -> None:
+    from .lora import DEFAULT_RANK
+
     p = sub.add_parser("train", formatter_class=HELP, help="train a model on a folder of captioned images",
                        description="Supervised denoising of image+caption pairs. Options given here "
                                    "override the --config recipe (a TOML file).")
@@ -67,6 +76,9 @@ def _add_train(sub) -> None:
     p.add_argument("--resume", type=Path, default=None, help="continue the run in this folder")
     p.add_argument("--init", default=None, help="fine-tune: start from this model's weights (e.g. "
                    "gouache/models/emoji64), with the same [model] preset")
+    p.add_argument("--lora", type=int, nargs="?", const=DEFAULT_RANK, default=None, metavar="RANK",
+                   help=f"train only low-rank adapters of this rank (alone: {DEFAULT_RANK}) on the frozen --init "
+                        "model; the other options' defaults then fit about 10 minutes on a CPU (see README)")
     for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
                        ("max-minutes", float), ("sample-every", int), ("checkpoint-every", int),
                        ("grad-accum", int), ("num-workers", int)):
@@ -86,7 +98,7 @@ def _train(a: argparse.Namespace) -> None:
 
     over = {k: getattr(a, k) for k in ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes",
                                        "sample_every", "checkpoint_every", "grad_accum", "num_workers",
-                                       "device", "grad_checkpointing", "init", "balance_by")}
+                                       "device", "grad_checkpointing", "init", "balance_by", "lora")}
     if a.resume is not None and over["out"] is None:
         over["out"] = str(a.resume)
     cfg = load_train_config(a.config, **over)
@@ -218,6 +230,7 @@ def _add_export(sub) -> None:
     p.add_argument("run", type=Path, nargs="+", help="run folder or checkpoint folder; several to average")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    _add_lora_argument(p, "--merge-lora")
     p.set_defaults(func=_export)
 
 
@@ -226,7 +239,7 @@ def _export(a: argparse.Namespace) -> None:
 
     from .checkpoint import export_model
 
-    print(export_model(a.run, a.out, dtype=torch.float32 if a.fp32 else torch.float16))
+    print(export_model(a.run, a.out, dtype=torch.float32 if a.fp32 else torch.float16, lora=a.merge_lora))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -69,6 +69,18 @@ _TRAIN_RULES: dict[str, Rule] = {
     "caption_dropout": (lambda v: 0 <= v < 1, "from 0 up to (not including) 1, e.g. 0.1"),
     "seed": (between(0, 2**63 - 1), "from 0 to 2^63 - 1"),
     "sample_prompts": (lambda ps: all(p.strip() for p in ps), "prompts that are not blank"),
+    "lora": (between(0, 256), "from 0 (off) to 256 (usual: 4 to 16)"),
+    "lora_alpha": (at_least(0), "at least 0 (0 = the rank)"),
+}
+
+# What a LoRA run (`lora` > 0) uses for the options its recipe and command line leave out: 300 steps,
+# about 2 minutes on 2 quiet CPU cores for the `base` network, at most 10 on a busy machine, for 5 to
+# 50 pictures (README, "Teach it"),
+# with a cool-down over the last fifth of the steps.
+LORA_DEFAULTS: dict = {
+    "out": "runs/lora", "steps": 300, "batch_size": 8, "lr": 2e-3, "warmup": 20,
+    "weight_decay": 0.0, "ema_decay": 0.98, "max_minutes": 10.0, "log_every": 10,
+    "checkpoint_every": 50, "sample_every": 100_000, "eval_every": 0,
 }
 
 
@@ -84,6 +96,11 @@ class TrainConfig:
     # ("base": each emoji once, whatever its number of skin tones); "" = every image equally
     balance_by: str = ""
     init: str = ""  # start from these weights (a model or run folder): fine-tuning; "" = random
+    # train only low-rank adapters of this rank on the frozen `init` model (0 = train every weight);
+    # see lora.py and lora_train.py; the run's model config is then init's
+    lora: int = 0
+    lora_alpha: float = 0.0  # the adapters' update is scaled by lora_alpha / lora (0 = alpha = rank: scale 1)
+    lora_convs: bool = True  # adapters on the ResBlocks' 3x3 convolutions too, not only the attention
     steps: int = 10_000  # optimiser steps
     batch_size: int = 32  # images per optimiser step (all processes together)
     grad_accum: int = 1  # micro-batches per step: same result, less memory
@@ -123,6 +140,9 @@ class TrainConfig:
         check_fields(self, _TRAIN_RULES, what="training option")
         if self.cooldown > self.steps:
             raise GouacheError(f"training option: cooldown ({self.cooldown}) must not exceed steps ({self.steps})")
+        if self.lora and not self.init:
+            raise GouacheError("training option: lora needs init, the trained model the adapters sit on "
+                               "(--init gouache/models/emoji64)")
         if self.sample_every and not self.sample_prompts:
             raise GouacheError("training option: sample_prompts is empty; name a prompt or set sample_every = 0")
 
@@ -177,6 +197,9 @@ def load_train_config(path: Path | None, **overrides) -> TrainConfig:
             raise GouacheError(f"{path}: not valid TOML ({e})") from None
     model = model_config_from_table(d.pop("model", {}))
     d.update({k: v for k, v in overrides.items() if v is not None})
+    if d.get("lora"):  # a LoRA run: its own defaults where nothing was said
+        d = LORA_DEFAULTS | d
+        d.setdefault("cooldown", d["steps"] // 5)  # the last fifth, as long as the run is
     cfg = TrainConfig.from_dict(d)
     cfg.model = model
     return cfg

@@ -1,14 +1,18 @@
 """Where a command's output goes, checked before the work starts: an hour of training or a
-thousand pictures must not end in "cannot write" (nor overwrite a device such as /dev/null).
+thousand pictures must not end in "cannot write" (nor overwrite a device such as /dev/null);
+and weights written with the permissions any new file gets.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
 from .errors import GouacheError
 
-__all__ = ["check_output_file", "check_output_folder"]
+__all__ = ["check_output_file", "check_output_folder", "save_tensors"]
 
 
 def _writable_parent(path: Path, what: str) -> None:
@@ -46,3 +50,11 @@ def check_output_folder(path: Path | str, *, what: str = "--out", empty: bool = 
         return path
     _writable_parent(path, what)
     return path
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, then the permissions any new file gets (it leaves 0600)."""
+    save_file(tensors, path, metadata=metadata)
+    mask = os.umask(0o077)  # reading the umask sets it: for this instant, stricter, never looser
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

@@ -20,13 +20,14 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .checkpoint import load_network
+from .checkpoint import load_network, resolve_model_dir
 from .config import ModelConfig
 from .denoiser import Denoiser
 from .device import pick_device
 from .errors import GouacheError
 from .guidance import guided
 from .images import to_pil
+from .lora import LoraSpec, apply_adapters, find_adapter, parse_lora_spec
 from .options import SamplingOptions
 from .rng import PerSampleNoise
 from .start import Picture, StartPicture
@@ -73,9 +74,13 @@ class Pipeline:
 
     @classmethod
     def load(cls, model: Path | str | None = None, *, device: str = "auto",
-             text_encoder: TextEncoder | None = None) -> "Pipeline":
-        """A model folder or run folder (default: the shipped emoji model)."""
-        net, config = load_network(model if model is not None else default_model_dir())
+             text_encoder: TextEncoder | None = None, lora: Sequence[LoraSpec] = ()) -> "Pipeline":
+        """A model folder or run folder (default: the shipped emoji model), with the low-rank
+        adapters ``lora`` on it: each ``"FILE[:SCALE]"`` or ``(FILE, SCALE)``, not merged."""
+        folder = resolve_model_dir(model if model is not None else default_model_dir())
+        specs = [(find_adapter(path), scale) for path, scale in map(parse_lora_spec, lora)]  # before loading
+        net, config = load_network(folder)
+        apply_adapters(net, folder, specs)
         dev = pick_device(device)
         encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
         return cls(net, encoder, config, dev)

@@ -32,6 +32,21 @@ def _truncate(config: dict, folder: Path) -> None:
     weights.write_bytes(weights.read_bytes()[:1000])
 
 
+def _adapter(tmp: Path, model: Path, change: str) -> Path:
+    """A real adapter file for the tiny model, with its .json spoiled as ``change`` says."""
+    from gouache.checkpoint import load_network
+    from gouache.lora import AdapterInfo, add_adapter, save_adapter, weights_sha256
+
+    net, _ = load_network(model)
+    add_adapter(net, "a", rank=2, alpha=2)
+    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model="tiny", base_sha256=weights_sha256(model))
+    path = save_adapter(net, "a", info, tmp / f"adapter-{change}.safetensors")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta |= {"otherbase": {"base_model": "elsewhere", "base_sha256": "f" * 64}, "rank0": {"rank": 0}}[change]
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
 def _recipe(tmp: Path, body: str, model: str = 'preset = "tiny"') -> str:
     path = tmp / "recipe.toml"
     path.write_text(body + f"\n[model]\n{model}\n")
@@ -78,6 +93,13 @@ CASES = [
     (["generate", "x", "--model", "{model}", "--image", "{image}", "--mask", "{file}"], "cannot read mask"),
     (["generate", "x", "--model", "{model}", "--out", "{tmp}/x.png", "-n", "0"], "number of images"),
     (["generate", "x", "--model", "{model}", "--out", "{file}/y.png"], "is a file, not a folder"),
+    (["generate", "x", "--model", "{model}", "--lora", "{tmp}/missing.safetensors"], "no such adapter"),
+    (["generate", "x", "--model", "{model}", "--lora", "{tmp}"], "no such adapter"),
+    (["generate", "x", "--model", "{model}", "--lora", "{file}"], "needs its .json beside it"),
+    (["generate", "x", "--model", "{model}", "--lora", "{file}:11"], "the scale must be a number from -10 to 10"),
+    (["generate", "x", "--model", "{model}", "--lora", "{file}:nan"], "the scale must be a number"),
+    (["generate", "x", "--model", "{model}", "--lora", "{adapter:otherbase}"], "was made for base model 'elsewhere'"),
+    (["generate", "x", "--model", "{model}", "--lora", "{adapter:rank0}"], "rank must be at least 1"),
     # noise
     (["noise", "{tmp}/nope.png"], "cannot read image"),
     (["noise", "{file}"], "cannot read image"),
@@ -134,6 +156,14 @@ CASES = [
     (["train", "--data", "{folder:{not json}"], "not valid JSON"),
     (["train", "--data", "{sidecar:caf\xe9}"], "not UTF-8 text"),
     (["data", "check", "{tmp}/missing"], "no such data folder"),
+    (["train", "--data", "{data}", "--lora", "4", "--out", "{tmp}/r"], "lora needs init"),
+    (["train", "--data", "{data}", "--lora", "--out", "{tmp}/r"], "lora needs init"),
+    (["train", "--data", "{data}", "--lora", "-1", "--init", "{model}"], "lora must be from 0 (off) to 256"),
+    (["train", "--data", "{data}", "--lora", "abc", "--init", "{model}"], "invalid int value: 'abc'"),
+    (["train", "--config", "{recipe:lora = 4\nlora_alpha = -1\ninit = \"x\"}"], "lora_alpha must be at least 0"),
+    (["train", "--config", "{recipe:lora = 4\nlora_convs = 1\ninit = \"x\"}"], "lora_convs must be true or false"),
+    (["train", "--data", "{data}", "--lora", "4", "--init", "{tmp}/missing", "--out", "{tmp}/r"],
+     "no such model or run folder"),
     # data
     (["data", "shard", "{tmp}/missing", "--out", "{tmp}/s"], "no such data folder"),
     (["data", "shard", "{data}", "--out", "{tmp}/s", "--shard-size", "0"], "shard size must be at least 1"),
@@ -144,6 +174,10 @@ CASES = [
     (["export", "{tmp}/missing", "--out", "{tmp}/m"], "no such model or run folder"),
     (["export", "{model}", "--out", "{file}"], "is a file, not a folder"),
     (["export", "{model:truncated}", "--out", "{tmp}/m"], "not a readable safetensors file"),
+    (["export", "{model}", "--out", "{tmp}/m", "--merge-lora", "{tmp}/missing"], "no such adapter"),
+    (["export", "{model}", "--out", "{tmp}/m", "--merge-lora", "{adapter:otherbase}"], "was made for base model"),
+    (["export", "{model}", "{model}", "--out", "{tmp}/m", "--merge-lora", "{adapter:otherbase}"],
+     "name one run or model folder"),
     # eval
     (["eval", "--model", "{model}", "--data", "{tmp}/missing"], "no such data folder"),
     (["eval", "--model", "{model}", "--data", "{data}", "-n", "1"], "at least 2 images"),
@@ -151,6 +185,7 @@ CASES = [
     (["eval", "--model", "{model}", "--data", "{data}", "--device", "bogus"], "unknown device 'bogus'"),
     # serve
     (["serve", "--model", "{tmp}/missing"], "no such model or run folder"),
+    (["serve", "--lora", "{tmp}/missing.safetensors"], "no such adapter"),
     (["serve", "--port", "70000"], "--port must be between 0 and 65535"),
     # the command itself
     (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -184,6 +219,8 @@ def _expand(arg: str, tmp: Path, tiny_model_dir: Path, shapes_dir: Path) -> str:
         return _folder(tmp, arg[8:-1].encode("latin-1"))
     if arg.startswith("{sidecar:"):
         return _folder(tmp, None, arg[9:-1].encode("latin-1"))
+    if arg.startswith("{adapter:"):
+        return str(_adapter(tmp, tiny_model_dir, arg[9:-1]))
     if arg.startswith("{model:"):
         name = arg[7:-1]
         folder = _bad_model(tmp, tiny_model_dir, name, MODEL_CHANGES[name])

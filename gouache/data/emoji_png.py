@@ -25,7 +25,7 @@ from ..images import load_rgb
 from .emoji_names import normalize_hexcode
 from .emoji_split import split_for
 from .npm import fetch_all, read_tar_members
-from .writing import dumps_line, finish_build, write_if_changed
+from .writing import finish_build, write_if_changed
 
 __all__ = ["PNG_STYLES", "PACKAGES", "LICENSES", "EmojiLabel", "EmojiImage", "load_labels",
            "list_images", "convert_png", "metadata_row", "licenses_markdown", "build_png_dataset"]

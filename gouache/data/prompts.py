@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..checkpoint import save_tensors
+from ..outputs import save_tensors
 from ..errors import GouacheError
 from ..text import PromptEmbedding, TextEncoder
 from .captions import caption_variants
