@@ -7,31 +7,17 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gouache.options import SamplingOptions
 from gouache.colours import HUES
 from gouache.data.imagefolder import read_records
 from gouache.errors import GouacheError
-from gouache.evaluate.features import ImageFeatures
 from gouache.evaluate.understanding import (SuitePrompt, check_suite, format_understanding, judge_objects,
                                             load_suite, train_captions, understanding)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-class PixelFeatures(ImageFeatures):
-    """A cheap stand-in for Inception: 8x8 pixels through a fixed random projection."""
-
-    name = "pixels"
-
-    def __init__(self, dim: int = 64) -> None:
-        super().__init__()
-        self.num_features = dim
-        self.register_buffer("proj", torch.randn(3 * 8 * 8, dim, generator=torch.Generator().manual_seed(0)))
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(images.float() / 127.5 - 1, size=(8, 8), mode="area").flatten(1) @ self.proj
+from test_evaluate import PixelFeatures  # noqa: E402  (the cheap stand-in for Inception)
 
 
 def test_shipped_suite_sizes_and_fields():

@@ -73,6 +73,20 @@ class Sink:
         return [k for k, _ in self.events]
 
 
+def run_gated(worker: Worker, gated: Gated, jobs: list[Job], sinks: list[Sink]) -> None:
+    """The first job starts painting; the others queue while it is held at the gate; then all finish."""
+    try:
+        worker.submit(jobs[0])
+        assert gated.entered.wait(10)
+        for job in jobs[1:]:
+            worker.submit(job)
+        gated.gate.set()
+        for sink in sinks:
+            assert sink.finished.wait(30)
+    finally:
+        worker.stop()
+
+
 def decode(b64: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(b64)))
 
@@ -183,16 +197,7 @@ def test_compatible_jobs_share_a_batch_and_keep_their_pictures(tiny_pipeline):
     jobs = [Job("first", 1, 1, SETTINGS, sinks[0]), Job("apple", 5, 1, SETTINGS, sinks[1]),
             Job("pear", 9, 2, SETTINGS, sinks[2]), Job("kiwi", 2, 1, other, sinks[3]),
             Job("plum", 3, 1, SETTINGS, sinks[4])]  # a 4th picture: waits for the next batch
-    try:
-        worker.submit(jobs[0])
-        assert gated.entered.wait(10)
-        for job in jobs[1:]:
-            worker.submit(job)
-        gated.gate.set()
-        for sink in sinks:
-            assert sink.finished.wait(30)
-    finally:
-        worker.stop()
+    run_gated(worker, gated, jobs, sinks)
     assert worker.stats.batches == 4 and worker.stats.served == 5  # [first] [apple pear] [kiwi] [plum]
     for job, sink in zip(jobs, sinks):
         kind, data = sink.events[-1]

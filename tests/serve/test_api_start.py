@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi")
-from test_api import SETTINGS, Gated, Sink, decode  # noqa: E402  (the helpers of the API's tests)
+from test_api import SETTINGS, Gated, Sink, decode, run_gated  # noqa: E402  (the API tests' helpers)
 
 from gouache.options import SamplingOptions  # noqa: E402
 from gouache.serve.worker import Job, Worker, render  # noqa: E402
@@ -60,16 +60,7 @@ def test_a_job_with_a_start_picture_is_painted_alone(tiny_pipeline):
     jobs = [Job("first", 1, 1, SETTINGS, sinks[0]),
             Job("apple", 2, 1, SETTINGS, sinks[1], image=picture, strength=0.5),
             Job("pear", 3, 1, SETTINGS, sinks[2]), Job("plum", 4, 1, SETTINGS, sinks[3])]
-    try:
-        worker.submit(jobs[0])
-        assert gated.entered.wait(10)
-        for job in jobs[1:]:
-            worker.submit(job)
-        gated.gate.set()
-        for sink in sinks:
-            assert sink.finished.wait(30)
-    finally:
-        worker.stop()
+    run_gated(worker, gated, jobs, sinks)
     assert worker.stats.batches == 3  # [first] [apple, alone: its own picture] [pear plum]
     done = sinks[1].events[-1][1]
     assert done["strength"] == 0.5
