@@ -10,7 +10,7 @@ from .lora import LoraSpec
 from .options import SamplingOptions
 from .outputs import check_output_file, check_output_folder
 from .pipeline import Pipeline, check_prompts, check_seeds
-from .start import resolve_strength, steps_to_run
+from .start import check_start, resolve_strength, steps_to_run
 from .strips import evenly_spaced_steps, noise_strip, trajectory_strip
 
 __all__ = ["generate", "noise_strip_file"]
@@ -41,8 +41,7 @@ def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model
     check_seeds([seed, seed + num_images - 1])
     if not 1 <= scale <= MAX_SCALE:
         raise GouacheError(f"--scale must be from 1 to {MAX_SCALE}, got {scale}")
-    if image is None and (mask is not None or strength is not None):
-        raise GouacheError("--mask and --strength need --image, the picture to start from")
+    check_start(image, mask, strength, names=("--image", "--mask", "--strength"))
     steps = options.steps if image is None else steps_to_run(
         options.steps, resolve_strength(strength, masked=mask is not None))
     name = _namer(Path(out), _slug(prompt))

@@ -30,7 +30,7 @@ from .images import to_pil
 from .lora import LoraSpec, apply_adapters, find_adapter, parse_lora_spec
 from .options import SamplingOptions
 from .rng import PerSampleNoise
-from .start import Picture, StartPicture
+from .start import Picture, StartPicture, check_start
 from .text import PromptEmbedding, TextEncoder
 
 __all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "check_prompts", "check_seeds", "MAX_SEED"]
@@ -131,8 +131,7 @@ class Pipeline:
         elif len(seeds) != len(prompts):
             raise GouacheError(f"{len(seeds)} seeds for {len(prompts)} images")
         check_seeds(seeds)
-        if image is None and (mask is not None or strength is not None):
-            raise GouacheError("a mask or a strength needs a picture to start from (image)")
+        check_start(image, mask, strength)
         start = None if image is None else StartPicture.load(image, size=self.image_size, mask=mask,
                                                              strength=strength)
         sigmas = options.spec.sigmas(options.steps, self.config.schedule)

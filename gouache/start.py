@@ -31,7 +31,7 @@ from PIL import Image
 from .errors import GouacheError
 from .images import fit, load_rgb, to_tensor
 
-__all__ = ["StartPicture", "DEFAULT_STRENGTH", "resolve_strength", "steps_to_run"]
+__all__ = ["StartPicture", "DEFAULT_STRENGTH", "check_start", "resolve_strength", "steps_to_run"]
 
 DEFAULT_STRENGTH = 0.75  # image-to-image without a mask: keeps the layout, repaints the rest
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -84,6 +84,14 @@ class StartPicture:
             return x
         mask = self.mask.to(x)
         return mask * x + (1 - mask) * self.image.to(x)
+
+
+def check_start(image: object, mask: object, strength: object, *,
+                names: tuple[str, str, str] = ("image", "mask", "strength")) -> None:
+    """Refuse a mask or a strength without a picture to start from (``names``: what the
+    caller calls the three, e.g. the command line's --image, --mask, --strength)."""
+    if image is None and (mask is not None or strength is not None):
+        raise GouacheError(f"{names[1]} and {names[2]} need {names[0]}, the picture to start from")
 
 
 def resolve_strength(strength: float | None, *, masked: bool) -> float:

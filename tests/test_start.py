@@ -80,8 +80,8 @@ def test_pictures_of_any_size_and_mode_are_converted(tiny_pipeline, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(mask="m.png"), "needs a picture to start from"),
-    (dict(strength=0.5), "needs a picture to start from"),
+    (dict(mask="m.png"), "mask and strength need image, the picture to start from"),
+    (dict(strength=0.5), "mask and strength need image, the picture to start from"),
     (dict(image="{pic}", strength=1.5), "strength must be a number from 0 to 1"),
     (dict(image="{pic}", strength=-0.1), "strength must be"),
     (dict(image="{tmp}/nope.png"), "cannot read image"),

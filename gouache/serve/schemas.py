@@ -7,18 +7,19 @@ before it ever reaches the queue.
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import base64
 import binascii
 import io
+from typing import Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from ..errors import GouacheError
 from ..options import Limits as SamplingLimits
 from ..options import SamplingOptions
 from ..samplers import SAMPLERS
+from ..start import check_start
 
 __all__ = ["GenerateRequest", "GeneratedImage", "GenerateResponse", "ProgressEvent", "InfoResponse",
            "HealthResponse", "SamplerInfo", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS", "MAX_IMAGES",
@@ -79,8 +80,10 @@ class GenerateRequest(BaseModel):
     @model_validator(mode="after")
     def _start_picture(self) -> "GenerateRequest":
         """Decode the start picture and mask once, here, so a bad one is a 422 before the queue."""
-        if self.image is None and (self.mask is not None or self.strength is not None):
-            raise ValueError("mask and strength need image, the picture to start from")
+        try:
+            check_start(self.image, self.mask, self.strength)
+        except GouacheError as e:
+            raise ValueError(str(e)) from None  # pydantic answers 422 for a ValueError
         for name in ("image", "mask"):
             text = getattr(self, name)
             try:
