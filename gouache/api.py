@@ -42,12 +42,13 @@ def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model
     if not 1 <= scale <= MAX_SCALE:
         raise GouacheError(f"--scale must be from 1 to {MAX_SCALE}, got {scale}")
     check_start(image, mask, strength, names=("--image", "--mask", "--strength"))
-    steps = options.steps if image is None else steps_to_run(
-        options.steps, resolve_strength(strength, masked=mask is not None))
     name = _namer(Path(out), _slug(prompt))
     if trajectory is not None:
         trajectory = check_output_file(trajectory, what="--trajectory")
     pipe = pipeline or Pipeline.load(model, device=device, lora=lora)
+    options = pipe.resolve(options)  # "auto" named: the student's few steps, or the diffusion model's
+    steps = options.steps if image is None else steps_to_run(
+        options.steps, resolve_strength(strength, masked=mask is not None))
     paths, shown = [], []
     for first in range(0, num_images, batch_size):
         seeds = list(range(seed + first, seed + min(num_images, first + batch_size)))

@@ -112,6 +112,36 @@ def _train(a: argparse.Namespace) -> None:
                   "(and the same --config/--data)")
 
 
+def _add_distill(sub) -> None:
+    p = sub.add_parser("distill", formatter_class=HELP, help="distill a model into a few-step student",
+                       description="Consistency distillation with the guidance folded in (Song et al. 2023; "
+                                   "LCM): a student that paints in 1 to 4 network calls. Join it to its "
+                                   "teacher with: gouache export TEACHER --student RUN --out MODEL.")
+    p.add_argument("teacher", help="the trained model (model or run folder)")
+    p.add_argument("--data", default=None, help="an imagefolder like the teacher's training data")
+    p.add_argument("--config", type=Path, default=None, help="TOML recipe (see configs/distill-emoji64.toml)")
+    p.add_argument("--out", default=None, help="run folder (default runs/distill)")
+    p.add_argument("--resume", type=Path, default=None, help="continue the run in this folder")
+    for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int), ("max-minutes", float),
+                       ("guidance", float), ("sample-every", int), ("checkpoint-every", int)):
+        p.add_argument(f"--{name}", type=kind, default=None, help="override the recipe")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda")
+    p.set_defaults(func=_distill)
+
+
+def _distill(a: argparse.Namespace) -> None:
+    from .distill import distill, load_distill_config
+
+    over = {k: getattr(a, k) for k in ("teacher", "data", "out", "steps", "batch_size", "lr", "seed",
+                                       "max_minutes", "guidance", "sample_every", "checkpoint_every", "device")}
+    if a.resume is not None and over["out"] is None:
+        over["out"] = str(a.resume)
+    result = distill(load_distill_config(a.config, **over), resume=a.resume)
+    print(f"distilled to step {result.step} at {result.images_per_second:.1f} images/s; run folder {result.run}")
+    if result.stopped:
+        print(f"stopped early with a checkpoint; continue with: gouache distill {a.teacher} --resume {result.run}")
+
+
 def _add_noise(sub) -> None:
     p = sub.add_parser("noise", formatter_class=HELP, help="draw the forward noising strip of an image",
                        description="Clean, noisier, noisier, pure noise: what training does to an image.")
@@ -231,6 +261,9 @@ def _add_export(sub) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     _add_lora_argument(p, "--merge-lora")
+    p.add_argument("--student", type=Path, default=None, metavar="RUN",
+                   help="a few-step student distilled from this model (gouache distill): the model "
+                        "folder carries it, and `generate` uses it by default")
     p.set_defaults(func=_export)
 
 
@@ -239,7 +272,16 @@ def _export(a: argparse.Namespace) -> None:
 
     from .checkpoint import export_model
 
-    print(export_model(a.run, a.out, dtype=torch.float32 if a.fp32 else torch.float16, lora=a.merge_lora))
+    dtype = torch.float32 if a.fp32 else torch.float16
+    if a.student is not None and (len(a.run) > 1 or a.merge_lora):
+        raise GouacheError("--student joins a student to the one model it was distilled from: name one "
+                           "model, without --merge-lora")
+    out = export_model(a.run, a.out, dtype=dtype, lora=a.merge_lora)
+    if a.student is not None:
+        from .student import attach_student
+
+        attach_student(out, a.student, dtype=dtype)
+    print(out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate.cli import add_eval
     from .serve.cli import add_serve
 
-    for add in (_add_generate, _add_train, _add_noise, _add_data, _add_export, add_serve, add_eval):
+    for add in (_add_generate, _add_train, _add_distill, _add_noise, _add_data, _add_export, add_serve, add_eval):
         add(sub)
     return p
 

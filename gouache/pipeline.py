@@ -5,6 +5,9 @@
     result.images[0].save("apple.png")
     pipe.generate("rocket", SamplingOptions(sampler="heun", guidance=5))   # how to sample
 
+A model folder may carry a few-step student (``student.py``); the default sampler,
+``auto``, paints with it when the settings allow (see ``options.py``).
+
 Image k of a call uses seed ``seed + k`` for all its randomness, so it is the
 same picture whatever the batch size.
 """
@@ -31,6 +34,7 @@ from .lora import LoraSpec, apply_adapters, find_adapter, parse_lora_spec
 from .options import SamplingOptions
 from .rng import PerSampleNoise
 from .start import Picture, StartPicture, check_start
+from .student import StudentInfo, load_student, refuse_bare_student
 from .text import PromptEmbedding, TextEncoder
 
 __all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "check_prompts", "check_seeds", "MAX_SEED"]
@@ -61,14 +65,20 @@ class Generation:
     frames: list[Frame] = field(default_factory=list)  # recorded steps (see ``record``)
     final: torch.Tensor | None = None  # (N, 3, H, W) in [-1, 1]
     source: torch.Tensor | None = None  # (3, H, W) in [-1, 1]: the picture it started from, if any
+    options: SamplingOptions | None = None  # how they were painted, the sampler named (not "auto")
 
 
 class Pipeline:
     def __init__(self, net: torch.nn.Module, text_encoder: TextEncoder, config: ModelConfig,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", *,
+                 student: tuple[torch.nn.Module, StudentInfo] | None = None) -> None:
+        """``net``: the diffusion model; ``student``: its few-step student and how it was made."""
         self.device = torch.device(device)
         self.config = config
         self.denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data).to(self.device).eval()
+        self.student = None if student is None else \
+            Denoiser(student[0], sigma_data=config.schedule.sigma_data).to(self.device).eval()
+        self.student_info = None if student is None else student[1]
         self.text_encoder = text_encoder.to(self.device)
         self._prompt_cache: OrderedDict[str, PromptEmbedding] = OrderedDict()  # least recent first
 
@@ -76,14 +86,23 @@ class Pipeline:
     def load(cls, model: Path | str | None = None, *, device: str = "auto",
              text_encoder: TextEncoder | None = None, lora: Sequence[LoraSpec] = ()) -> "Pipeline":
         """A model folder or run folder (default: the shipped emoji model), with the low-rank
-        adapters ``lora`` on it: each ``"FILE[:SCALE]"`` or ``(FILE, SCALE)``, not merged."""
+        adapters ``lora`` on it: each ``"FILE[:SCALE]"`` or ``(FILE, SCALE)``, not merged.
+        The folder's few-step student comes too, unless adapters are given (they were trained
+        on the diffusion model, so it paints with them)."""
         folder = resolve_model_dir(model if model is not None else default_model_dir())
+        refuse_bare_student(folder)
         specs = [(find_adapter(path), scale) for path, scale in map(parse_lora_spec, lora)]  # before loading
         net, config = load_network(folder)
         apply_adapters(net, folder, specs)
+        found = None if specs else load_student(folder)
         dev = pick_device(device)
         encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
-        return cls(net, encoder, config, dev)
+        return cls(net, encoder, config, dev, student=None if found is None else (found[0], found[2]))
+
+    def resolve(self, options: SamplingOptions) -> SamplingOptions:
+        """``options`` with the sampler named: ``auto`` becomes the student's ``consistency`` or
+        ``dpmpp_2m``; settings the student cannot paint are refused (``SamplingOptions.resolve``)."""
+        return options.resolve(None if self.student_info is None else self.student_info.guidance)
 
     @property
     def image_size(self) -> int:
@@ -123,6 +142,7 @@ class Pipeline:
         elsewhere. ``record`` lists step indices whose noisy and predicted images are kept
         (for trajectory strips); ``callback(step, total, denoised)`` sees every step.
         """
+        options = self.resolve(options)
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         check_prompts(prompts, num_images)
         prompts = [p for p in prompts for _ in range(num_images)]
@@ -149,7 +169,7 @@ class Pipeline:
         merged = [Frame(f[0].step, f[0].sigma, torch.cat([g.x for g in f]), torch.cat([g.denoised for g in f]))
                   for f in zip(*frames)]
         source = None if start is None else start.image
-        return Generation([to_pil(img) for img in final], prompts, seeds, merged, final, source)
+        return Generation([to_pil(img) for img in final], prompts, seeds, merged, final, source, options)
 
     def _sample(self, prompts: list[str], seeds: list[int], options: SamplingOptions, sigmas: torch.Tensor,
                 start: StartPicture | None, record: set[int], callback, bar) -> tuple:
@@ -160,7 +180,10 @@ class Pipeline:
             return start.image.expand(len(prompts), -1, -1, -1).clone(), []
         x = x * sigmas[0] if start is None else start.noised(x, sigmas[0])
         negative = self.encode([options.negative_prompt] * len(prompts))
-        model = guided(self.denoiser, self.encode(prompts), negative, options.guidance)
+        if options.spec.student:  # guidance folded in: one call a step, no unconditional half
+            model = guided(self.student, self.encode(prompts), negative, 1.0)
+        else:
+            model = guided(self.denoiser, self.encode(prompts), negative, options.guidance)
         if start is not None:
             model = start.keep_known(model)
         frames: list[Frame] = []

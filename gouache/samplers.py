@@ -18,7 +18,8 @@ import torch
 
 from .schedule import NoiseSchedule, ddpm_sigmas, karras_sigmas
 
-__all__ = ["SAMPLERS", "Sampler", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m"]
+__all__ = ["SAMPLERS", "Sampler", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m",
+           "sample_consistency"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Noise = Callable[[torch.Tensor], torch.Tensor]
@@ -123,8 +124,37 @@ def sample_dpmpp_2m(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
     return x
 
 
+@torch.no_grad()
+def sample_consistency(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noise,
+                       callback: Callback | None = None) -> torch.Tensor:
+    """Song et al., "Consistency Models" (2023), Algorithm 1: multistep consistency sampling.
+
+    ``model`` is a consistency function (a distilled student, see ``consistency.py``): one
+    call maps a noisy image at any sigma straight to a clean one. Each further step noises
+    that estimate afresh to the next, lower sigma and maps it back, trading calls for quality:
+        x0 = f(x, sigma_i);   x = x0 + sqrt(sigma_{i+1}^2 - sigma_min^2) z
+    (sigma_min^2 ~ 4e-6 is left out: the student's sigmas are far above it).
+    """
+    _check(sigmas)
+    for i in range(len(sigmas) - 1):
+        denoised = model(x, sigmas[i])
+        _notify(callback, i, x, denoised, sigmas[i])
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = denoised + sigmas[i + 1] * noise(x)  # back up to the next noise level
+    return x
+
+
 def _karras(steps: int, schedule: NoiseSchedule) -> torch.Tensor:
     return karras_sigmas(steps, sigma_min=schedule.sigma_min, sigma_max=schedule.sigma_max)
+
+
+def _consistency(steps: int, schedule: NoiseSchedule) -> torch.Tensor:
+    """EDM's spacing of ``steps + 1`` levels with the last, sigma_min, dropped: a consistency
+    step at sigma_min would return its input (1 step: [80, 0]; 2: [80, 2.5, 0]; 4: [80, 17.5,
+    2.5, 0.17, 0])."""
+    sigmas = karras_sigmas(steps + 1, sigma_min=schedule.sigma_min, sigma_max=schedule.sigma_max)
+    return torch.cat([sigmas[:steps], sigmas.new_zeros(1)])
 
 
 def _ddpm(steps: int, schedule: NoiseSchedule) -> torch.Tensor:
@@ -139,6 +169,7 @@ class Sampler:
     sample: Callable[..., torch.Tensor]  # sample(model, x, sigmas, *, noise, callback) -> x0
     schedule: Callable[[int, NoiseSchedule], torch.Tensor]  # (steps, the model's range) -> steps + 1 sigmas
     default_steps: int
+    student: bool = False  # needs a distilled few-step student (``consistency.py``), not the diffusion model
 
     def sigmas(self, steps: int, schedule: NoiseSchedule) -> torch.Tensor:
         """``steps + 1`` decreasing noise levels ending in 0."""
@@ -150,4 +181,5 @@ SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
     Sampler("heun", sample_heun, _karras, 12),
     Sampler("euler", sample_euler, _karras, 25),
     Sampler("ddpm", sample_ddpm, _ddpm, 100),
+    Sampler("consistency", sample_consistency, _consistency, 4, student=True),
 )}

@@ -10,7 +10,7 @@ def test_help_shows_defaults(capsys):
         main(["generate", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    assert "(default: dpmpp_2m)" in out and "--trajectory" in out
+    assert "(default: auto)" in out and "--trajectory" in out
 
 
 def test_generate_writes_pictures_grid_and_trajectory(tiny_model_dir, tmp_path, capsys):

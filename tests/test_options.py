@@ -10,7 +10,9 @@ from gouache.samplers import SAMPLERS
 
 def test_defaults_and_the_samplers_own_steps():
     opts = SamplingOptions()
-    assert (opts.sampler, opts.steps, opts.guidance, opts.negative_prompt) == ("dpmpp_2m", 20, 3.0, "")
+    assert (opts.sampler, opts.steps, opts.guidance, opts.negative_prompt) == ("auto", None, 3.0, "")
+    assert opts.resolve(None) == SamplingOptions("dpmpp_2m", 20)  # no student: the diffusion model's
+    assert opts.resolve(3.0) == SamplingOptions("consistency", 4)  # a student distilled at this guidance
     for name, spec in SAMPLERS.items():
         assert SamplingOptions(sampler=name).steps == spec.default_steps
     assert SamplingOptions(sampler="ddpm", steps=7).steps == 7
@@ -31,6 +33,26 @@ def test_defaults_and_the_samplers_own_steps():
 def test_a_bad_record_cannot_be_made(kwargs, message):
     with pytest.raises(GouacheError, match=message):
         SamplingOptions(**kwargs)
+
+
+@pytest.mark.parametrize("options, student, want", [
+    (SamplingOptions(steps=8), 3.0, SamplingOptions("consistency", 8)),
+    (SamplingOptions(guidance=5.0), 3.0, SamplingOptions("dpmpp_2m", 20, guidance=5.0)),
+    (SamplingOptions(negative_prompt="x"), 3.0, SamplingOptions("dpmpp_2m", 20, negative_prompt="x")),
+    (SamplingOptions("heun"), 3.0, SamplingOptions("heun")),
+])
+def test_auto_takes_the_student_only_for_what_it_paints(options, student, want):
+    assert options.resolve(student) == want
+
+
+@pytest.mark.parametrize("options, student, message", [
+    (SamplingOptions("consistency"), None, "needs a model with a few-step student"),
+    (SamplingOptions("consistency", guidance=5.0), 3.0, "paints at guidance 3 .* not with guidance 5"),
+    (SamplingOptions("consistency", negative_prompt="x"), 3.0, "not with a negative prompt"),
+])
+def test_the_student_sampler_is_refused_where_it_cannot_paint(options, student, message):
+    with pytest.raises(GouacheError, match=message):
+        options.resolve(student)
 
 
 def test_variants_are_checked_too_and_frozen():

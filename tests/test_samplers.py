@@ -16,6 +16,17 @@ def gaussian_denoiser(x, sigma):
     return x * SD ** 2 / (sigma ** 2 + SD ** 2)
 
 
+def gaussian_consistency(x, sigma):
+    """The exact consistency function for data ~ N(0, SD^2): the probability-flow ODE scales
+    x_sigma (std sqrt(sigma^2 + SD^2)) down to x_0 (std SD) along a straight ray."""
+    return x * SD / (sigma ** 2 + SD ** 2).sqrt()
+
+
+def model_for(name):
+    """A student sampler is given a consistency function, the others a denoiser."""
+    return gaussian_consistency if SAMPLERS[name].student else gaussian_denoiser
+
+
 def sigmas_for(name, steps):
     return SAMPLERS[name].sigmas(steps, NoiseSchedule())
 
@@ -25,7 +36,7 @@ def run(name, steps, seeds):
     noise = PerSampleNoise(seeds)
     s = sigmas_for(name, steps)
     x = noise.randn((3, 8, 8)) * s[0]
-    return fn(gaussian_denoiser, x, s, noise=noise)
+    return fn(model_for(name), x, s, noise=noise)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -78,3 +89,25 @@ def test_guidance_scale_one_is_the_conditional_model(tiny_pipeline):
     strong = guided(tiny_pipeline.denoiser, cond, uncond, 3.0)(x, sigma)
     d_u = tiny_pipeline.denoiser(x, sigma, **uncond.as_cond())
     assert torch.allclose(strong, d_u + 3.0 * (want - d_u), atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_consistency_calls_the_network_once_a_step(steps):
+    calls = []
+
+    def model(x, sigma):
+        calls.append(float(sigma))
+        return gaussian_consistency(x, sigma)
+
+    s = sigmas_for("consistency", steps)
+    SAMPLERS["consistency"].sample(model, torch.randn(2, 3, 4, 4) * s[0], s, noise=PerSampleNoise([0, 1]))
+    assert calls == pytest.approx(s[:-1].tolist())  # one call at each noise level, none at 0
+    assert s[0] == NoiseSchedule().sigma_max and s[-1] == 0 and bool((s[:-1] > 0.1).all())
+
+
+def test_consistency_one_step_is_the_model_itself():
+    """One step of a consistency function is f(x, sigma_max): nothing added after it."""
+    s = sigmas_for("consistency", 1)
+    x = torch.randn(2, 3, 4, 4) * s[0]
+    out = SAMPLERS["consistency"].sample(gaussian_consistency, x, s, noise=PerSampleNoise([0, 1]))
+    assert torch.equal(out, gaussian_consistency(x, s[0]))

@@ -23,6 +23,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..errors import GouacheError
+from ..options import AUTO, SamplingOptions
 from ..samplers import SAMPLERS
 from .schemas import (MAX_SEED, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse,
                       SamplerInfo)
@@ -79,8 +81,7 @@ def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
     async def info() -> InfoResponse:
         return InfoResponse(image_size=pipeline.image_size, queue_size=queue_size, max_batch=max_batch,
                             device=str(pipeline.device),
-                            samplers=[SamplerInfo(name=n, default_steps=v.default_steps)
-                                      for n, v in SAMPLERS.items()])
+                            samplers=_samplers(pipeline))
 
     @app.post("/api/generate", response_model=GenerateResponse, responses=BUSY, summary="Paint pictures")
     async def generate(req: GenerateRequest, request: Request) -> Any:
@@ -112,6 +113,14 @@ def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
     return app
 
 
+def _samplers(pipeline) -> list[SamplerInfo]:
+    """auto first, then the samplers this model can run (a student's only if it has one)."""
+    auto = pipeline.resolve(SamplingOptions())
+    return [SamplerInfo(name=AUTO, default_steps=auto.steps)] + [
+        SamplerInfo(name=n, default_steps=v.default_steps) for n, v in SAMPLERS.items()
+        if not v.student or pipeline.student is not None]
+
+
 def _submit(worker: Worker, req: GenerateRequest, *, previews: bool) -> tuple[Job, asyncio.Queue, int]:
     """Queue the request; the worker's events arrive on the returned asyncio queue."""
     loop = asyncio.get_running_loop()
@@ -122,7 +131,11 @@ def _submit(worker: Worker, req: GenerateRequest, *, previews: bool) -> tuple[Jo
 
     seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED)
     image, mask = req.start_pictures()
-    job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, options=req.sampling_options(),
+    try:  # "auto" named; the student's sampler refused where it cannot paint what is asked
+        options = worker.pipeline.resolve(req.sampling_options())
+    except GouacheError as e:
+        raise HTTPException(422, str(e)) from None
+    job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, options=options,
               image=image, mask=mask, strength=req.strength, sink=sink,
               previews=previews)
     try:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from ..errors import GouacheError
 from ..options import Limits as SamplingLimits
-from ..options import SamplingOptions
+from ..options import AUTO, SamplingOptions
 from ..samplers import SAMPLERS
 from ..start import check_start
 
@@ -34,7 +34,7 @@ MAX_SEED = 2**31 - 1
 MAX_PICTURE_CHARS = 120_000  # a start picture or mask: a PNG of about 90 kB, base64 (the page sends the model's size)
 MAX_PICTURE_SIDE = 1024  # pixels, so that a small PNG cannot unpack into a huge picture
 
-SamplerName = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]  # an enum in the OpenAPI schema
+SamplerName = Literal[(AUTO, *SAMPLERS)]  # type: ignore[valid-type]  # an enum in the OpenAPI schema
 
 
 class GenerateRequest(BaseModel):
@@ -50,7 +50,8 @@ class GenerateRequest(BaseModel):
                               description="sampling steps; null: the sampler's default")
     guidance: float = Field(DEFAULTS.guidance, ge=0, le=SERVER_LIMITS.max_guidance, strict=True, allow_inf_nan=False,
                             description="classifier-free guidance scale (1 = none)")
-    sampler: SamplerName = Field(DEFAULTS.sampler, description="the sampling method")
+    sampler: SamplerName = Field(DEFAULTS.sampler, description="the sampling method; auto: the model's few-step "
+                                 "student when it has one and the settings allow, else dpmpp_2m")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True,
                              description="image k uses seed+k; null: a random seed (returned)")
     num_images: int = Field(1, ge=1, le=MAX_IMAGES, strict=True, description="pictures to paint")
@@ -147,7 +148,7 @@ class ProgressEvent(BaseModel):
 
 class SamplerInfo(BaseModel):
     name: str
-    default_steps: int
+    default_steps: int = Field(description="steps when none are given (for auto: with the default settings)")
 
 
 class Limits(BaseModel):

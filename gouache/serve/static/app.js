@@ -4,7 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const HISTORY_KEY = "gouache.history.v1";
 const HISTORY_MAX = 30;
-const SAMPLER_LABELS = { dpmpp_2m: "DPM++ 2M", heun: "Heun", euler: "Euler", ddpm: "DDPM" };
+const SAMPLER_LABELS = { auto: "Auto (fastest)", consistency: "Few-step student", dpmpp_2m: "DPM++ 2M",
+  heun: "Heun", euler: "Euler", ddpm: "DDPM" };
 
 const state = { info: null, controller: null, stepsTouched: false, history: [] };
 
@@ -88,8 +89,9 @@ function collect() {
   const body = {
     prompt,
     negative_prompt: $("negative_prompt").value.trim(),
-    sampler: $("sampler").value || "dpmpp_2m",
-    steps,
+    sampler: $("sampler").value || "auto",
+    // auto picks the sampler (the student or DPM++ 2M, by the guidance): its steps too, unless set
+    steps: $("sampler").value === "auto" && !state.stepsTouched ? null : steps,
     guidance: Number($("guidance").value),
     num_images: Number($("num_images").value),
   };
