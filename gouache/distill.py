@@ -38,9 +38,9 @@ from .denoiser import Denoiser
 from .device import pick_device
 from .errors import GouacheError
 from .images import grid, save_png
+from .options import SamplingOptions
 from .outputs import check_output_folder, save_tensors
 from .pipeline import Pipeline
-from .options import SamplingOptions
 from .student import INFO_FILE, StudentInfo, read_student_info, refuse_bare_student, weights_fingerprint
 from .text import TextEncoder
 from .train import StopSignal, _Log

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_network, resolve_model_dir
+from .checkpoint import load_network, read_tensors, resolve_model_dir
 from .checks import at_least, check_fields, non_blank
 from .config import ModelConfig, write_json
 from .errors import GouacheError
-from .checkpoint import read_tensors
 
 __all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "attach_student",
            "refuse_bare_student", "weights_fingerprint"]
