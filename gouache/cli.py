@@ -276,10 +276,12 @@ def _export(a: argparse.Namespace) -> None:
     if a.student is not None and (len(a.run) > 1 or a.merge_lora):
         raise GouacheError("--student joins a student to the one model it was distilled from: name one "
                            "model, without --merge-lora")
+    if a.student is not None:  # refused before anything is written
+        from .student import attach_student, check_student
+
+        check_student(a.run[0], a.student)
     out = export_model(a.run, a.out, dtype=dtype, lora=a.merge_lora)
     if a.student is not None:
-        from .student import attach_student
-
         attach_student(out, a.student, dtype=dtype)
     print(out)
 

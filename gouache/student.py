@@ -25,7 +25,7 @@ from .config import ModelConfig, write_json
 from .errors import GouacheError
 
 __all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "attach_student",
-           "refuse_bare_student", "weights_fingerprint"]
+           "check_student", "refuse_bare_student", "weights_fingerprint"]
 
 STUDENT_DIR = "student"
 INFO_FILE = "student.json"
@@ -87,17 +87,24 @@ def load_student(model: Path) -> tuple[torch.nn.Module, ModelConfig, StudentInfo
     return net, config, info
 
 
+def check_student(teacher: Path | str, run: Path | str) -> tuple[Path, StudentInfo]:
+    """The checkpoint folder and info of the student in ``run``; refused unless it was
+    distilled from the weights in ``teacher`` (a model or run folder)."""
+    src = resolve_model_dir(run)
+    info = read_student_info(src)
+    theirs = weights_fingerprint(resolve_model_dir(teacher))
+    if info.teacher_sha256 != theirs:
+        raise GouacheError(f"--student {run} was distilled from {info.teacher} ({info.teacher_sha256[:12]}), "
+                           f"not from these weights ({theirs[:12]}): export its own teacher")
+    return src, info
+
+
 def attach_student(model: Path, run: Path | str, *, dtype: torch.dtype = torch.float16) -> Path:
     """Copy the student of ``run`` (a distillation run or checkpoint) into the model folder
     ``model``, written just before from its teacher. Refuses a student of another teacher."""
     from .checkpoint import export_model  # the same writer as the teacher's
 
-    src = resolve_model_dir(run)
-    info = read_student_info(src)
-    theirs = weights_fingerprint(model)
-    if info.teacher_sha256 != theirs:
-        raise GouacheError(f"--student {run} was distilled from {info.teacher} ({info.teacher_sha256[:12]}), "
-                           f"not from these weights ({theirs[:12]}): export its own teacher")
+    src, info = check_student(model, run)
     dst = Path(model) / STUDENT_DIR
     shutil.rmtree(dst, ignore_errors=True)
     export_model(src, dst, dtype=dtype)

@@ -178,6 +178,19 @@ CASES = [
     (["export", "{model}", "--out", "{tmp}/m", "--merge-lora", "{adapter:otherbase}"], "was made for base model"),
     (["export", "{model}", "{model}", "--out", "{tmp}/m", "--merge-lora", "{adapter:otherbase}"],
      "name one run or model folder"),
+    (["export", "{model}", "--out", "{tmp}/m", "--student", "{model}"], "student.json is missing"),
+    (["export", "{model}", "--out", "{tmp}/m", "--student", "{tmp}/missing"], "no such model or run folder"),
+    (["export", "{model}", "{model}", "--out", "{tmp}/m", "--student", "{model}"], "name one model"),
+    # distill
+    (["distill", "{tmp}/missing", "--data", "{data}", "--out", "{tmp}/r"], "no such model or run folder"),
+    (["distill", "{model}", "--out", "{tmp}/r"], "data must be an imagefolder"),
+    (["distill", "{model}", "--data", "{data}", "--out", "{tmp}/r", "--steps", "0"], "steps must be 1 or more"),
+    (["distill", "{model}", "--data", "{data}", "--out", "{tmp}/r", "--guidance", "99"], "guidance must be from 0"),
+    (["distill", "{model}", "--data", "{data}", "--out", "{tmp}/r", "--lr", "nan"], "lr must be"),
+    (["distill", "{model}", "--data", "{data}", "--out", "{file}"], "is a file, not a folder"),
+    (["distill", "{model}", "--data", "{data}", "--config", "{file}"], "not valid TOML"),
+    (["distill", "{model}", "--data", "{tmp}/missing", "--out", "{tmp}/r"], "no such"),
+    (["generate", "x", "--model", "{model}", "--sampler", "consistency"], "needs a model with a few-step student"),
     # eval
     (["eval", "--model", "{model}", "--data", "{tmp}/missing"], "no such data folder"),
     (["eval", "--model", "{model}", "--data", "{data}", "-n", "1"], "at least 2 images"),
@@ -256,6 +269,6 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tiny_model_dir, shapes_
 
 def test_the_table_covers_every_command():
     commands = {a[0] for a, _ in CASES if a} | {" ".join(a[:2]) for a, _ in CASES if a[:1] == ["data"]}
-    assert {"generate", "noise", "train", "export", "eval", "serve", "data check", "data shard",
+    assert {"generate", "noise", "train", "distill", "export", "eval", "serve", "data check", "data shard",
             "data embed"} <= commands
     assert len(CASES) >= 80

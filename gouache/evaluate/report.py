@@ -129,6 +129,7 @@ def evaluate(model: Path | str | None, data: Path | str, options: SamplingOption
     model_info = _model_info(folder)  # now: a training run may prune this checkpoint later
     dev = pick_device(device)
     pipe = pipeline or Pipeline.load(folder, device=dev)
+    options = pipe.resolve(options)  # "auto" named, for the report
     extractor = extractor or InceptionV3TF(dev)
     size = pipe.image_size
     split_data = load_imagefolder(data, size=size, split=split, progress=progress)

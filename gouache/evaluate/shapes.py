@@ -109,6 +109,7 @@ def shapes_suite(model: Path | str | None, data: Path | str, *, seeds: int = 8, 
     info = read_shapes_info(Path(data))
     folder = resolve_model_dir(model)
     pipe = pipeline or Pipeline.load(folder, device=pick_device(device))
+    options = pipe.resolve(options)  # "auto" named, for the report
     captions = [f"{c} {s}" for c in info["colours"] for s in info["shapes"]]
     prompts = [c for c in captions for _ in range(seeds)]  # caption k's seeds: seed + k*seeds ...
     images = generate_images(pipe, prompts, options, seed=seed, batch_size=batch_size, progress=progress)

@@ -18,6 +18,7 @@ from .context import EvalContext, generate_images
 __all__ = ["run_sweeps", "plot_sweep", "SWEEP_STEPS", "SWEEP_GUIDANCE"]
 
 SWEEP_STEPS = (5, 10, 20, 50, 100)
+STUDENT_STEPS = (1, 2, 4, 8)  # a few-step student's (see consistency.py)
 SWEEP_GUIDANCE = (1.0, 2.0, 3.0, 5.0, 8.0)
 
 
@@ -32,6 +33,11 @@ def _point(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], options: Sa
             "top5": score["top5"]}
 
 
+def _student_can(pipe: Pipeline, options: SamplingOptions) -> bool:
+    """Whether the model's few-step student paints these settings (``SamplingOptions.resolve``)."""
+    return pipe.resolve(replace(options, sampler="auto", steps=None)).sampler == "consistency"
+
+
 def run_sweeps(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], options: SamplingOptions, *,
                out: Path | None, steps_sweep: bool, guidance_sweep: bool, seed: int, batch_size: int,
                progress: bool = True) -> tuple[dict, list[str]]:
@@ -41,10 +47,13 @@ def run_sweeps(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], options
     plots: list[str] = []
     kw = dict(seed=seed, batch_size=batch_size, progress=progress)
     if steps_sweep:
+        # the student's sampler only where the model has a student, at its guidance
+        runnable = {name: STUDENT_STEPS if s.student else SWEEP_STEPS for name, s in SAMPLERS.items()
+                    if not s.student or _student_can(pipe, options)}
         result["steps"] = {
             name: [{"steps": n, **_point(pipe, ctx, prompts, replace(options, sampler=name, steps=n), **kw)}
-                   for n in SWEEP_STEPS]
-            for name in SAMPLERS}
+                   for n in steps]
+            for name, steps in runnable.items()}
         if out is not None:
             series = {name: [(p["steps"], p) for p in pts] for name, pts in result["steps"].items()}
             plots.append(str(plot_sweep(series, "sampling steps", out / "sweep_steps.png", log_x=True,

@@ -193,6 +193,7 @@ def understanding(model: Path | str | None, data: Path | str, *, seeds: int = 2,
     info = _model_info(folder)
     dev = pick_device(device)
     pipe = pipeline or Pipeline.load(folder, device=dev)
+    options = pipe.resolve(options)  # "auto" named, for the report
     extractor = extractor or InceptionV3TF(dev)
     size = pipe.image_size
 
