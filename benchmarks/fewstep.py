@@ -117,7 +117,7 @@ def quality(a: argparse.Namespace) -> dict:
     extractor = InceptionV3TF(pipe.device)
     points = [SamplingOptions("consistency", n) for n in a.student_steps] + [
         SamplingOptions(s, n) for s in a.teacher_samplers for n in a.teacher_steps]
-    rows = []
+    rows = [r for path in a.also for r in json.loads(Path(path).read_text())["points"]]  # measured before
     for options in points:
         t0 = time.time()
         report = evaluate(a.model, a.data, options, num_images=a.num_images, out=None, heldout=False,
@@ -154,9 +154,11 @@ def main() -> None:
     q = sub.add_parser("quality")
     q.add_argument("--data", type=Path, required=True)
     q.add_argument("-n", "--num-images", type=int, default=300)
-    q.add_argument("--student-steps", type=int, nargs="+", default=[1, 2, 4, 8])
-    q.add_argument("--teacher-samplers", nargs="+", default=["dpmpp_2m"])
-    q.add_argument("--teacher-steps", type=int, nargs="+", default=[10, 20, 50])
+    q.add_argument("--student-steps", type=int, nargs="*", default=[1, 2, 4, 8])
+    q.add_argument("--teacher-samplers", nargs="*", default=["dpmpp_2m"])
+    q.add_argument("--teacher-steps", type=int, nargs="*", default=[10, 20, 50])
+    q.add_argument("--also", nargs="*", default=[], metavar="JSON",
+                   help="points measured before (this script's --json), added to the table and plot")
     q.add_argument("--out", type=Path, default=Path("eval/fewstep"))
     for sp in (s, q):
         sp.add_argument("--model", default=None, help="model folder with a student (default: the shipped one)")
