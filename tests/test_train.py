@@ -69,7 +69,7 @@ def test_cpu_bf16_runs_the_network_in_bf16_and_follows_the_fp32_run(shapes_dir, 
                           torch.device("cpu"))
         seen = dtypes.setdefault(on, set())
         trainer.net.stem.register_forward_hook(lambda m, i, o, seen=seen: seen.add(o.dtype))
-        losses[on] = [trainer.step() for _ in range(4)]
+        losses[on] = [float(trainer.step()) for _ in range(4)]
     assert dtypes == {False: {torch.float32}, True: {torch.bfloat16}}
     # the same draws, so bf16 rounding is the only difference: close, and not equal
     assert losses[True] != losses[False]
