@@ -61,4 +61,5 @@ class CompiledNet:
             torch.compiler.cudagraph_mark_step_begin()
 
     def __call__(self, *args, **kwargs):
-        return (self.compiled or self.net)(*args, **kwargs)
+        # "is not None", never "or": truth-testing a module asks for its len()
+        return (self.compiled if self.compiled is not None else self.net)(*args, **kwargs)

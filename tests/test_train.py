@@ -93,12 +93,13 @@ def test_resume_repeats_an_uninterrupted_run(shapes_dir, tmp_path, text_encoder)
 
 
 @pytest.mark.slow
-def test_compiled_training_matches_eager_and_saves_the_same_keys(shapes_dir, tmp_path, text_encoder):
+def test_compiled_training_matches_eager_and_saves_the_same_keys(shapes_dir, tmp_path, text_encoder, capsys):
     data = load_imagefolder(shapes_dir, size=16, progress=False)
     eager = train(tiny_cfg(shapes_dir, tmp_path / "eager", steps=3), data=data, text_encoder=text_encoder,
                   progress=False)
     compiled = train(tiny_cfg(shapes_dir, tmp_path / "compiled", steps=3, compile="default"), data=data,
                      text_encoder=text_encoder, progress=False)
+    assert "torch.compile" not in capsys.readouterr().err  # it compiled: no fallback to eager
     assert compiled.losses == pytest.approx(eager.losses, rel=1e-3)
     net = UNet(PRESETS["tiny"])  # a plain network loads the compiled run's weights: same keys
     load_weights(net, tmp_path / "compiled" / "checkpoints" / "step-00000003" / "model.safetensors")
