@@ -214,8 +214,8 @@ def real_loop(args, device: torch.device, tmp: Path) -> dict:
         out |= steady_pace(run / "log.csv", cfg.batch_size)
         out["gpu_util_mean"] = util.mean(out["t0"], out["t1"])
         out["gpu_util_samples"] = len(util.samples)
-        out["mfu"] = (3 * forward_gflops(cfg.model.unet) * 1e9 * (out["steady_images_per_s"] or 0)
-                      / args.peak) if args.peak else None
+        pace = out["steady_images_per_s"]
+        out["mfu"] = 3 * forward_gflops(cfg.model.unet) * 1e9 * pace / args.peak if pace else None
     return out
 
 
@@ -225,7 +225,7 @@ def run(args) -> dict:
     res = {"env": {"torch": torch.__version__, "device": str(device),
                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
            "rows": {}}
-    args.peak = matmul_peak(device, 256 if q else 8192, 3 if q else 10)
+    args.peak = matmul_peak(device, 512 if q else 8192, 3 if q else 10)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.rows.split(","):
             t0 = time.perf_counter()
