@@ -45,10 +45,10 @@ from gouache.unet import PRESETS, UNet, UNetConfig
 from timing import matmul_peak, timed  # noqa: E402  (benchmarks/ is on the path)
 
 WIDE = replace(PRESETS["base"], channels=(128, 256, 320))
-ROWS = ("peak", "loop", "base-1024-default", "pair-gouache-eager", "pair-diffusers-eager",
-        "pair-gouache-default", "pair-diffusers-default", "wide-512-default", "base-1024-reduce-overhead",
-        "base-256-eager", "base-1024-eager", "base-256-default", "base-256-reduce-overhead",
-        "pair-gouache-reduce-overhead")
+ROWS = ("peak", "loop", "base-1024-eager", "base-256-eager", "pair-gouache-eager", "pair-diffusers-eager",
+        "base-1024-default", "pair-gouache-default", "pair-diffusers-default", "wide-512-default",
+        "base-1024-reduce-overhead", "base-256-default", "base-256-reduce-overhead", "pair-gouache-reduce-overhead",
+        "pair-diffusers-reduce-overhead")
 
 
 def add_args(ap) -> None:
