@@ -21,11 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import diffusers
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
-from diffusers.utils import numpy_to_pil
 from torch.utils.flop_counter import FlopCounterMode
 
 from gouache.config import ModelConfig
@@ -36,7 +33,15 @@ from gouache.schedule import NoiseSchedule
 from gouache.text import PromptEmbedding, TextEncoder
 from gouache.unet import PRESETS, UNet, UNetConfig, count_flops
 
+try:  # the GPU table's gouache rows run without it (a machine with no network may lack it)
+    import diffusers
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from diffusers.utils import numpy_to_pil
+except Exception as e:  # noqa: BLE001 - an import that fails in any way: the diffusers rows say why
+    diffusers, DIFFUSERS_ERROR = None, f"diffusers does not import: {type(e).__name__}: {e}"
+
 sys.path.insert(0, str(Path(__file__).parent))
+import gpu_table  # noqa: E402
 from timing import NetTimer, autocast, interleaved, matmul_peak, median_time, proc_status_mib  # noqa: E402
 
 TEXT_DIM, TOKENS = 384, 16  # the prompt encoder's width; tokens per prompt for counting and training
@@ -54,8 +59,10 @@ PAIRS: dict[str, dict] = {
 }
 
 
-def diffusers_unet(widths: tuple[int, ...], size: int = 64, groups: int = 32) -> UNet2DConditionModel:
+def diffusers_unet(widths: tuple[int, ...], size: int = 64, groups: int = 32) -> "UNet2DConditionModel":
     """``groups``: group-norm groups (diffusers' default 32; widths must divide by it)."""
+    if diffusers is None:
+        raise RuntimeError(DIFFUSERS_ERROR)
     return UNet2DConditionModel(
         sample_size=size, in_channels=3, out_channels=3, block_out_channels=widths, layers_per_block=2,
         norm_num_groups=groups,
@@ -98,18 +105,19 @@ def equal_work(pair: str = "small", sizes: tuple[int, ...] = (64,)) -> dict:
     return out
 
 
-def train_step(system: str, net_spec, size: int, batch: int, device: torch.device, compile: bool = False,
+def train_step(system: str, net_spec, size: int, batch: int, device: torch.device, compile: bool | str = False,
                cpu_bf16: bool = False):
     """One optimiser step as each library trains: noise, forward, loss, backward, AdamW.
-    ``compile``: the network under ``torch.compile`` (gouache's ``TrainConfig.compile``);
-    ``cpu_bf16``: bf16 autocast on the CPU (``TrainConfig.cpu_bf16``)."""
+    ``compile``: the network under ``torch.compile`` (gouache's ``TrainConfig.compile``), True or
+    a mode ("default", "reduce-overhead"); ``cpu_bf16``: bf16 autocast on the CPU (``TrainConfig.cpu_bf16``)."""
+    mode = "default" if compile is True else compile or None
     torch.manual_seed(0)
     x0 = (0.5 * torch.randn(batch, 3, size, size, device=device)).clamp(-1, 1)
     cond = text_cond(batch, device)
     if system == "gouache":
         net = UNet(net_spec)
-        if compile:
-            net.compile(dynamic=False)  # as the Trainer: each size compiles its own graph
+        if mode:
+            net.compile(dynamic=False, mode=mode)  # as the Trainer: each size compiles its own graph
         model, schedule = Denoiser(net).to(device).train(), NoiseSchedule()
 
         def loss():
@@ -117,8 +125,8 @@ def train_step(system: str, net_spec, size: int, batch: int, device: torch.devic
             return model.loss(x0, torch.randn_like(x0), sigma, **cond).mean()
     else:
         model, ddpm = diffusers_unet(net_spec, size).to(device).train(), DDPMScheduler(num_train_timesteps=1000)
-        if compile:
-            model.compile(dynamic=False)
+        if mode:
+            model.compile(dynamic=False, mode=mode)
 
         def loss():  # epsilon prediction, as diffusers' train_text_to_image.py
             noise = torch.randn_like(x0)
@@ -131,6 +139,8 @@ def train_step(system: str, net_spec, size: int, batch: int, device: torch.devic
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=system == "gouache")
 
     def step():
+        if mode == "reduce-overhead":  # CUDA graphs: the previous step's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(device, cpu_bf16):
             value = loss()
         value.backward()
@@ -295,7 +305,7 @@ def env_info(device: torch.device) -> dict:
     names = []
     with contextlib.suppress(OSError):
         names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-    return dict(torch=torch.__version__, diffusers=diffusers.__version__, threads=torch.get_num_threads(),
+    return dict(torch=torch.__version__, diffusers=getattr(diffusers, "__version__", None), threads=torch.get_num_threads(),
                 cpu=names[0] if names else platform.processor(), cpus=os.cpu_count(), device=str(device),
                 gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
 
@@ -354,13 +364,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true",
                     help="also time training with both networks under torch.compile")
     ap.add_argument("--json", type=Path, help="write every figure here")
+    ap.add_argument("--table", choices=("auto", "cpu", "gpu"), default="auto",
+                    help="which table: auto = gpu on CUDA (gpu_table.py), else cpu")
+    gpu_table.add_args(ap)
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    diffusers.utils.logging.set_verbosity_error()
+    if diffusers is not None:
+        diffusers.utils.logging.set_verbosity_error()
     if args.memory_child:
         return memory_child(args.memory_child)
+    if args.table == "gpu" or (args.table == "auto" and args.device.startswith("cuda")):
+        res = gpu_table.run(args)
+        print(f"torch {res['env']['torch']}, device {res['env']['device']} {res['env']['gpu'] or ''}\n")
+        return print(gpu_table.table(res))
     res = run(args)
     e, ew = res["env"], res["equal_work"]
     print(f"torch {e['torch']}, diffusers {e['diffusers']}, {e['threads']} threads, CPU: {e['cpu']} "

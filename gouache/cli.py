@@ -64,6 +64,7 @@ def _generate(a: argparse.Namespace) -> None:
 
 
 def _add_train(sub) -> None:
+    from .config import COMPILE_MODES, RESIDENT_MODES
     from .lora import DEFAULT_RANK
 
     p = sub.add_parser("train", formatter_class=HELP, help="train a model on a folder of captioned images",
@@ -88,6 +89,10 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default=None, help="auto, cpu, cuda")
     p.add_argument("--grad-checkpointing", action="store_true", default=None,
                    help="recompute activations to save memory")
+    p.add_argument("--compile", default=None, choices=COMPILE_MODES,
+                   help="torch.compile the network (auto: on CUDA; off: eager)")
+    p.add_argument("--resident-data", default=None, choices=RESIDENT_MODES,
+                   help="keep the images and prompt states in the device's memory (auto: on CUDA when they fit)")
     p.set_defaults(func=_train)
 
 
@@ -98,7 +103,8 @@ def _train(a: argparse.Namespace) -> None:
 
     over = {k: getattr(a, k) for k in ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes",
                                        "sample_every", "checkpoint_every", "grad_accum", "num_workers",
-                                       "device", "grad_checkpointing", "init", "balance_by", "lora")}
+                                       "device", "grad_checkpointing", "init", "balance_by", "lora",
+                                       "compile", "resident_data")}
     if a.resume is not None and over["out"] is None:
         over["out"] = str(a.resume)
     cfg = load_train_config(a.config, **over)

@@ -53,6 +53,12 @@ class ModelConfig:
                    text_max_length=d.get("text_max_length", 32))
 
 
+# torch.compile of the network: "auto" compiles on CUDA and runs eagerly elsewhere (on a 2-core CPU
+# compiling costs minutes and gains little, benchmarks/README.md); the others are torch.compile's modes
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
+# the training images and prompt states in the device's memory: "auto" on CUDA when they fit
+RESIDENT_MODES = ("auto", "on", "off")
+
 _ONE_UP, _ZERO_UP = (at_least(1), "at least 1"), (at_least(0), "at least 0 (0 = never)")
 _TRAIN_RULES: dict[str, Rule] = {
     "out": (non_blank, "a folder"), "split": (non_blank, "a split name"),
@@ -71,6 +77,8 @@ _TRAIN_RULES: dict[str, Rule] = {
     "sample_prompts": (lambda ps: all(p.strip() for p in ps), "prompts that are not blank"),
     "lora": (between(0, 256), "from 0 (off) to 256 (usual: 4 to 16)"),
     "lora_alpha": (at_least(0), "at least 0 (0 = the rank)"),
+    "compile": (lambda v: v in COMPILE_MODES, " or ".join(f'"{m}"' for m in COMPILE_MODES)),
+    "resident_data": (lambda v: v in RESIDENT_MODES, " or ".join(f'"{m}"' for m in RESIDENT_MODES)),
 }
 
 # What a LoRA run (`lora` > 0) uses for the options its recipe and command line leave out: 300 steps,
@@ -131,7 +139,12 @@ class TrainConfig:
     # bf16 autocast on the CPU too: about 1.25x the images/s on a CPU with bf16 instructions
     # (AVX512-BF16 or AMX); much slower on one without, or with other work on the cores: off by default
     cpu_bf16: bool = False
-    compile: bool = False  # torch.compile the network
+    # torch.compile the network (COMPILE_MODES): "auto" = on CUDA in the default mode, elsewhere not;
+    # a failure to compile falls back to eager with a warning
+    compile: str = "auto"
+    # the images (uint8) and prompt states kept on the device and drawn there (RESIDENT_MODES):
+    # "auto" = on CUDA when they fit in a quarter of its free memory; "on" also on the CPU
+    resident_data: str = "auto"
     channels_last: bool = False  # channels-last memory format
     grad_checkpointing: bool = False  # recompute activations in the backward pass to save memory
     num_workers: int = 0  # dataloader workers for streamed (sharded) data
@@ -156,6 +169,8 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise GouacheError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        if isinstance(d.get("compile"), bool):  # recipes and runs from before the modes
+            d["compile"] = "default" if d["compile"] else "off"
         for name in ("sample_prompts", "recolour_colours", "recolour_never"):
             if isinstance(d.get(name), list):  # TOML and JSON have lists, the config tuples
                 d[name] = tuple(d[name])

@@ -28,11 +28,7 @@ checkpoints, samples and logs (see ``distributed.py``).
 from __future__ import annotations
 
 import copy
-import csv
 import math
-import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,10 +39,12 @@ from tqdm.auto import tqdm
 from . import distributed as dist
 from .checkpoint import (clear_partial_checkpoints, load_train_state, load_weights, read_model_config,
                          resolve_model_dir, save_checkpoint)
+from .compiling import CompiledNet, compile_mode
 from .config import TrainConfig, write_json
 from .data.imagefolder import CaptionedImages, balanced_weights, load_imagefolder
 from .data.prompts import CaptionTable
 from .data.recolour import RecolourOptions, RecolourSource
+from .data.resident import ResidentSource, fits_on, resident_bytes
 from .data.shards import is_shard_spec
 from .data.sources import BatchSource, MemorySource, StreamSource
 from .denoiser import Denoiser
@@ -60,6 +58,7 @@ from .options import SamplingOptions
 from .outputs import check_output_folder
 from .pipeline import Pipeline
 from .text import TextEncoder
+from .train_log import StopSignal, TrainLog
 from .unet import UNet
 
 __all__ = ["train", "TrainResult"]
@@ -69,7 +68,7 @@ __all__ = ["train", "TrainResult"]
 class TrainResult:
     run: Path  # the run folder
     step: int  # the last step done
-    losses: list[float]  # the training loss of every step of this call
+    losses: list[float]  # the training loss of every step of this call (read back at each log row)
     images_per_second: float
     stopped: bool = False  # ended early by Ctrl-C or SIGTERM (a checkpoint was written)
 
@@ -87,6 +86,15 @@ def update_ema(ema: torch.nn.Module, net: torch.nn.Module, step: int, decay: flo
         torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1 - d)
 
 
+def _resident(cfg: TrainConfig, data: CaptionedImages, table: CaptionTable, device: torch.device) -> bool:
+    """Whether the images and prompt states go to the device (``TrainConfig.resident_data``)."""
+    if cfg.resident_data == "on" and cfg.recolour > 0:
+        raise GouacheError("resident_data = \"on\" cannot recolour: recolouring works on the CPU's images")
+    if cfg.resident_data == "off" or cfg.recolour > 0:
+        return False
+    return cfg.resident_data == "on" or fits_on(device, resident_bytes(data, table))
+
+
 class Trainer:
     """Holds the pieces of one run; ``step`` does one optimiser step."""
 
@@ -97,8 +105,13 @@ class Trainer:
         if isinstance(data, CaptionedImages):
             weights = balanced_weights(data.records, cfg.balance_by) if cfg.balance_by else None
             self.source: BatchSource = MemorySource(data, table, weights)
+            if _resident(cfg, data, table, device):  # the same draws, gathered on the device
+                self.source = ResidentSource(self.source, device)
         elif cfg.balance_by:  # a stream decides itself which images come
             raise GouacheError("balance_by needs the images in memory (an imagefolder), not streamed shards")
+        elif cfg.resident_data == "on":
+            raise GouacheError("resident_data = \"on\" needs the images in memory (an imagefolder), "
+                               "not streamed shards")
         else:
             self.source = data
         torch.manual_seed(cfg.seed)  # the network's initial weights
@@ -110,14 +123,15 @@ class Trainer:
             net = net.to(memory_format=torch.channels_last)
         self.net = net.to(device)  # the weights that are trained and saved
         self.ema = copy.deepcopy(self.net).eval().requires_grad_(False)
-        if cfg.compile:  # in place, so that the state dict keeps its keys (no "_orig_mod.")
-            # static shapes: a new batch shape recompiles; inductor's dynamic-shape path failed
-            # on this network on the CPU (torch 2.13) once a second shape arrived
-            self.net.compile(dynamic=False)
         # several ranks: DistributedDataParallel wraps the network and the denoiser stays
         # outside it, as k-diffusion does, so the loss is the denoiser's whatever the wrapping
         self.ddp = dist.data_parallel(self.net, device)
-        self.denoiser = Denoiser(self.ddp, sigma_data=cfg.model.schedule.sigma_data)
+        # compiled on CUDA by default; self.net stays the plain module, so its keys are saved
+        self.runner = CompiledNet(self.ddp, compile_mode(cfg.compile, device), quiet=not dist.is_main())
+        self.denoiser = Denoiser(self.runner, sigma_data=cfg.model.schedule.sigma_data)
+        # a compiled network sees one prompt length: no recompiling for each batch's longest caption
+        self.prompt_length = (cfg.model.text_max_length if self.runner.active
+                              and not isinstance(self.source, ResidentSource) else 0)
         # fused: one kernel for all parameters; on a 2-core CPU 13 ms a step against 50 ms (cpu64)
         trained = [p for p in self.net.parameters() if p.requires_grad]  # all, or a LoRA's adapter only
         self.opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -127,16 +141,47 @@ class Trainer:
         self.autocast = cfg.bf16 if device.type == "cuda" else device.type == "cpu" and cfg.cpu_bf16
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One global batch, this rank's share: images in [-1, 1] and caption ids."""
+        """One global batch, this rank's share: images in [-1, 1] on the device and caption ids
+        (where the source keeps its prompt states: ``source.cond`` takes them)."""
         images, ids = self.source.draw(self.cfg.batch_size, generator=self.gen["data"],
                                        dropout=self.cfg.caption_dropout, step=self.step_no)
-        x0 = images.to(self.device, non_blocking=True).float() / 127.5 - 1
-        return x0, ids.to(self.device)
+        if images.device.type == "cpu" and self.device.type == "cuda":
+            images = images.pin_memory()  # copied while the previous step still runs
+        return images.to(self.device, non_blocking=True).float() / 127.5 - 1, ids
 
-    def step(self) -> float:
+    def cond(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The prompt inputs of caption ids, padded to ``prompt_length`` when that is set."""
+        cond = self.source.cond(ids, self.device)
+        pad = self.prompt_length - cond["tokens"].shape[1]
+        if pad > 0:
+            cond["tokens"] = torch.nn.functional.pad(cond["tokens"], (0, 0, 0, pad))  # (B, L, D)
+            cond["mask"] = torch.nn.functional.pad(cond["mask"], (0, pad), value=False)  # (B, L)
+        return cond
+
+    def step(self) -> torch.Tensor:
+        """One optimiser step; its loss (averaged over this rank's batch) as a tensor on the
+        device, not read back: NaN where the loss or the gradient was not finite.
+
+        The first step of a compiled network compiles it; if compiling fails, the step is
+        redone eagerly from the same random state (``CompiledNet`` says so in one line)."""
+        if not self.runner.active or self.runner.tried:
+            return self._step()
+        self.runner.tried = True
+        states = {name: g.get_state() for name, g in self.gen.items()}
+        try:
+            return self._step()
+        except Exception as e:  # noqa: BLE001 - whatever failed, the eager step decides
+            self.runner.fall_back(e)
+            self.opt.zero_grad(set_to_none=True)
+            for name, g in self.gen.items():
+                g.set_state(states[name])
+            return self._step()
+
+    def _step(self) -> torch.Tensor:
         cfg = self.cfg
         for group in self.opt.param_groups:
             group["lr"] = lr_at(self.step_no, cfg)
+        self.runner.begin_step()
         x0, ids = self.batch()
         b = x0.shape[0]  # this rank's share of the global batch
         g = self.gen["noise"]  # drawn for the global batch, so any number of ranks agrees
@@ -144,24 +189,24 @@ class Trainer:
             cfg.batch_size, generator=g, device=self.device))
         noise = dist.shard(torch.randn((cfg.batch_size, *x0.shape[1:]), generator=g, device=self.device))
         total = torch.zeros((), device=self.device)
-        chunks = torch.arange(b).chunk(cfg.grad_accum)
-        for k, part in enumerate(chunks):
+        m = b // cfg.grad_accum  # images per micro-batch (the batch divides, train() checks)
+        for k in range(cfg.grad_accum):
+            part = slice(k * m, (k + 1) * m)
             # gradients are averaged over ranks on the last micro-batch only
-            with dist.sync_gradients(self.ddp, k == len(chunks) - 1), \
+            with dist.sync_gradients(self.ddp, k == cfg.grad_accum - 1), \
                     torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
-                cond = self.source.cond(ids[part], self.device)
-                losses = self.denoiser.loss(x0[part], noise[part], sigma[part], **cond)
+                losses = self.denoiser.loss(x0[part], noise[part], sigma[part], **self.cond(ids[part]))
                 loss = losses.sum() / b  # mean over this rank's batch
             loss.backward()
             total += loss.detach()
-        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)  # a tensor: no sync
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         update_ema(self.ema, self.net, self.step_no, cfg.ema_decay)
         self.step_no += 1
-        # a non-finite gradient makes the returned loss NaN (0 * inf is NaN): the weights it
-        # reached are broken even where the loss itself was still finite
-        return float(dist.mean(total + 0 * norm))
+        # a non-finite gradient makes the loss NaN (0 * inf is NaN): the weights it reached
+        # are broken even where the loss itself was still finite
+        return (total + 0 * norm).detach()
 
     def save(self) -> Path:
         if self.lora:
@@ -242,43 +287,48 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         clear_partial_checkpoints(run)  # a save cut short by a crash
         write_json(cfg.to_dict(), run / "train_config.json")
     heldout = HeldOut.from_folder(cfg, text_encoder, device) if lead and cfg.eval_every else None
-    log = _Log(run / "log.csv", step=trainer.step_no) if lead else None
+    log = TrainLog(run / "log.csv", step=trainer.step_no) if lead else None
     return _loop(trainer, text_encoder, heldout, log, lead=lead, progress=progress and lead)
 
 
 def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None",
-          log: "_Log | None", *, lead: bool, progress: bool) -> TrainResult:
+          log: "TrainLog | None", *, lead: bool, progress: bool) -> TrainResult:
     """Train to ``cfg.steps``. ``lead`` (rank 0) writes the log, samples and checkpoints;
     ``heldout`` and ``log`` are None on the other ranks."""
     cfg, run = trainer.cfg, Path(trainer.cfg.out)
     losses: list[float] = []
-    start, seen, stopped = time.perf_counter(), 0, False
+    pending: list[torch.Tensor] = []  # the losses of the steps since the last read-back, on the device
+    start, seen, stopped, out_of_time = time.perf_counter(), 0, False, False
     bar = tqdm(total=cfg.steps, initial=trainer.step_no, desc="training", unit="step", disable=not progress)
     budget = TimeBudget(cfg, trainer.step_no)
     with StopSignal() as stop:
         while trainer.step_no < cfg.steps:
-            loss = trainer.step()
-            if not math.isfinite(loss):  # the same on every rank: the loss is averaged over them
-                raise GouacheError(_diverged(trainer, loss))
-            losses.append(loss)
+            pending.append(trainer.step())  # queued on the device: nothing here waits for it
             seen += cfg.batch_size
             step = trainer.step_no
             elapsed = time.perf_counter() - start
-            # rank 0's clock decides for all (a rank shortening alone would hang the others)
-            if budget.open(step) and budget.update(step, dist.broadcast_float(elapsed)):
-                if bar.total == budget.planned and progress:
-                    tqdm.write(f"time budget: about {cfg.steps} of {budget.planned} steps fit in {cfg.max_minutes:g} "
-                               f"minutes at this pace; the cool-down is shortened to match")
-                bar.total = cfg.steps
+            scheduled = any(_due(step, n) for n in (cfg.checkpoint_every, cfg.sample_every, cfg.eval_every))
+            logs = _due(step, cfg.log_every)
+            # the shared decisions: every step in one process; with several, each is a collective
+            # that waits for the device, so every _DECIDE_EVERY steps and wherever the loop writes
+            if not dist.is_distributed() or _due(step, _DECIDE_EVERY) or scheduled or logs or step == cfg.steps:
+                # rank 0's clock decides for all (a rank shortening alone would hang the others)
+                if budget.open(step) and budget.update(step, dist.broadcast_float(elapsed)):
+                    if bar.total == budget.planned and progress:
+                        tqdm.write(f"time budget: about {cfg.steps} of {budget.planned} steps fit in "
+                                   f"{cfg.max_minutes:g} minutes at this pace; the cool-down is shortened to match")
+                    bar.total = cfg.steps
+                out_of_time = cfg.max_minutes > 0 and dist.any_rank(elapsed > 60 * cfg.max_minutes)  # unanimous
+                stopped = dist.any_rank(stop.requested)
             ips = seen / elapsed
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.1f}")
-            out_of_time = cfg.max_minutes > 0 and dist.any_rank(elapsed > 60 * cfg.max_minutes)  # unanimous
-            stopped = dist.any_rank(stop.requested)
             last = step == cfg.steps or out_of_time
             # rank 0's slow work below: every rank knows when it happens, and waits for it
-            writes = last or stopped or any(_due(step, n) for n in (cfg.checkpoint_every, cfg.sample_every,
-                                                                   cfg.eval_every))
+            writes = last or stopped or scheduled
+            if writes or logs:  # the one host sync: the losses so far, checked before anything is saved
+                losses += _read_back(trainer, pending)
+                pending.clear()
+                bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{ips:.1f}")
             if lead and not stopped:
                 if _due(step, cfg.log_every) or last:
                     recent = losses[-cfg.log_every:]
@@ -299,45 +349,30 @@ def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None"
                        stopped=stopped)
 
 
-class StopSignal:
-    """Ctrl-C or SIGTERM asks the loop to stop after the current step, with a checkpoint.
-
-    A second signal acts at once (the previous handlers are back by then). Handlers
-    can only be set from the main thread; elsewhere this does nothing.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: dict[int, object] = {}
-
-    def __enter__(self) -> "StopSignal":
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.requested = True
-        self._restore()
-        print("\nstopping after this step, with a checkpoint (again to abort)", file=sys.stderr)
-
-    def _restore(self) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
-        self._old = {}
-
-    def __exit__(self, *exc: object) -> None:
-        self._restore()
+def _read_back(trainer: Trainer, pending: list[torch.Tensor]) -> list[float]:
+    """The pending steps' losses as numbers, averaged over ranks (the same on every rank):
+    one copy from the device. A non-finite one stops training before anything of it is saved."""
+    values = dist.mean(torch.stack(pending)).tolist() if pending else []
+    first = trainer.step_no - len(values) + 1  # the step of values[0]
+    for k, loss in enumerate(values):
+        if not math.isfinite(loss):
+            raise GouacheError(_diverged(trainer, first + k, loss))
+    return values
 
 
-def _diverged(trainer: Trainer, loss: float) -> str:
-    """What to tell the user when training has diverged; nothing of the step is saved."""
+def _diverged(trainer: Trainer, step: int, loss: float) -> str:
+    """What to tell the user when training has diverged at ``step``; nothing since the last
+    read-back is saved, so the last checkpoint is from before that step."""
     cfg = trainer.cfg
     latest = Path(cfg.out) / "latest.txt"
     kept = (f"the last checkpoint, {latest.read_text().strip()}, is kept" if latest.exists()
             else "no checkpoint was written")
-    return (f"training diverged at step {trainer.step_no}: the loss (or its gradient) is {loss}; {kept}. "
+    return (f"training diverged at step {step}: the loss (or its gradient) is {loss}; {kept}. "
             f"Lower lr (now {cfg.lr:g}) or grad_clip (now {cfg.grad_clip:g}), or raise warmup "
             f"(now {cfg.warmup})")
+
+
+_DECIDE_EVERY = 10  # steps between the shared decisions (time, stop) of several processes
 
 
 def _due(step: int, every: int) -> bool:
@@ -351,34 +386,3 @@ def _sample_grid(trainer: Trainer, text_encoder: TextEncoder, path: Path) -> Non
     options = SamplingOptions(steps=trainer.cfg.sample_steps)
     images = pipe.generate(prompts, options, seed=0, progress=False).images
     save_png(grid(images, cols=min(5, len(images)), labels=prompts, scale=2), path)
-
-
-class _Log:
-    """Rows of log.csv: step, loss, lr, images_per_second, heldout_loss (blank where not measured)."""
-
-    FIELDS = ("time", "step", "loss", "lr", "images_per_second", "heldout_loss")
-
-    def __init__(self, path: Path, *, step: int = 0) -> None:
-        """Rows past ``step``, the step the run starts from, are dropped: a resumed run redoes them."""
-        self.path = path
-        rows = []
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
-        header = rows[0] if rows else list(self.FIELDS)
-        at = header.index("step") if "step" in header else 1
-        kept = [r for r in rows[1:] if len(r) > at and r[at].isdigit() and int(r[at]) <= step]
-        if not rows or len(kept) < len(rows) - 1:  # new (or empty), or rows to drop
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "w", newline="") as f:
-                csv.writer(f).writerows([header, *kept])
-            tmp.replace(path)
-
-    def write(self, **row: float) -> None:
-        row["time"] = int(time.time())
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.FIELDS])
-
-
-def _fmt(v) -> str:
-    return f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v)

@@ -69,7 +69,7 @@ def test_cpu_bf16_runs_the_network_in_bf16_and_follows_the_fp32_run(shapes_dir, 
                           torch.device("cpu"))
         seen = dtypes.setdefault(on, set())
         trainer.net.stem.register_forward_hook(lambda m, i, o, seen=seen: seen.add(o.dtype))
-        losses[on] = [trainer.step() for _ in range(4)]
+        losses[on] = [float(trainer.step()) for _ in range(4)]
     assert dtypes == {False: {torch.float32}, True: {torch.bfloat16}}
     # the same draws, so bf16 rounding is the only difference: close, and not equal
     assert losses[True] != losses[False]
@@ -93,12 +93,13 @@ def test_resume_repeats_an_uninterrupted_run(shapes_dir, tmp_path, text_encoder)
 
 
 @pytest.mark.slow
-def test_compiled_training_matches_eager_and_saves_the_same_keys(shapes_dir, tmp_path, text_encoder):
+def test_compiled_training_matches_eager_and_saves_the_same_keys(shapes_dir, tmp_path, text_encoder, capsys):
     data = load_imagefolder(shapes_dir, size=16, progress=False)
     eager = train(tiny_cfg(shapes_dir, tmp_path / "eager", steps=3), data=data, text_encoder=text_encoder,
                   progress=False)
-    compiled = train(tiny_cfg(shapes_dir, tmp_path / "compiled", steps=3, compile=True), data=data,
+    compiled = train(tiny_cfg(shapes_dir, tmp_path / "compiled", steps=3, compile="default"), data=data,
                      text_encoder=text_encoder, progress=False)
+    assert "torch.compile" not in capsys.readouterr().err  # it compiled: no fallback to eager
     assert compiled.losses == pytest.approx(eager.losses, rel=1e-3)
     net = UNet(PRESETS["tiny"])  # a plain network loads the compiled run's weights: same keys
     load_weights(net, tmp_path / "compiled" / "checkpoints" / "step-00000003" / "model.safetensors")
@@ -283,3 +284,117 @@ def test_a_resumed_run_logs_each_step_once_and_clears_stale_temp_folders(shapes_
     with open(run / "log.csv", newline="") as f:
         steps = [int(row["step"]) for row in csv.DictReader(f)]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_compiler_that_fails_in_the_first_step_falls_back_to_the_eager_run(shapes_dir, tmp_path,
+                                                                             text_encoder, monkeypatch, capsys):
+    """Compiling happens at the first call: a failure there costs one line, not the run, and the
+    step is redone from the same random state, so the run is the eager run."""
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    eager = train(tiny_cfg(shapes_dir, tmp_path / "eager", steps=3), data=data, text_encoder=text_encoder,
+                  progress=False)
+    calls = []
+
+    def compile_that_fails_when_run(module, **kwargs):
+        def run(*args, **kw):
+            calls.append(kwargs)
+            raise RuntimeError("inductor: lowering failed")
+        return run
+
+    monkeypatch.setattr(torch, "compile", compile_that_fails_when_run)
+    capsys.readouterr()
+    forced = train(tiny_cfg(shapes_dir, tmp_path / "forced", steps=3, compile="default"), data=data,
+                   text_encoder=text_encoder, progress=False)
+    assert calls == [{"mode": "default", "dynamic": False}]  # tried once, then never again
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "torch.compile" in ln]
+    assert len(warned) == 1 and "training eagerly" in warned[0] and "lowering failed" in warned[0]
+    assert forced.step == 3 and forced.losses == eager.losses
+
+
+def test_compile_and_resident_data_are_off_on_the_cpu_unless_asked(shapes_dir, tmp_path, text_encoder):
+    from gouache.data.resident import ResidentSource
+    from gouache.data.sources import MemorySource
+
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    table = CaptionTable.build(data, text_encoder)
+    plain = Trainer(tiny_cfg(shapes_dir, tmp_path), data, table, torch.device("cpu"))
+    assert (plain.cfg.compile, plain.cfg.resident_data) == ("auto", "auto")
+    assert not plain.runner.active and isinstance(plain.source, MemorySource)
+    forced = Trainer(tiny_cfg(shapes_dir, tmp_path, resident_data="on"), data, table, torch.device("cpu"))
+    assert isinstance(forced.source, ResidentSource)
+    with pytest.raises(GouacheError, match="cannot recolour"):
+        Trainer(tiny_cfg(shapes_dir, tmp_path, resident_data="on", recolour=0.5), data, table, torch.device("cpu"))
+    with pytest.raises(GouacheError, match='compile must be "auto" or "off"'):
+        tiny_cfg(shapes_dir, tmp_path, compile="fast")
+    assert tiny_cfg(shapes_dir, tmp_path, compile=True).compile == "default"  # a recipe from before the modes
+    assert tiny_cfg(shapes_dir, tmp_path, compile=False).compile == "off"
+
+
+def test_a_step_never_reads_a_number_back_from_the_device(shapes_dir, tmp_path, text_encoder, monkeypatch):
+    """Inside a step nothing waits for the device: no .item(), float(), int(), bool() or .tolist()
+    of a tensor (each one a host sync on CUDA); the loss comes back as a tensor."""
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    table = CaptionTable.build(data, text_encoder)
+    trainer = Trainer(tiny_cfg(shapes_dir, tmp_path, resident_data="on"), data, table, torch.device("cpu"))
+    trainer.step()  # first steps may set things up
+    reads = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "__index__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _n=name, _r=real: reads.append(_n) or _r(self, *a))
+    loss = trainer.step()
+    monkeypatch.undo()
+    assert reads == [] and isinstance(loss, torch.Tensor) and loss.shape == () and not loss.requires_grad
+
+
+def test_losses_are_read_back_at_log_rows_only(shapes_dir, tmp_path, text_encoder, monkeypatch):
+    import gouache.train as train_module
+
+    read, real = [], train_module._read_back
+    monkeypatch.setattr(train_module, "_read_back", lambda trainer, pending: read.append(len(pending))
+                        or real(trainer, pending))
+    result = train(tiny_cfg(shapes_dir, tmp_path / "run", steps=8, log_every=4, checkpoint_every=8),
+                   text_encoder=text_encoder, progress=False)
+    assert read == [4, 4] and len(result.losses) == 8 and all(isinstance(x, float) for x in result.losses)
+
+
+def test_divergence_between_log_rows_keeps_the_checkpoint_from_before_it(shapes_dir, tmp_path, text_encoder,
+                                                                         monkeypatch):
+    """NaN at step 5 is read back at step 8: the error names step 5, and the checkpoint of step 4
+    is the one kept (steps 5 to 8 are never saved)."""
+    from gouache.denoiser import Denoiser
+
+    loss, calls = Denoiser.loss, []
+
+    def blows_up_at_step_5(self, *args, **kwargs):
+        calls.append(1)
+        out = loss(self, *args, **kwargs)
+        return out * float("nan") if len(calls) == 5 else out
+
+    monkeypatch.setattr(Denoiser, "loss", blows_up_at_step_5)
+    run = tmp_path / "run"
+    with pytest.raises(GouacheError, match="training diverged at step 5: .*nan.*step-00000004.* is kept"):
+        train(tiny_cfg(shapes_dir, run, steps=12, checkpoint_every=4, log_every=4), text_encoder=text_encoder,
+              progress=False)
+    assert len(calls) == 8  # it ran on to the read-back, and saved nothing of those steps
+    assert resolve_model_dir(run).name == "step-00000004"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000004"]
+    rows = (run / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows] == [4]
+
+
+def test_resident_data_trains_as_in_memory_and_resumes_exactly(shapes_dir, tmp_path, text_encoder):
+    data = load_imagefolder(shapes_dir, size=16, progress=False)
+    loader = train(tiny_cfg(shapes_dir, tmp_path / "loader"), data=data, text_encoder=text_encoder, progress=False)
+    on = dict(resident_data="on")
+    full = train(tiny_cfg(shapes_dir, tmp_path / "full", **on), data=data, text_encoder=text_encoder,
+                 progress=False)
+    # the same images, captions and noise: only the prompts' padding (masked out) differs
+    assert full.losses == pytest.approx(loader.losses, rel=1e-4)
+    first = train(tiny_cfg(shapes_dir, tmp_path / "cut", steps=3, **on), data=data, text_encoder=text_encoder,
+                  progress=False)
+    rest = train(tiny_cfg(shapes_dir, tmp_path / "cut", **on), resume=tmp_path / "cut", data=data,
+                 text_encoder=text_encoder, progress=False)
+    assert first.losses + rest.losses == full.losses
+    a = (tmp_path / "full" / "checkpoints" / "step-00000006" / "ema.safetensors").read_bytes()
+    b = (tmp_path / "cut" / "checkpoints" / "step-00000006" / "ema.safetensors").read_bytes()
+    assert a == b

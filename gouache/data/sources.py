@@ -47,14 +47,19 @@ class MemorySource:
     def __init__(self, data: CaptionedImages, table: CaptionTable, weights: torch.Tensor | None = None) -> None:
         self.data, self.table, self.weights = data, table, weights
 
-    def draw(self, batch_size: int, *, generator: torch.Generator, dropout: float,
-             step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def indices(self, batch_size: int, *, generator: torch.Generator,
+                dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of a global batch: image indices and caption ids (both (b,) long)."""
         if self.weights is None:
             idx = torch.randint(len(self.data), (batch_size,), generator=generator)
         else:
             idx = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
         ids = self.table.draw(idx, generator=generator, dropout=dropout)
-        idx, ids = dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
+        return dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
+
+    def draw(self, batch_size: int, *, generator: torch.Generator, dropout: float,
+             step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        idx, ids = self.indices(batch_size, generator=generator, dropout=dropout)
         return self.data.images[idx], ids
 
     def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
