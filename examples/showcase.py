@@ -4,7 +4,8 @@
     python examples/showcase.py --model runs/emoji64-cpu --seeds 4 --out /tmp/grid.png
 
 Columns are prompts; each row is one seed (seeds 0, 1, ...), so no picture is chosen
-by hand. Defaults are those of `gouache generate`: DPM-Solver++(2M), 20 steps, guidance 3.
+by hand. Defaults are those of `gouache generate`: sampler auto (the shipped model's few-step
+student, 4 steps; `--sampler dpmpp_2m` for the 20-step teacher), guidance 3.
 """
 from __future__ import annotations
 

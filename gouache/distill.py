@@ -43,7 +43,7 @@ from .outputs import check_output_folder, save_tensors
 from .pipeline import Pipeline
 from .student import INFO_FILE, StudentInfo, read_student_info, refuse_bare_student, weights_fingerprint
 from .text import TextEncoder
-from .train import StopSignal, _Log
+from .train_log import StopSignal, TrainLog
 
 __all__ = ["DistillConfig", "DistillResult", "distill", "load_distill_config"]
 
@@ -236,10 +236,10 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
     run.mkdir(parents=True, exist_ok=True)
     clear_partial_checkpoints(run)
     write_json(asdict(cfg), run / "distill_config.json")
-    return _loop(d, text_encoder, _Log(run / "log.csv", step=d.step_no), progress)
+    return _loop(d, text_encoder, TrainLog(run / "log.csv", step=d.step_no), progress)
 
 
-def _loop(d: Distiller, text_encoder: TextEncoder, log: _Log, progress: bool) -> DistillResult:
+def _loop(d: Distiller, text_encoder: TextEncoder, log: TrainLog, progress: bool) -> DistillResult:
     cfg, run = d.cfg, Path(d.cfg.out)
     losses: list[float] = []
     start, first, stopped = time.time(), d.step_no, False
