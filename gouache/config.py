@@ -28,6 +28,13 @@ __all__ = ["ModelConfig", "TrainConfig", "load_train_config"]
 
 DEFAULT_SAMPLE_PROMPTS = ("red apple", "watermelon", "banana", "grinning face", "cat face",
                           "rocket", "pizza", "sun", "red heart", "christmas tree")
+# What the base paints for a LoRA run's prior preservation (lora_prior.py) unless a recipe says:
+# 32 names from the shipped emoji model's training captions, none of them a showcase prompt above
+PRIOR_PROMPTS = ("dog face", "tiger face", "strawberry", "grapes", "cherries", "hamburger", "bicycle",
+                 "automobile", "house", "star", "crescent moon", "cloud", "umbrella", "snowman", "ghost",
+                 "smiling face with sunglasses", "thumbs up", "soccer ball", "light bulb", "bell", "wrapped gift",
+                 "trophy", "books", "fire", "rainbow", "four leaf clover", "sunflower", "butterfly", "fish",
+                 "frog", "penguin", "mushroom")
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,9 @@ _TRAIN_RULES: dict[str, Rule] = {
     "sample_prompts": (lambda ps: all(p.strip() for p in ps), "prompts that are not blank"),
     "lora": (between(0, 256), "from 0 (off) to 256 (usual: 4 to 16)"),
     "lora_alpha": (at_least(0), "at least 0 (0 = the rank)"),
+    "lora_prior": (between(0, 10_000), "from 0 (off) to 10000 pictures"),
+    "lora_prior_weight": (at_least(0), "at least 0 (usual: 1)"),
+    "lora_prior_prompts": (lambda ps: all(p.strip() for p in ps), "prompts that are not blank"),
 }
 
 # What a LoRA run (`lora` > 0) uses for the options its recipe and command line leave out: 300 steps,
@@ -101,6 +111,11 @@ class TrainConfig:
     lora: int = 0
     lora_alpha: float = 0.0  # the adapters' update is scaled by lora_alpha / lora (0 = alpha = rank: scale 1)
     lora_convs: bool = True  # adapters on the ResBlocks' 3x3 convolutions too, not only the attention
+    # prior preservation (lora_prior.py): the frozen base first paints this many pictures of
+    # lora_prior_prompts, and each step trains on as many of them as of the new pictures (0 = off)
+    lora_prior: int = 0
+    lora_prior_weight: float = 1.0  # the base pictures' loss weight beside the new pictures' (DreamBooth: 1)
+    lora_prior_prompts: tuple[str, ...] = PRIOR_PROMPTS  # what the base paints, cycled
     steps: int = 10_000  # optimiser steps
     batch_size: int = 32  # images per optimiser step (all processes together)
     grad_accum: int = 1  # micro-batches per step: same result, less memory
@@ -143,6 +158,10 @@ class TrainConfig:
         if self.lora and not self.init:
             raise GouacheError("training option: lora needs init, the trained model the adapters sit on "
                                "(--init gouache/models/emoji64)")
+        if self.lora_prior and not self.lora:
+            raise GouacheError("training option: lora_prior needs lora (prior preservation keeps a LoRA's base)")
+        if self.lora_prior and not self.lora_prior_prompts:
+            raise GouacheError("training option: lora_prior_prompts is empty; name what the base should paint")
         if self.sample_every and not self.sample_prompts:
             raise GouacheError("training option: sample_prompts is empty; name a prompt or set sample_every = 0")
 
@@ -156,7 +175,7 @@ class TrainConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise GouacheError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        for name in ("sample_prompts", "recolour_colours", "recolour_never"):
+        for name in ("sample_prompts", "recolour_colours", "recolour_never", "lora_prior_prompts"):
             if isinstance(d.get(name), list):  # TOML and JSON have lists, the config tuples
                 d[name] = tuple(d[name])
         cfg = cls(**d)
