@@ -103,8 +103,8 @@ class Trainer:
             self.source: BatchSource = PriorSource(data, table, new, weights) if prior else \
                 MemorySource(data, table, weights)
         elif cfg.balance_by or prior:  # a stream decides itself which images come
-            raise GouacheError("balance_by and lora_prior need the images in memory (an imagefolder), "
-                               "not streamed shards")
+            raise GouacheError(f"{'balance_by' if cfg.balance_by else 'lora_prior'} needs the images in memory "
+                               "(an imagefolder), not streamed shards")
         else:
             self.source = data
         # per-row loss weights of a batch with the base's pictures (None: the plain mean)
