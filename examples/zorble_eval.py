@@ -1,7 +1,8 @@
 """Measure what a LoRA taught and what it cost: the README's "Teach it your own pictures" table.
 
-For each model (the shipped base, the base with the zorble adapter at scale 1, and a full
-``--init`` fine-tune on the same pictures):
+For each model (the shipped base, the base with a zorble adapter at scale 1, trained without
+(``--lora``) or with prior preservation (``--prior``), and a full ``--init`` fine-tune on the
+same pictures):
 
 * new-subject score: pictures from prompts the adapter never saw (a colour it never saw, the
   word in new phrases), and the share whose nearest real neighbour is a zorble, among the 16
@@ -14,7 +15,8 @@ For each model (the shipped base, the base with the zorble adapter at scale 1, a
 It also draws the before/after grid. Usage (after examples/zorble.py and the two runs of the README):
 
     python examples/zorble_eval.py --emoji data-build/emoji64 --zorble data-build/zorble \\
-        --lora runs/zorble-lora --full runs/zorble-full --out eval/zorble --grid docs/images/lora_zorble.png
+        --lora runs/zorble-lora --prior runs/zorble-prior60 --full runs/zorble-full --out eval/zorble \\
+        --grid docs/images/lora_zorble.png
 
 (one model at a time works too: ``--skip-base --full runs/zorble-full`` adds the full fine-tune,
 and ``--grid`` draws every model measured in ``--out`` so far).

@@ -81,9 +81,9 @@ def _add_train(sub) -> None:
                         "model; the other options' defaults then fit about 10 minutes on a CPU (see README)")
     p.add_argument("--prior", type=int, default=None, metavar="N", dest="lora_prior",
                    help="with --lora: the base first paints N pictures of its own (lora_prior_prompts) and "
-                        "each step trains on them beside yours, so it forgets less (DreamBooth); 0 = off")
-    p.add_argument("--prior-weight", type=float, default=None, dest="lora_prior_weight",
-                   help="with --prior: the weight of the base's pictures' loss beside yours")
+                        "each step trains on them beside yours, so it forgets less (DreamBooth); 0 = off (LoRA default: 64)")
+    p.add_argument("--prior-weight", type=float, default=None, dest="lora_prior_weight", metavar="W",
+                   help="with --prior: the weight of the base's pictures' loss beside yours (default: 1)")
     for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
                        ("max-minutes", float), ("sample-every", int), ("checkpoint-every", int),
                        ("grad-accum", int), ("num-workers", int)):
