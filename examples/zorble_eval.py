@@ -1,7 +1,8 @@
 """Measure what a LoRA taught and what it cost: the README's "Teach it your own pictures" table.
 
-For each model (the shipped base, the base with the zorble adapter at scale 1, and a full
-``--init`` fine-tune on the same pictures):
+For each model (the shipped base, the base with a zorble adapter at scale 1, trained without
+(``--lora``) or with prior preservation (``--prior``), and a full ``--init`` fine-tune on the
+same pictures):
 
 * new-subject score: pictures from prompts the adapter never saw (a colour it never saw, the
   word in new phrases), and the share whose nearest real neighbour is a zorble, among the 16
@@ -14,7 +15,8 @@ For each model (the shipped base, the base with the zorble adapter at scale 1, a
 It also draws the before/after grid. Usage (after examples/zorble.py and the two runs of the README):
 
     python examples/zorble_eval.py --emoji data-build/emoji64 --zorble data-build/zorble \\
-        --lora runs/zorble-lora --full runs/zorble-full --out eval/zorble --grid docs/images/lora_zorble.png
+        --lora runs/zorble-lora --prior runs/zorble-prior60 --full runs/zorble-full --out eval/zorble \\
+        --grid docs/images/lora_zorble.png
 
 (one model at a time works too: ``--skip-base --full runs/zorble-full`` adds the full fine-tune,
 and ``--grid`` draws every model measured in ``--out`` so far).
@@ -50,6 +52,8 @@ def main() -> None:
     p.add_argument("--emoji", type=Path, required=True)
     p.add_argument("--zorble", type=Path, required=True)
     p.add_argument("--lora", type=Path, default=None, help="the LoRA run folder (or adapter file)")
+    p.add_argument("--prior", type=Path, default=None,
+                   help="a LoRA run with prior preservation (--prior N), measured as the model \"prior\"")
     p.add_argument("--full", type=Path, default=None, help="the full fine-tune's run folder")
     p.add_argument("--skip-base", action="store_true", help="the base is measured already (in --out)")
     p.add_argument("--out", type=Path, required=True, help="per model: NAME.json and NAME.safetensors (pictures)")
@@ -63,19 +67,22 @@ def main() -> None:
     models = {} if a.skip_base else {"base": lambda: Pipeline.load(device="cpu", text_encoder=encoder)}
     if a.lora is not None:
         models["lora"] = lambda: Pipeline.load(device="cpu", text_encoder=encoder, lora=[a.lora])
+    if a.prior is not None:
+        models["prior"] = lambda: Pipeline.load(device="cpu", text_encoder=encoder, lora=[a.prior])
     if a.full is not None:
         models["full"] = lambda: Pipeline.load(a.full, device="cpu", text_encoder=encoder)
-    extractor = InceptionV3TF("cpu")
-    real, real_feats, real_labels, test = _real_reference(a.emoji, extractor)
-    zorbles = load_imagefolder(a.zorble, size=64, progress=False).images
-    zorble_feats = extractor.extract(zorbles, progress=False)
-    pick = random.Random(0).sample(test, EMOJI_POOL)
-    pool = torch.cat([zorble_feats, real_feats[pick]])
-    pool_images = torch.cat([zorbles, real[pick]])
-    is_zorble = torch.arange(len(pool)) < len(zorble_feats)
     new_prompts = [q for q in NEW_PROMPTS for _ in range(a.per_prompt)]
     showcase = [q for q in DEFAULT_SAMPLE_PROMPTS for _ in range(a.per_showcase)]
     a.out.mkdir(parents=True, exist_ok=True)
+    if models:  # the references (Inception features): minutes on a CPU, only when a model is measured
+        extractor = InceptionV3TF("cpu")
+        real, real_feats, real_labels, test = _real_reference(a.emoji, extractor)
+        zorbles = load_imagefolder(a.zorble, size=64, progress=False).images
+        zorble_feats = extractor.extract(zorbles, progress=False)
+        pick = random.Random(0).sample(test, EMOJI_POOL)
+        pool = torch.cat([zorble_feats, real_feats[pick]])
+        pool_images = torch.cat([zorbles, real[pick]])
+        is_zorble = torch.arange(len(pool)) < len(zorble_feats)
     for name, load in models.items():
         pipe = load()
         new = generate_images(pipe, new_prompts, options, seed=0, batch_size=16, progress=False)
@@ -99,7 +106,7 @@ def main() -> None:
         save_file({"new": new.contiguous(), "showcase": base_imgs.contiguous()}, a.out / f"{name}.safetensors")
         print(name, json.dumps(row), flush=True)
     if a.grid is not None:
-        shown = {name: load_file(a.out / f"{name}.safetensors") for name in ("base", "lora", "full")
+        shown = {name: load_file(a.out / f"{name}.safetensors") for name in ("base", "lora", "prior", "full")
                  if (a.out / f"{name}.safetensors").exists()}
         _grid({k: (v["new"], v["showcase"]) for k, v in shown.items()}, a, showcase)
 

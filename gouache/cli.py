@@ -80,6 +80,11 @@ def _add_train(sub) -> None:
     p.add_argument("--lora", type=int, nargs="?", const=DEFAULT_RANK, default=None, metavar="RANK",
                    help=f"train only low-rank adapters of this rank (alone: {DEFAULT_RANK}) on the frozen --init "
                         "model; the other options' defaults then fit about 10 minutes on a CPU (see README)")
+    p.add_argument("--prior", type=int, default=None, metavar="N", dest="lora_prior",
+                   help="with --lora: the base first paints N pictures of its own (lora_prior_prompts) and "
+                        "each step trains on them beside yours, so it forgets less (DreamBooth); 0 = off (LoRA default: 64)")
+    p.add_argument("--prior-weight", type=float, default=None, dest="lora_prior_weight", metavar="W",
+                   help="with --prior: the weight of the base's pictures' loss beside yours (default: 1)")
     for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int),
                        ("max-minutes", float), ("sample-every", int), ("checkpoint-every", int),
                        ("grad-accum", int), ("num-workers", int)):
@@ -104,7 +109,7 @@ def _train(a: argparse.Namespace) -> None:
     over = {k: getattr(a, k) for k in ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes",
                                        "sample_every", "checkpoint_every", "grad_accum", "num_workers",
                                        "device", "grad_checkpointing", "init", "balance_by", "lora",
-                                       "compile", "resident_data")}
+                                       "compile", "resident_data", "lora_prior", "lora_prior_weight")}
     if a.resume is not None and over["out"] is None:
         over["out"] = str(a.resume)
     cfg = load_train_config(a.config, **over)

@@ -10,6 +10,8 @@ and the run's EMA copy averages only it. A checkpoint folder holds
     train.safetensors, state.json       AdamW's moments, the generators, the step (as any run)
 
 so that a resumed run repeats an uninterrupted one. The model's config is the base's.
+With prior preservation (``lora_prior.py``) the run folder also holds ``prior.safetensors``,
+the base's own pictures that every step trains on beside the new ones.
 """
 from __future__ import annotations
 

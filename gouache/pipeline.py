@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from PIL import Image
@@ -30,14 +30,14 @@ from .device import pick_device
 from .errors import GouacheError
 from .guidance import guided
 from .images import to_pil
-from .lora import LoraSpec, apply_adapters, find_adapter, parse_lora_spec
+from .lora import LoraSpec, apply_adapters, find_adapter, parse_lora_spec, set_scale
 from .options import SamplingOptions
 from .rng import PerSampleNoise
 from .start import Picture, StartPicture, check_start
 from .student import StudentInfo, load_student, refuse_bare_student
 from .text import PromptEmbedding, TextEncoder
 
-__all__ = ["Pipeline", "Generation", "Frame", "default_model_dir", "check_prompts", "check_seeds", "MAX_SEED"]
+__all__ = ["Pipeline", "LoadedAdapter", "Generation", "Frame", "default_model_dir", "check_prompts", "check_seeds", "MAX_SEED"]
 
 PROMPT_CACHE_SIZE = 512  # prompts whose embeddings a pipeline keeps
 
@@ -68,6 +68,14 @@ class Generation:
     options: SamplingOptions | None = None  # how they were painted, the sampler named (not "auto")
 
 
+@dataclass(frozen=True)
+class LoadedAdapter:
+    """A low-rank adapter on a pipeline's network, not merged."""
+
+    path: Path  # its .safetensors file
+    scale: float  # what it is applied at now
+
+
 class Pipeline:
     def __init__(self, net: torch.nn.Module, text_encoder: TextEncoder, config: ModelConfig,
                  device: torch.device | str = "cpu", *,
@@ -81,6 +89,7 @@ class Pipeline:
         self.student_info = None if student is None else student[1]
         self.text_encoder = text_encoder.to(self.device)
         self._prompt_cache: OrderedDict[str, PromptEmbedding] = OrderedDict()  # least recent first
+        self.adapters: dict[str, LoadedAdapter] = {}  # adapter name on the network -> what it is (``load``'s lora)
 
     @classmethod
     def load(cls, model: Path | str | None = None, *, device: str = "auto",
@@ -93,16 +102,26 @@ class Pipeline:
         refuse_bare_student(folder)
         specs = [(find_adapter(path), scale) for path, scale in map(parse_lora_spec, lora)]  # before loading
         net, config = load_network(folder)
-        apply_adapters(net, folder, specs)
+        names = apply_adapters(net, folder, specs)
         found = None if specs else load_student(folder)
         dev = pick_device(device)
         encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
-        return cls(net, encoder, config, dev, student=None if found is None else (found[0], found[2]))
+        pipe = cls(net, encoder, config, dev, student=None if found is None else (found[0], found[2]))
+        pipe.adapters = {name: LoadedAdapter(path, scale) for name, (path, scale) in zip(names, specs)}
+        return pipe
 
     def resolve(self, options: SamplingOptions) -> SamplingOptions:
         """``options`` with the sampler named: ``auto`` becomes the student's ``consistency`` or
         ``dpmpp_2m``; settings the student cannot paint are refused (``SamplingOptions.resolve``)."""
         return options.resolve(None if self.student_info is None else self.student_info.guidance)
+
+    def set_adapter_scales(self, scales: Mapping[str, float]) -> None:
+        """Set each named adapter's scale (0 turns it off: the base's output bit for bit)."""
+        for name, scale in scales.items():
+            if name not in self.adapters:
+                raise GouacheError(f"no adapter {name!r} on this pipeline (it has: {', '.join(self.adapters) or 'none'})")
+            set_scale(self.denoiser.net, name, scale)
+            self.adapters[name] = replace(self.adapters[name], scale=float(scale))
 
     @property
     def image_size(self) -> int:

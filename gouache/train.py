@@ -53,6 +53,7 @@ from .errors import GouacheError
 from .heldout import HeldOut
 from .images import grid, save_png
 from .lr_schedule import TimeBudget, lr_at
+from .lora_prior import PRIOR_FILE, PriorOptions, PriorSource, paint_prior, prior_loss_weights, with_prior
 from .lora_train import LoRARun
 from .options import SamplingOptions
 from .outputs import check_output_folder
@@ -99,21 +100,28 @@ class Trainer:
     """Holds the pieces of one run; ``step`` does one optimiser step."""
 
     def __init__(self, cfg: TrainConfig, data: CaptionedImages | BatchSource, table: CaptionTable | None,
-                 device: torch.device) -> None:
-        """``data`` is in-memory images with their ``table``, or any batch source (table None)."""
+                 device: torch.device, *, prior: int = 0) -> None:
+        """``data`` is in-memory images with their ``table``, or any batch source (table None).
+        ``prior``: the last this many images are the base's own (``lora_prior.py``): each batch
+        then holds as many of them as of the others, weighted by ``cfg.lora_prior_weight``."""
         self.cfg, self.data, self.table, self.device = cfg, data, table, device
         if isinstance(data, CaptionedImages):
-            weights = balanced_weights(data.records, cfg.balance_by) if cfg.balance_by else None
-            self.source: BatchSource = MemorySource(data, table, weights)
-            if _resident(cfg, data, table, device):  # the same draws, gathered on the device
+            new = len(data) - prior
+            weights = balanced_weights(data.records[:new], cfg.balance_by) if cfg.balance_by else None
+            self.source: BatchSource = PriorSource(data, table, new, weights) if prior else \
+                MemorySource(data, table, weights)
+            if not prior and _resident(cfg, data, table, device):  # the same draws, gathered on the device
                 self.source = ResidentSource(self.source, device)
-        elif cfg.balance_by:  # a stream decides itself which images come
-            raise GouacheError("balance_by needs the images in memory (an imagefolder), not streamed shards")
+        elif cfg.balance_by or prior:  # a stream decides itself which images come
+            raise GouacheError(f"{'balance_by' if cfg.balance_by else 'lora_prior'} needs the images in memory "
+                               "(an imagefolder), not streamed shards")
         elif cfg.resident_data == "on":
             raise GouacheError("resident_data = \"on\" needs the images in memory (an imagefolder), "
                                "not streamed shards")
         else:
             self.source = data
+        # per-row loss weights of a batch with the base's pictures (None: the plain mean)
+        self.row_weights = prior_loss_weights(cfg.batch_size, cfg.lora_prior_weight) if prior else None
         torch.manual_seed(cfg.seed)  # the network's initial weights
         net = UNet(cfg.model.unet).set_grad_checkpointing(cfg.grad_checkpointing)
         self.lora = LoRARun(cfg) if cfg.lora else None
@@ -184,10 +192,12 @@ class Trainer:
         self.runner.begin_step()
         x0, ids = self.batch()
         b = x0.shape[0]  # this rank's share of the global batch
+        rows = cfg.batch_size if self.row_weights is None else len(self.row_weights)  # with the base's pictures
         g = self.gen["noise"]  # drawn for the global batch, so any number of ranks agrees
-        sigma = dist.shard(cfg.model.schedule.sample_training_sigmas(
-            cfg.batch_size, generator=g, device=self.device))
-        noise = dist.shard(torch.randn((cfg.batch_size, *x0.shape[1:]), generator=g, device=self.device))
+        sigma = dist.shard(cfg.model.schedule.sample_training_sigmas(rows, generator=g, device=self.device))
+        noise = dist.shard(torch.randn((rows, *x0.shape[1:]), generator=g, device=self.device))
+        if self.row_weights is not None:  # x world size: DDP averages the ranks' gradients
+            weights = dist.shard(self.row_weights.to(self.device)) * dist.world_size()
         total = torch.zeros((), device=self.device)
         m = b // cfg.grad_accum  # images per micro-batch (the batch divides, train() checks)
         for k in range(cfg.grad_accum):
@@ -196,7 +206,8 @@ class Trainer:
             with dist.sync_gradients(self.ddp, k == cfg.grad_accum - 1), \
                     torch.autocast(self.device.type, torch.bfloat16, enabled=self.autocast):
                 losses = self.denoiser.loss(x0[part], noise[part], sigma[part], **self.cond(ids[part]))
-                loss = losses.sum() / b  # mean over this rank's batch
+                # mean over this rank's batch, or DreamBooth's new + weight x prior
+                loss = losses.sum() / b if self.row_weights is None else (losses * weights[part]).sum()
             loss.backward()
             total += loss.detach()
         norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)  # a tensor: no sync
@@ -247,6 +258,7 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     the configured encoder. Under torchrun every rank calls this.
     """
     recolour = RecolourOptions.from_config(cfg)  # validated before any data is loaded
+    prior = PriorOptions.from_config(cfg)
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
     check_output_folder(cfg.out, what="the run folder")  # before an hour of work, not after
     if resume is not None or cfg.init:
@@ -267,14 +279,18 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         source = StreamSource(cfg.data, size=cfg.model.unet.image_size, encoder=text_encoder,
                               split=cfg.split, num_workers=cfg.num_workers, seed=cfg.seed,
                               pin_memory=device.type == "cuda")
-        trainer = Trainer(cfg, source, None, device)
+        trainer = Trainer(cfg, source, None, device, prior=prior.count)
     else:
         if data is None:
             data = load_imagefolder(Path(cfg.data), size=cfg.model.unet.image_size, split=cfg.split,
                                     progress=progress and lead)
+        if prior.count:  # the base's own pictures, painted before tuning (or read from the run folder)
+            data = with_prior(data, paint_prior(resolve_model_dir(cfg.init), prior, encoder=text_encoder,
+                                                device=device, cache=Path(cfg.out) / PRIOR_FILE,
+                                                progress=progress and lead))
         table = CaptionTable.build(data, text_encoder, progress=progress and lead,
                                    folder=Path(cfg.data) if cfg.data else None)
-        trainer = Trainer(cfg, data, table, device)
+        trainer = Trainer(cfg, data, table, device, prior=prior.count)
     if recolour.prob > 0:  # where a training image gets its caption: recoloured and recaptioned
         trainer.source = RecolourSource(trainer.source, recolour, text_encoder)
     run = Path(cfg.out)

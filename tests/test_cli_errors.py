@@ -164,6 +164,12 @@ CASES = [
     (["train", "--config", "{recipe:lora = 4\nlora_convs = 1\ninit = \"x\"}"], "lora_convs must be true or false"),
     (["train", "--data", "{data}", "--lora", "4", "--init", "{tmp}/missing", "--out", "{tmp}/r"],
      "no such model or run folder"),
+    (["train", "--data", "{data}", "--prior", "8", "--out", "{tmp}/r"], "lora_prior needs lora"),
+    (["train", "--data", "{data}", "--lora", "--prior", "-1", "--init", "{model}"], "lora_prior must be from 0"),
+    (["train", "--data", "{data}", "--lora", "--prior-weight", "-1", "--init", "{model}"],
+     "lora_prior_weight must be at least 0"),
+    (["train", "--config", "{recipe:lora = 4\nlora_prior = 8\nlora_prior_prompts = [\" \"]\ninit = \"x\"}"],
+     "lora_prior_prompts must be prompts that are not blank"),
     # data
     (["data", "shard", "{tmp}/missing", "--out", "{tmp}/s"], "no such data folder"),
     (["data", "shard", "{data}", "--out", "{tmp}/s", "--shard-size", "0"], "shard size must be at least 1"),

@@ -26,7 +26,8 @@ from fastapi.staticfiles import StaticFiles
 from ..errors import GouacheError
 from ..options import AUTO, SamplingOptions
 from ..samplers import SAMPLERS
-from .schemas import (MAX_SEED, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse,
+from .adapters import AdapterChoice, adapter_choices, adapter_scales
+from .schemas import (MAX_SEED, AdapterOption, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse,
                       SamplerInfo)
 from .worker import Job, QueueFull, Worker
 
@@ -52,6 +53,7 @@ def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
     ``preview_every``: steps between streamed previews (default: about 10 per job).
     """
     worker = Worker(pipeline, queue_size=queue_size, max_batch=max_batch, preview_every=preview_every)
+    adapters = adapter_choices(pipeline)  # those the server was started with; a request names one
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,11 +83,13 @@ def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
     async def info() -> InfoResponse:
         return InfoResponse(image_size=pipeline.image_size, queue_size=queue_size, max_batch=max_batch,
                             device=str(pipeline.device),
+                            adapters=[AdapterOption(name=c.name, default_scale=c.default_scale)
+                                      for c in adapters.values()],
                             samplers=_samplers(pipeline))
 
     @app.post("/api/generate", response_model=GenerateResponse, responses=BUSY, summary="Paint pictures")
     async def generate(req: GenerateRequest, request: Request) -> Any:
-        job, events, _ = _submit(worker, req, previews=False)
+        job, events, _ = _submit(worker, req, adapters, previews=False)
         try:
             while True:
                 try:
@@ -106,7 +110,7 @@ def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
                        "then `result` (see GenerateResponse) or `error` {status, detail}",
         "content": {"text/event-stream": {}}}}, summary="Paint pictures, streaming the progress")
     async def generate_stream(req: GenerateRequest) -> Response:
-        job, events, position = _submit(worker, req, previews=True)
+        job, events, position = _submit(worker, req, adapters, previews=True)
         return _JobStream(job, _events(events, position), media_type="text/event-stream",
                           headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -121,8 +125,13 @@ def _samplers(pipeline) -> list[SamplerInfo]:
         if not v.student or pipeline.student is not None]
 
 
-def _submit(worker: Worker, req: GenerateRequest, *, previews: bool) -> tuple[Job, asyncio.Queue, int]:
+def _submit(worker: Worker, req: GenerateRequest, adapters: dict[str, AdapterChoice], *,
+            previews: bool) -> tuple[Job, asyncio.Queue, int]:
     """Queue the request; the worker's events arrive on the returned asyncio queue."""
+    if req.lora is not None and req.lora not in adapters:  # 422, as pydantic's own checks answer
+        offered = ", ".join(adapters) or "none"
+        raise RequestValidationError([{"loc": ("body", "lora"), "type": "value_error",
+                                       "msg": f"no adapter named {req.lora!r} on this server (it has: {offered})"}])
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
 
@@ -130,14 +139,16 @@ def _submit(worker: Worker, req: GenerateRequest, *, previews: bool) -> tuple[Jo
         loop.call_soon_threadsafe(events.put_nowait, (kind, data))
 
     seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED)
+    scale = None if req.lora is None else req.lora_scale if req.lora_scale is not None \
+        else adapters[req.lora].default_scale
     image, mask = req.start_pictures()
     try:  # "auto" named; the student's sampler refused where it cannot paint what is asked
         options = worker.pipeline.resolve(req.sampling_options())
     except GouacheError as e:
         raise HTTPException(422, str(e)) from None
     job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, options=options,
-              image=image, mask=mask, strength=req.strength, sink=sink,
-              previews=previews)
+              image=image, mask=mask, strength=req.strength, sink=sink, previews=previews,
+              adapters=adapter_scales(adapters, req.lora, scale), lora=req.lora, lora_scale=scale)
     try:
         position = worker.submit(job)
     except QueueFull as e:

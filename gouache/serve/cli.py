@@ -25,7 +25,9 @@ def add_serve(sub) -> None:
                                    "--host says otherwise.")
     p.add_argument("--model", default=None, help="model or run folder (None: the shipped emoji model)")
     p.add_argument("--lora", action="append", default=[], metavar="FILE[:SCALE]",
-                   help="a low-rank adapter on the model at SCALE (default 1); repeat for several")
+                   help="a low-rank adapter (its .safetensors, or its run folder) that the page and API may "
+                        "choose, by its run folder's or file's name, at SCALE unless they say (default 1); "
+                        "repeat for several")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -52,7 +54,7 @@ def _serve(a: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(a.threads)
-    pipeline = Pipeline.load(a.model, device=a.device, lora=a.lora)
+    pipeline = Pipeline.load(a.model, device=a.device, lora=a.lora)  # each chosen per request (serve/adapters.py)
     app = create_app(pipeline, queue_size=a.queue_size, max_batch=a.max_batch)
     print(f"gouache: painting {pipeline.image_size}x{pipeline.image_size} pictures on {pipeline.device}; "
           f"open http://{_url_host(a.host)}:{a.port}/", flush=True)

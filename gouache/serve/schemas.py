@@ -1,7 +1,8 @@
 """What the JSON API accepts and returns (pydantic models; FastAPI turns them into OpenAPI).
 
 A request holds text and numbers only: no file paths, no model names, nothing
-that could make the server read or write a file or reach the network. Every
+that could make the server read or write a file or reach the network (an adapter is
+chosen by the name the server gave it, among those it was started with). Every
 field is checked here, so that a bad request is answered 422 naming the field
 before it ever reaches the queue.
 """
@@ -22,7 +23,7 @@ from ..samplers import SAMPLERS
 from ..start import check_start
 
 __all__ = ["GenerateRequest", "GeneratedImage", "GenerateResponse", "ProgressEvent", "InfoResponse",
-           "HealthResponse", "SamplerInfo", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS", "MAX_IMAGES",
+           "HealthResponse", "SamplerInfo", "AdapterOption", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS", "MAX_IMAGES",
            "MAX_SEED"]
 
 # The server's policy: stricter than the library's limits, so one request cannot hold the worker long.
@@ -33,6 +34,8 @@ MAX_IMAGES = 8
 MAX_SEED = 2**31 - 1
 MAX_PICTURE_CHARS = 120_000  # a start picture or mask: a PNG of about 90 kB, base64 (the page sends the model's size)
 MAX_PICTURE_SIDE = 1024  # pixels, so that a small PNG cannot unpack into a huge picture
+MAX_LORA_SCALE = 2.0  # an adapter's scale from 0 (off) to this (1 = as trained)
+MAX_NAME_CHARS = 100  # an adapter's name
 
 SamplerName = Literal[(AUTO, *SAMPLERS)]  # type: ignore[valid-type]  # an enum in the OpenAPI schema
 
@@ -65,6 +68,13 @@ class GenerateRequest(BaseModel):
                                    description="with image: how far to noise it, 0 (keep) to 1 (from pure noise); "
                                                "null: 0.75, or 1 with a mask")
 
+    lora: str | None = Field(None, max_length=MAX_NAME_CHARS,
+                             description="an adapter this server was started with, by its name in "
+                                         "GET /api/info's adapters; null: none (the base model)")
+    lora_scale: float | None = Field(None, ge=0, le=MAX_LORA_SCALE, strict=False, allow_inf_nan=False,
+                                     description="with lora: its scale, 0 (off) to 2 (1 = as trained); "
+                                                 "null: the scale the server was started with")
+
     @field_validator("prompt")
     @classmethod
     def _prompt_not_blank(cls, value: str) -> str:
@@ -77,6 +87,12 @@ class GenerateRequest(BaseModel):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @model_validator(mode="after")
+    def _scale_needs_adapter(self) -> "GenerateRequest":
+        if self.lora_scale is not None and self.lora is None:
+            raise ValueError("lora_scale needs lora: name the adapter to scale")
+        return self
 
     @model_validator(mode="after")
     def _start_picture(self) -> "GenerateRequest":
@@ -134,6 +150,8 @@ class GenerateResponse(BaseModel):
     guidance: float
     seed: int = Field(description="the seed of the first picture")
     strength: float | None = Field(None, description="how far the start picture was noised (null: none)")
+    lora: str | None = Field(None, description="the adapter it was painted with (null: none)")
+    lora_scale: float | None = Field(None, description="that adapter's scale (null: none)")
     num_images: int
     elapsed_s: float = Field(description="seconds from queueing to the last step")
 
@@ -157,6 +175,12 @@ class Limits(BaseModel):
     max_guidance: float = SERVER_LIMITS.max_guidance
     max_images: int = MAX_IMAGES
     max_seed: int = MAX_SEED
+    max_lora_scale: float = MAX_LORA_SCALE
+
+
+class AdapterOption(BaseModel):
+    name: str = Field(description="what a request sends as lora")
+    default_scale: float = Field(description="the scale it was started with (lora_scale null)")
 
 
 class InfoResponse(BaseModel):
@@ -168,6 +192,7 @@ class InfoResponse(BaseModel):
     queue_size: int
     max_batch: int = Field(description="most pictures painted in one batch")
     device: str
+    adapters: list[AdapterOption] = Field([], description="the low-rank adapters a request may choose")
 
 
 class HealthResponse(BaseModel):

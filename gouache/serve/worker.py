@@ -64,6 +64,10 @@ class Job:
     image: Image.Image | None = None  # a start picture (image-to-image); such a job is painted alone
     mask: Image.Image | None = None  # with image: white = repaint
     strength: float | None = None  # with image: how far to noise it (None: the default)
+    # the scale of every adapter on the network (serve/adapters.py); jobs with equal ones share a batch
+    adapters: tuple[tuple[str, float], ...] = ()
+    lora: str | None = None  # the chosen adapter's name and scale, for the response
+    lora_scale: float | None = None
     id: int = field(default_factory=lambda: next(_ids))
     queued_at: float = field(default_factory=time.perf_counter)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -185,7 +189,8 @@ class Worker:
             first = self._pending.popleft()
             batch, size = [first], first.num_images
             for job in list(self._pending):
-                if job.options == first.options and first.image is None and job.image is None \
+                if job.options == first.options and job.adapters == first.adapters \
+                        and first.image is None and job.image is None \
                         and size + job.num_images <= self.max_batch \
                         and not job.cancelled.is_set():
                     self._pending.remove(job)
@@ -211,6 +216,8 @@ class Worker:
         seeds = [job.seed + k for job in batch for k in range(job.num_images)]
         try:
             start = batch[0] if batch[0].image is not None else None  # then the batch is that job alone
+            if batch[0].adapters:
+                self.pipeline.set_adapter_scales(dict(batch[0].adapters))
             images = render(self.pipeline, prompts, seeds, batch[0].options, self._on_step(batch), start=start)
         except Cancelled:
             if self._stopping:
@@ -262,6 +269,7 @@ class Worker:
             "prompt": job.prompt, "negative_prompt": s.negative_prompt, "sampler": s.sampler,
             "steps": s.steps, "guidance": s.guidance, "seed": job.seed, "num_images": job.num_images,
             "strength": None if job.image is None else resolve_strength(job.strength, masked=job.mask is not None),
+            "lora": job.lora, "lora_scale": job.lora_scale,
             "elapsed_s": round(time.perf_counter() - job.queued_at, 4),
         }
 

@@ -176,3 +176,59 @@ def test_the_shipped_model_answers_a_click_with_a_finished_picture(browser_page,
                   + ", ".join(f"{t:.2f} s" for t in times))
         assert np.asarray(data_url_image(page.locator("#history .card img").first.get_attribute("src"))).std() > 1
         assert errors == []
+
+
+def test_page_offers_the_servers_adapters_by_name_and_paints_with_the_chosen_one(browser_page, tiny_model_dir,
+                                                                                text_encoder, tmp_path):
+    """A server started with ``--lora cat.safetensors``: the page preselects it at its scale; the
+    request names it (never a path), and "none" paints the base."""
+    import json
+    from playwright.sync_api import expect
+
+    pytest.importorskip("fastapi")
+    import torch
+
+    from gouache.checkpoint import load_network
+    from gouache.lora import AdapterInfo, adapter_tensors, add_adapter, save_adapter, weights_sha256
+    from gouache.options import SamplingOptions
+    from gouache.pipeline import Pipeline
+    from gouache.serve.app import create_app
+    from gouache.serve.cli import BackgroundServer
+
+    net, _ = load_network(tiny_model_dir)
+    add_adapter(net, "a", rank=2, alpha=2.0)
+    with torch.no_grad():
+        for t in adapter_tensors(net, "a").values():
+            t.copy_(0.05 * torch.randn(t.shape, generator=torch.Generator().manual_seed(0)))
+    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model="tiny", base_sha256=weights_sha256(tiny_model_dir))
+    cat = save_adapter(net, "a", info, tmp_path / "cat.safetensors")
+    pipe = Pipeline.load(tiny_model_dir, device="cpu", text_encoder=text_encoder, lora=[cat])
+    page, errors = browser_page
+    with BackgroundServer(create_app(pipe)) as server:
+        page.goto(server.url + "/")
+        expect(page.locator("#status")).to_have_class(re.compile(r"\bok\b"))
+        expect(page.locator("#adapter-row")).to_be_visible()
+        assert page.locator("#lora option").all_text_contents() == ["none", "cat"]
+        assert page.input_value("#lora") == "cat" and float(page.input_value("#lora_scale")) == 1.0
+        page.fill("#prompt", "red circle")
+        page.fill("#steps", "4")
+        page.fill("#seed", "3")
+        page.fill("#lora_scale", "0.5")
+        pictures = []
+        for choice in ("cat", ""):
+            page.select_option("#lora", choice)
+            if choice:
+                page.fill("#lora_scale", "0.5")
+            with page.expect_request("**/api/generate/stream") as request:
+                page.click("#generate")
+            sent = json.loads(request.value.post_data)
+            assert (sent.get("lora"), sent.get("lora_scale")) == (("cat", 0.5) if choice else (None, None))
+            card = page.locator("#history .card").first
+            expect(page.locator("#history .card")).to_have_count(len(pictures) + 1, timeout=120_000)
+            pictures.append(np.asarray(data_url_image(card.locator("img").first.get_attribute("src"))))
+        expect(page.locator("#history .card").nth(1).locator(".chips")).to_contain_text("cat × 0.50")
+    opts = SamplingOptions(steps=4)
+    for lora, got in (([f"{cat}:0.5"], pictures[0]), ([], pictures[1])):
+        ref = Pipeline.load(tiny_model_dir, device="cpu", text_encoder=text_encoder, lora=lora)
+        assert np.array_equal(got, np.asarray(ref.generate("red circle", opts, seed=3, progress=False).images[0]))
+    assert errors == []

@@ -46,8 +46,29 @@ function applyInfo(info) {
   $("seed").max = info.limits.max_seed;
   const count = $("num_images");
   count.replaceChildren(...Array.from({ length: info.limits.max_images }, (_, k) => new Option(String(k + 1))));
+  applyAdapters(info.adapters || [], info.limits.max_lora_scale);
   startPicture.setSize(info.image_size);
   setStatus("ok", `ready · ${info.image_size}×${info.image_size} model on ${info.device}`);
+}
+
+// The adapters the server was started with: chosen by name, never by path; the first is preselected.
+function applyAdapters(adapters, maxScale) {
+  const select = $("lora");
+  select.replaceChildren(new Option("none", ""), ...adapters.map((a) => {
+    const opt = new Option(a.name, a.name);
+    opt.dataset.scale = a.default_scale;
+    return opt;
+  }));
+  $("lora_scale").max = maxScale;
+  $("adapter-row").hidden = adapters.length === 0;
+  if (adapters.length) select.value = adapters[0].name;
+  adapterChanged();
+}
+
+function adapterChanged() {
+  const opt = $("lora").selectedOptions[0];
+  $("lora_scale").disabled = !opt || !opt.value;
+  if (opt && opt.value) $("lora_scale").value = opt.dataset.scale;
 }
 
 function defaultSteps() {
@@ -69,6 +90,7 @@ function bindForm() {
   $("guidance").addEventListener("input", updateGuidance);
   $("steps").addEventListener("input", () => { state.stepsTouched = true; });
   $("sampler").addEventListener("change", () => { if (!state.stepsTouched) $("steps").value = defaultSteps(); });
+  $("lora").addEventListener("change", adapterChanged);
   $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6); });
   $("clear").addEventListener("click", () => { state.history = []; saveHistory(); renderHistory(); });
   startPicture.bind(showError);
@@ -95,6 +117,15 @@ function collect() {
     guidance: Number($("guidance").value),
     num_images: Number($("num_images").value),
   };
+  if ($("lora").value) {
+    const scale = Number($("lora_scale").value);
+    const max = state.info ? state.info.limits.max_lora_scale : 2;
+    if ($("lora_scale").value.trim() === "" || !Number.isFinite(scale) || scale < 0 || scale > max) {
+      return invalid("lora_scale", `The adapter's scale must be a number from 0 to ${max}.`);
+    }
+    body.lora = $("lora").value;
+    body.lora_scale = scale;
+  }
   const seedText = $("seed").value.trim();
   if (seedText !== "") {
     const seed = Number(seedText);
@@ -290,7 +321,8 @@ function renderHistory() {
     const chips = card.querySelector(".chips");
     for (const [name, value] of [["sampler", SAMPLER_LABELS[entry.sampler] || entry.sampler], ["steps", entry.steps],
       ["guidance", Number(entry.guidance).toFixed(1)], ["seed", entry.seed],
-      ...(entry.strength == null ? [] : [["strength", Number(entry.strength).toFixed(2)]])]) {
+      ...(entry.strength == null ? [] : [["strength", Number(entry.strength).toFixed(2)]]),
+      ...(entry.lora == null ? [] : [["adapter", `${entry.lora} × ${Number(entry.lora_scale).toFixed(2)}`]])]) {
       const div = document.createElement("div");
       const dt = document.createElement("dt");
       const dd = document.createElement("dd");
@@ -333,6 +365,12 @@ function reuse(entry) {
   updateGuidance();
   $("seed").value = entry.seed;
   $("num_images").value = String(entry.num_images);
+  const known = [...$("lora").options].some((o) => o.value === (entry.lora || ""));
+  if (known) {
+    $("lora").value = entry.lora || "";
+    adapterChanged();
+    if (entry.lora) $("lora_scale").value = entry.lora_scale;
+  }
   window.scrollTo({ top: 0, behavior: "smooth" });
   $("prompt").focus({ preventScroll: true });
 }
