@@ -129,9 +129,10 @@ def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
     """The EMA network of a model or run folder, with its config."""
     folder = resolve_model_dir(model)
     config = read_model_config(folder)
-    with torch.device("meta"):  # shapes only: no time spent drawing initial weights that are replaced
-        net = UNet(config.unet)
-    load_weights(net, folder / "ema.safetensors", assign=True)
+    # built on the CPU, not the meta device: meta tensors import torch's compiler (over a second
+    # of start-up, test_pipeline checks it), more than drawing the initial weights costs
+    net = UNet(config.unet)
+    load_weights(net, folder / "ema.safetensors")
     return net, config
 
 
@@ -145,9 +146,8 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise GouacheError(f"{path}: not a readable safetensors file ({e})") from None
 
 
-def load_weights(module: torch.nn.Module, path: Path, *, assign: bool = False) -> None:
-    """Load a safetensors file into ``module``, naming the file and the mismatch on failure.
-    ``assign``: the file's tensors become the module's (for a module built on the meta device)."""
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module``, naming the file and the mismatch on failure."""
     path = Path(path)
     sd = read_tensors(path)
     own = module.state_dict()
@@ -157,7 +157,7 @@ def load_weights(module: torch.nn.Module, path: Path, *, assign: bool = False) -
         what = (f"{len(bad)} shape mismatches (e.g. {bad[0]}: {tuple(sd[bad[0]].shape)} vs "
                 f"{tuple(own[bad[0]].shape)})" if bad else f"{len(missing)} missing, {len(extra)} unexpected")
         raise GouacheError(f"{path}: weights of another model shape: {what}")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, assign=assign)
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
 
 
 def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
