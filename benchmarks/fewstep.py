@@ -138,7 +138,7 @@ def quality(a: argparse.Namespace) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     series: dict[str, list] = {}
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["calls"]):
         name = "student (consistency)" if r["sampler"] == "consistency" else f"teacher ({r['sampler']})"
         series.setdefault(name, []).append((r["calls"], r))
     plot_sweep(series, "network calls a picture", out / "kid_vs_calls.png", log_x=True,
