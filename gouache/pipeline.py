@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .checkpoint import load_network, resolve_model_dir
+from .checkpoint import load_network, read_model_config, resolve_model_dir
 from .config import ModelConfig
 from .denoiser import Denoiser
 from .device import pick_device
@@ -77,13 +77,18 @@ class LoadedAdapter:
 
 
 class Pipeline:
-    def __init__(self, net: torch.nn.Module, text_encoder: TextEncoder, config: ModelConfig,
-                 device: torch.device | str = "cpu", *,
+    def __init__(self, net: torch.nn.Module | Callable[[], torch.nn.Module], text_encoder: TextEncoder,
+                 config: ModelConfig, device: torch.device | str = "cpu", *,
                  student: tuple[torch.nn.Module, StudentInfo] | None = None) -> None:
-        """``net``: the diffusion model; ``student``: its few-step student and how it was made."""
+        """``net``: the diffusion model, or a function that loads it when it is first needed
+        (``load`` defers it when a student paints by default); ``student``: its few-step student
+        and how it was made."""
         self.device = torch.device(device)
         self.config = config
-        self.denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data).to(self.device).eval()
+        self._net = net
+        self._denoiser: Denoiser | None = None
+        if isinstance(net, torch.nn.Module):
+            self._denoiser = Denoiser(net, sigma_data=config.schedule.sigma_data).to(self.device).eval()
         self.student = None if student is None else \
             Denoiser(student[0], sigma_data=config.schedule.sigma_data).to(self.device).eval()
         self.student_info = None if student is None else student[1]
@@ -101,14 +106,25 @@ class Pipeline:
         folder = resolve_model_dir(model if model is not None else default_model_dir())
         refuse_bare_student(folder)
         specs = [(find_adapter(path), scale) for path, scale in map(parse_lora_spec, lora)]  # before loading
-        net, config = load_network(folder)
-        names = apply_adapters(net, folder, specs)
         found = None if specs else load_student(folder)
+        if found is None:
+            net, config = load_network(folder)
+        else:  # the student paints by default: the diffusion model is read when first needed
+            net, config = (lambda: load_network(folder)[0]), read_model_config(folder)
+        names = apply_adapters(net, folder, specs) if specs else []
         dev = pick_device(device)
         encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
         pipe = cls(net, encoder, config, dev, student=None if found is None else (found[0], found[2]))
         pipe.adapters = {name: LoadedAdapter(path, scale) for name, (path, scale) in zip(names, specs)}
         return pipe
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """The diffusion model with its EDM preconditioning (read on first use when deferred)."""
+        if self._denoiser is None:
+            net = self._net()  # type: ignore[operator]
+            self._denoiser = Denoiser(net, sigma_data=self.config.schedule.sigma_data).to(self.device).eval()
+        return self._denoiser
 
     def resolve(self, options: SamplingOptions) -> SamplingOptions:
         """``options`` with the sampler named: ``auto`` becomes the student's ``consistency`` or

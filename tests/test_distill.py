@@ -59,6 +59,7 @@ def test_auto_paints_with_the_student_where_it_can(with_student, text_encoder):
     calls = []
     pipe.student.register_forward_hook(lambda *a: calls.append(1))
     got = pipe.generate("red circle", progress=False)
+    assert pipe._denoiser is None  # the diffusion model is not even read while the student paints
     assert (got.options.sampler, got.options.steps) == ("consistency", 2) and len(calls) == 2
     assert pipe.generate("red circle", SamplingOptions(guidance=5), progress=False).options.sampler == "dpmpp_2m"
     assert pipe.generate("red circle", SamplingOptions(negative_prompt="blue"),
