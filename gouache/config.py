@@ -221,16 +221,21 @@ def model_config_from_table(table: dict) -> ModelConfig:
         raise GouacheError(f"bad [model] table: {e}") from None
 
 
+def read_recipe(path: Path | None) -> dict:
+    """A TOML recipe's table ({} for none); a missing or malformed file is a one-line error."""
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GouacheError(f"no such config file: {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise GouacheError(f"{path}: not valid TOML ({e})") from None
+
+
 def load_train_config(path: Path | None, **overrides) -> TrainConfig:
     """A TOML recipe (or the defaults), then the command line's overrides."""
-    d: dict = {}
-    if path is not None:
-        try:
-            d = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GouacheError(f"no such config file: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise GouacheError(f"{path}: not valid TOML ({e})") from None
+    d = read_recipe(path)
     model = model_config_from_table(d.pop("model", {}))
     d.update({k: v for k, v in overrides.items() if v is not None})
     if d.get("lora"):  # a LoRA run: its own defaults where nothing was said

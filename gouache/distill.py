@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 from .checkpoint import (clear_partial_checkpoints, load_network, load_train_state, load_weights,
                          resolve_model_dir, save_run_state)
 from .checks import at_least, between, check_fields, non_blank, positive
-from .config import ModelConfig, write_json
+from .config import ModelConfig, read_recipe, write_json
 from .consistency import SOLVERS, ConsistencyLoss, boundaries
 from .data.imagefolder import load_imagefolder
 from .data.prompts import CaptionTable
@@ -97,14 +96,7 @@ class DistillConfig:
 
 def load_distill_config(path: Path | None, **overrides) -> DistillConfig:
     """A TOML recipe (or the defaults), then the command line's overrides."""
-    d: dict = {}
-    if path is not None:
-        try:
-            d = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise GouacheError(f"no such config file: {path}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise GouacheError(f"{path}: not valid TOML ({e})") from None
+    d = read_recipe(path)
     d.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(d) - {f.name for f in dataclasses.fields(DistillConfig)}
     if unknown:
