@@ -35,6 +35,7 @@ from .data.prompts import CaptionTable
 from .data.sources import MemorySource
 from .denoiser import Denoiser
 from .device import pick_device
+from .ema import lerp_weights, update_ema
 from .errors import GouacheError
 from .images import grid, save_png
 from .options import SamplingOptions
@@ -115,12 +116,6 @@ class DistillResult:
     stopped: bool = False
 
 
-@torch.no_grad()
-def _lerp(avg: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
-    """avg <- decay avg + (1 - decay) net, all parameters in one foreach call."""
-    torch._foreach_lerp_(list(avg.parameters()), [p.detach() for p in net.parameters()], 1 - decay)
-
-
 class Distiller:
     """The four networks, the data and the optimiser of one run; ``step`` does one step."""
 
@@ -167,9 +162,8 @@ class Distiller:
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
-        _lerp(self.target, self.student, cfg.target_decay)  # Song et al.: theta- <- mu theta- + (1 - mu) theta
-        n = self.step_no
-        _lerp(self.ema, self.student, min(cfg.ema_decay, (1 + n) / (10 + n)))
+        lerp_weights(self.target, self.student, cfg.target_decay)  # Song et al.: theta- <- mu theta- + (1 - mu) theta
+        update_ema(self.ema, self.student, self.step_no, cfg.ema_decay)
         self.step_no += 1
         return float(loss.detach())
 
