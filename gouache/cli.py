@@ -288,12 +288,12 @@ def _export(a: argparse.Namespace) -> None:
         raise GouacheError("--student joins a student to the one model it was distilled from: name one "
                            "model, without --merge-lora")
     if a.student is not None:  # refused before anything is written
-        from .student import attach_student, check_student
+        from .student import check_student, copy_student
 
-        check_student(a.run[0], a.student)
+        student = check_student(a.run[0], a.student)
     out = export_model(a.run, a.out, dtype=dtype, lora=a.merge_lora)
     if a.student is not None:
-        attach_student(out, a.student, dtype=dtype)
+        copy_student(out, *student, dtype=dtype)
     print(out)
 
 

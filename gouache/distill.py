@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import (clear_partial_checkpoints, load_network, load_train_state, load_weights,
+from .checkpoint import (_contiguous, clear_partial_checkpoints, load_network, load_train_state, load_weights,
                          resolve_model_dir, save_run_state)
 from .checks import at_least, between, check_fields, non_blank, positive
 from .config import ModelConfig, read_recipe, write_json
@@ -172,8 +172,7 @@ class Distiller:
             write_json(self.model.to_dict(), folder / "config.json")
             write_json(asdict(dataclasses.replace(self.info, step=self.step_no)), folder / INFO_FILE)
             for name, net in (("ema", self.ema), ("model", self.student), ("target", self.target)):
-                save_tensors({k: v.contiguous() for k, v in net.net.state_dict().items()},
-                             folder / f"{name}.safetensors")
+                save_tensors(_contiguous(net.net.state_dict()), folder / f"{name}.safetensors")
 
         return save_run_state(Path(self.cfg.out), step=self.step_no, weights=weights, optimizer=self.opt,
                               generators=self.gen, train_config=asdict(self.cfg), keep=self.cfg.keep_checkpoints)

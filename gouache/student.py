@@ -19,13 +19,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_network, read_tensors, resolve_model_dir
+from .checkpoint import export_model, load_network, read_tensors, resolve_model_dir
 from .checks import at_least, check_fields, non_blank
 from .config import ModelConfig, write_json
 from .errors import GouacheError
 
 __all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "attach_student",
-           "check_student", "refuse_bare_student", "weights_fingerprint"]
+           "check_student", "copy_student", "refuse_bare_student", "weights_fingerprint"]
 
 STUDENT_DIR = "student"
 INFO_FILE = "student.json"
@@ -102,9 +102,11 @@ def check_student(teacher: Path | str, run: Path | str) -> tuple[Path, StudentIn
 def attach_student(model: Path, run: Path | str, *, dtype: torch.dtype = torch.float16) -> Path:
     """Copy the student of ``run`` (a distillation run or checkpoint) into the model folder
     ``model``, written just before from its teacher. Refuses a student of another teacher."""
-    from .checkpoint import export_model  # the same writer as the teacher's
+    return copy_student(model, *check_student(model, run), dtype=dtype)
 
-    src, info = check_student(model, run)
+
+def copy_student(model: Path, src: Path, info: StudentInfo, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the student checkpoint ``src`` (``check_student``'s answer) into ``model/student``."""
     dst = Path(model) / STUDENT_DIR
     shutil.rmtree(dst, ignore_errors=True)
     export_model(src, dst, dtype=dtype)
