@@ -17,6 +17,7 @@ but the last). Writes report.json and a plot.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -27,16 +28,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+import torch  # noqa: E402
+from timing import interleaved  # noqa: E402
 
 from gouache.options import SamplingOptions  # noqa: E402
+
+CPU = torch.device("cpu")
 
 PROMPT = "red apple"
 
 
-def _run(cmd: list[str]) -> float:
-    t0 = time.perf_counter()
+def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
-    return time.perf_counter() - t0
+
+
+def _medians(times: dict[str, list[float]]) -> dict:
+    return {name: {"median_s": statistics.median(t), "all_s": t} for name, t in times.items()}
 
 
 def end_to_end(model: str | None, repeats: int) -> dict:
@@ -48,32 +57,20 @@ def end_to_end(model: str | None, repeats: int) -> dict:
                 "default (auto)": [*generate, "--out", f"{tmp}/student.png"],
                 "teacher (--sampler dpmpp_2m)": [*generate, "--sampler", "dpmpp_2m", "--out", f"{tmp}/teacher.png"]}
         _run(cmds["default (auto)"])  # warm the file cache
-        times: dict[str, list[float]] = {k: [] for k in cmds}
-        for _ in range(repeats):
-            for name, cmd in cmds.items():
-                times[name].append(_run(cmd))
-    return {name: {"median_s": statistics.median(t), "all_s": t} for name, t in times.items()}
+        times = interleaved({name: functools.partial(_run, cmd) for name, cmd in cmds.items()}, repeats, 0, CPU)
+    return _medians(times)
 
 
 def sampling_alone(model: str | None, repeats: int) -> dict:
     """Median seconds of one picture's sampling in one process: teacher and student in turn."""
-    import torch
-
     from gouache.pipeline import Pipeline
 
     pipe = Pipeline.load(model, device="cpu")
     runs = {"teacher dpmpp_2m 20 steps, guided": SamplingOptions("dpmpp_2m", 20),
             "default (auto)": pipe.resolve(SamplingOptions())}
-    for options in runs.values():  # the prompt encoded, everything warm
-        pipe.generate(PROMPT, options, progress=False)
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    with torch.inference_mode():
-        for _ in range(repeats):
-            for name, options in runs.items():
-                t0 = time.perf_counter()
-                pipe.generate(PROMPT, options, progress=False)
-                times[name].append(time.perf_counter() - t0)
-    out = {name: {"median_s": statistics.median(t), "all_s": t} for name, t in times.items()}
+    # one warm-up call each: the prompt encoded, everything warm
+    out = _medians(interleaved({name: functools.partial(pipe.generate, PROMPT, options, progress=False)
+                                for name, options in runs.items()}, repeats, 1, CPU))
     out["default (auto)"]["sampler"] = f"{runs['default (auto)'].sampler} {runs['default (auto)'].steps} steps"
     return out
 
