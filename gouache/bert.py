@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .noinit import no_initial_weights
+
 __all__ = ["BertConfig", "BertEncoder", "BertTokenizer", "is_plain_bert"]
 
 
@@ -149,10 +151,7 @@ class BertEncoder(nn.Module):
         from safetensors.torch import load_file
 
         folder = Path(folder)
-        # built on the CPU, though every weight is then loaded: its random init takes 0.1 s, while
-        # initialising meta-device tensors imports torch._dynamo (1.1 s of `gouache generate`, torch 2.13);
-        # the init's draws leave the global random state as it was
-        with torch.random.fork_rng(devices=[]):
+        with no_initial_weights():  # every weight is loaded next (strict)
             model = cls(BertConfig.from_json(folder / "config.json"))
         sd = load_file(folder / "model.safetensors")
         sd = {k.removeprefix("bert."): v for k, v in sd.items()}

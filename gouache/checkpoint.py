@@ -18,20 +18,19 @@ folder it may leave is removed when a run starts there and after each save.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Sequence
+from typing import Callable, Collection, Sequence
 
 import torch
-from torch import nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .config import ModelConfig, write_json
 from .errors import GouacheError
 from .lora import apply_adapters, merge
+from .noinit import no_initial_weights
 from .outputs import check_output_folder, save_tensors
 from .unet import UNet
 
@@ -131,27 +130,10 @@ def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
     """The EMA network of a model or run folder, with its config."""
     folder = resolve_model_dir(model)
     config = read_model_config(folder)
-    with _no_initial_weights():  # every weight is read from the file next (load_weights checks)
+    with no_initial_weights():  # every weight is read from the file next (load_weights checks)
         net = UNet(config.unet)
     load_weights(net, folder / "ema.safetensors")
     return net, config
-
-
-@contextlib.contextmanager
-def _no_initial_weights() -> Iterator[None]:
-    """Build layers without drawing their initial weights (uninitialised memory instead), for a
-    network whose every weight is then loaded: 0.13 s of `gouache generate`'s start-up for each
-    of the shipped model's two networks, against 0.006 s. (Building on the meta device would
-    skip it too, but imports torch's compiler: over a second.)"""
-    kinds = (nn.Linear, nn.Conv2d, nn.GroupNorm, nn.LayerNorm)
-    saved = {kind: kind.reset_parameters for kind in kinds}
-    for kind in kinds:
-        kind.reset_parameters = lambda self: None  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        for kind, reset in saved.items():
-            kind.reset_parameters = reset  # type: ignore[method-assign]
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

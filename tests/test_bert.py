@@ -53,3 +53,9 @@ def test_other_architectures_go_through_transformers(folder, tmp_path):
     assert type(enc.model).__name__ == "_HFEncoder" and enc.dim == 384
     e = enc(["red apple", ""])
     assert e.tokens.shape[:2] == e.mask.shape and int(e.mask[1].sum()) == 2
+
+
+def test_loading_leaves_the_global_random_state_alone(folder):
+    state = torch.random.get_rng_state()
+    BertEncoder.from_folder(folder)
+    assert torch.equal(torch.random.get_rng_state(), state)
