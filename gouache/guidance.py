@@ -19,11 +19,14 @@ __all__ = ["guided"]
 Denoise = Callable[..., torch.Tensor]
 
 
-def guided(denoiser: Denoise, cond: PromptEmbedding, uncond: PromptEmbedding,
+def guided(denoiser: Denoise, cond: PromptEmbedding, uncond: PromptEmbedding | None,
            scale: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Bind the prompts and the guidance scale: returns ``model(x, sigma) -> denoised``."""
+    """Bind the prompts and the guidance scale: returns ``model(x, sigma) -> denoised``.
+    ``uncond`` may be None only with ``scale`` 1, which never uses it."""
     if scale == 1.0:
         return lambda x, sigma: denoiser(x, sigma, **cond.as_cond())
+    if uncond is None:
+        raise ValueError(f"guidance at scale {scale} needs the unconditional prompt")
     both = PromptEmbedding.cat([uncond, cond]).as_cond()
 
     def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -214,10 +214,10 @@ class Pipeline:
         if len(sigmas) < 2:  # strength 0: nothing to repaint
             return start.image.expand(len(prompts), -1, -1, -1).clone(), []
         x = x * sigmas[0] if start is None else start.noised(x, sigmas[0])
-        negative = self.encode([options.negative_prompt] * len(prompts))
         if options.spec.student:  # guidance folded in: one call a step, no unconditional half
-            model = guided(self.student, self.encode(prompts), negative, 1.0)
+            model = guided(self.student, self.encode(prompts), None, 1.0)
         else:
+            negative = self.encode([options.negative_prompt] * len(prompts))
             model = guided(self.denoiser, self.encode(prompts), negative, options.guidance)
         if start is not None:
             model = start.keep_known(model)

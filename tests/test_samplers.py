@@ -89,6 +89,9 @@ def test_guidance_scale_one_is_the_conditional_model(tiny_pipeline):
     strong = guided(tiny_pipeline.denoiser, cond, uncond, 3.0)(x, sigma)
     d_u = tiny_pipeline.denoiser(x, sigma, **uncond.as_cond())
     assert torch.allclose(strong, d_u + 3.0 * (want - d_u), atol=1e-5)
+    assert torch.equal(guided(tiny_pipeline.denoiser, cond, None, 1.0)(x, sigma), want)  # never uses it
+    with pytest.raises(ValueError, match="unconditional"):
+        guided(tiny_pipeline.denoiser, cond, None, 3.0)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 4])
