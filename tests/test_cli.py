@@ -1,4 +1,7 @@
 """The CLI end to end, in-process: files written, and one-line errors with exit code 2."""
+import subprocess
+import sys
+
 import pytest
 from PIL import Image
 
@@ -20,6 +23,17 @@ def test_generate_writes_pictures_grid_and_trajectory(tiny_model_dir, tmp_path, 
     names = sorted(p.split("/")[-1] for p in printed)
     assert names == ["red-apple-grid.png", "red-apple-seed0.png", "red-apple-seed1.png", "strip.png"]
     assert Image.open(tmp_path / "red-apple-seed0.png").size == (16, 16)
+
+
+def test_the_program_freezes_what_imports_left_and_paints(tiny_model_dir, tmp_path):
+    """``run`` (the ``gouache`` program) keeps full garbage collections off torch's objects."""
+    code = ("import gc, sys\nfrom gouache.cli import run\n"
+            f"sys.argv = ['gouache', 'generate', 'red apple', '--model', {str(tiny_model_dir)!r}, "
+            f"'--steps', '2', '--out', {str(tmp_path / 'a.png')!r}, '--device', 'cpu']\n"
+            "run()\nprint(gc.get_freeze_count())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) > 50_000 and (tmp_path / "a.png").is_file()
 
 
 def test_out_naming_a_png_file_writes_that_file(tiny_model_dir, tmp_path, capsys):
