@@ -2,9 +2,10 @@
 
     python benchmarks/fewstep.py speed                      # the shipped model, 5 interleaved rounds
     python benchmarks/fewstep.py quality --data data-build/emoji64 -n 300 --out eval/fewstep
+    python benchmarks/fewstep.py levels --data data-build/emoji64 --steps 2 4 --last 2.5 5 8 12 20
 
 ``speed``: ``gouache generate "red apple"`` end to end (process start to PNG), the default
-(the student, 4 steps) and the teacher's path (``--sampler dpmpp_2m``, 20 guided steps),
+(the student, 2 steps) and the teacher's path (``--sampler dpmpp_2m``, 20 guided steps),
 against the floor that ``python -c "import torch"`` sets; the three commands in turn, round
 after round, so that a busy machine slows all three alike. Then sampling alone, in one
 process: the teacher's 20 guided steps against the student's steps, interleaved.
@@ -13,6 +14,10 @@ process: the teacher's 20 guided steps against the student's steps, interleaved.
 and seeds at every point) against network calls a picture: the student at 1, 2, 4, 8 steps
 and the teacher's samplers at 10, 20, 50 steps (a guided step is 2 calls, Heun's 2 a step
 but the last). Writes report.json and a plot.
+
+``levels``: the student's KID and fidelity for each count of steps and each last noise level
+(``samplers.CONSISTENCY_SIGMA_LAST``), measured on the *training* split with seed 1, so that
+choosing the levels never looks at the test split that ``quality`` reports.
 """
 from __future__ import annotations
 
@@ -125,7 +130,7 @@ def quality(a: argparse.Namespace) -> dict:
                      "seconds": round(time.time() - t0, 1)})
         print(json.dumps(rows[-1]), flush=True)
     ref = next((r for r in rows if r["sampler"] == "dpmpp_2m" and r["steps"] == 20), None)
-    print(f"\n| sampler | steps | network calls | KID x1e3 | top-1 | top-5 |"
+    print("\n| sampler | steps | network calls | KID x1e3 | top-1 | top-5 |"
           + (" KID / teacher's 20 | top-5 / teacher's 20 |" if ref else ""))
     print("|---|---|---|---|---|---|" + ("---|---|" if ref else ""))
     for r in rows:
@@ -143,6 +148,40 @@ def quality(a: argparse.Namespace) -> dict:
     return {"points": rows, "num_images": a.num_images, "data": str(a.data)}
 
 
+def levels(a: argparse.Namespace) -> dict:
+    from gouache import samplers
+    from gouache.data.imagefolder import read_records
+    from gouache.evaluate.context import eval_prompts, generate_images, load_context, row_label
+    from gouache.evaluate.features import InceptionV3TF
+    from gouache.pipeline import Pipeline
+
+    pipe = Pipeline.load(a.model, device="cpu")
+    extractor = InceptionV3TF(pipe.device)
+    seed = 1  # not the test split's seed 0 either
+    ctx = load_context(a.data, "train", pipe.image_size, extractor, seed=seed, progress=False)
+    prompts = eval_prompts([row_label(r) for r in read_records(a.data, split="train")], a.num_images, seed=seed)
+    chosen, rows = samplers.CONSISTENCY_SIGMA_LAST, []
+    try:
+        for steps in a.steps:
+            for last in a.last:
+                samplers.CONSISTENCY_SIGMA_LAST = last
+                options = SamplingOptions("consistency", steps)
+                images = generate_images(pipe, prompts, options, seed=seed, batch_size=16, progress=False)
+                m = ctx.score(extractor.extract(images, batch_size=16, progress=False), prompts, fid=False)
+                levels = [round(float(x), 2) for x in options.spec.sigmas(steps, pipe.config.schedule)[:-1]]
+                rows.append({"steps": steps, "last": last, "levels": levels, "kid_mean": m["kid_mean"],
+                             "top1": m["top1"], "top5": m["top5"]})
+                print(json.dumps(rows[-1]), flush=True)
+    finally:
+        samplers.CONSISTENCY_SIGMA_LAST = chosen
+    print(f"\n| steps | last level | levels | KID x1e3 (train split, {a.num_images} pictures) | top-1 | top-5 |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['steps']} | {r['last']:g} | {', '.join(f'{x:g}' for x in r['levels'])} | "
+              f"{1e3 * r['kid_mean']:.1f} | {r['top1']:.3f} | {r['top5']:.3f} |")
+    return {"points": rows, "num_images": a.num_images, "split": "train", "seed": seed}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="what", required=True)
@@ -157,11 +196,16 @@ def main() -> None:
     q.add_argument("--also", nargs="*", default=[], metavar="JSON",
                    help="points measured before (this script's --json), added to the table and plot")
     q.add_argument("--out", type=Path, default=Path("eval/fewstep"))
-    for sp in (s, q):
+    lv = sub.add_parser("levels")
+    lv.add_argument("--data", type=Path, required=True)
+    lv.add_argument("-n", "--num-images", type=int, default=300)
+    lv.add_argument("--steps", type=int, nargs="+", default=[2, 4])
+    lv.add_argument("--last", type=float, nargs="+", default=[2.5, 5.0, 8.0, 12.0, 20.0])
+    for sp in (s, q, lv):
         sp.add_argument("--model", default=None, help="model folder with a student (default: the shipped one)")
         sp.add_argument("--json", type=Path, default=None)
     a = p.parse_args()
-    result = speed(a) if a.what == "speed" else quality(a)
+    result = {"speed": speed, "quality": quality, "levels": levels}[a.what](a)
     if a.json:
         a.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -5,7 +5,7 @@
 
 Columns are prompts; each row is one seed (seeds 0, 1, ...), so no picture is chosen
 by hand. Defaults are those of `gouache generate`: sampler auto (the shipped model's few-step
-student, 2 steps; `--sampler dpmpp_2m` for the 20-step teacher), guidance 3.
+student, 4 steps; `--sampler dpmpp_2m` for the 20-step teacher), guidance 3.
 """
 from __future__ import annotations
 

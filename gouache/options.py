@@ -12,7 +12,7 @@ with ``dataclasses.replace`` (a sweep over samplers names the steps too, since
     pipe.generate("red apple", opts)
 
 The default sampler, ``auto``, is the model's fastest way to these settings: its few-step
-student (``consistency``, 2 steps) when the model folder carries one distilled at this
+student (``consistency``, 4 steps) when the model folder carries one distilled at this
 guidance with no negative prompt, else the diffusion model with ``dpmpp_2m`` (20 steps).
 The pipeline turns it into a named sampler (``resolve``) before sampling.
 """

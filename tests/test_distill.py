@@ -60,12 +60,12 @@ def test_auto_paints_with_the_student_where_it_can(with_student, text_encoder):
     pipe.student.register_forward_hook(lambda *a: calls.append(1))
     got = pipe.generate("red circle", progress=False)
     assert pipe._denoiser is None  # the diffusion model is not even read while the student paints
-    assert (got.options.sampler, got.options.steps) == ("consistency", 2) and len(calls) == 2
+    assert (got.options.sampler, got.options.steps) == ("consistency", 4) and len(calls) == 4
     assert pipe.generate("red circle", SamplingOptions(guidance=5), progress=False).options.sampler == "dpmpp_2m"
     assert pipe.generate("red circle", SamplingOptions(negative_prompt="blue"),
                          progress=False).options.sampler == "dpmpp_2m"
     teacher = pipe.generate("red circle", SamplingOptions("dpmpp_2m"), progress=False)
-    assert len(calls) == 2 and not torch.equal(teacher.final, got.final)  # the teacher painted that one
+    assert len(calls) == 4 and not torch.equal(teacher.final, got.final)  # the teacher painted that one
     with pytest.raises(GouacheError, match="paints at guidance 3"):
         pipe.generate("red circle", SamplingOptions("consistency", guidance=5), progress=False)
 

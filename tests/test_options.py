@@ -12,7 +12,7 @@ def test_defaults_and_the_samplers_own_steps():
     opts = SamplingOptions()
     assert (opts.sampler, opts.steps, opts.guidance, opts.negative_prompt) == ("auto", None, 3.0, "")
     assert opts.resolve(None) == SamplingOptions("dpmpp_2m", 20)  # no student: the diffusion model's
-    assert opts.resolve(3.0) == SamplingOptions("consistency", 2)  # a student distilled at this guidance
+    assert opts.resolve(3.0) == SamplingOptions("consistency", 4)  # a student distilled at this guidance
     for name, spec in SAMPLERS.items():
         assert SamplingOptions(sampler=name).steps == spec.default_steps
     assert SamplingOptions(sampler="ddpm", steps=7).steps == 7

@@ -4,7 +4,7 @@ import torch
 
 from gouache.guidance import guided
 from gouache.rng import PerSampleNoise
-from gouache.samplers import SAMPLERS
+from gouache.samplers import CONSISTENCY_SIGMA_LAST, SAMPLERS
 from gouache.schedule import NoiseSchedule
 
 NAMES = sorted(SAMPLERS)
@@ -106,6 +106,16 @@ def test_consistency_calls_the_network_once_a_step(steps):
     SAMPLERS["consistency"].sample(model, torch.randn(2, 3, 4, 4) * s[0], s, noise=PerSampleNoise([0, 1]))
     assert calls == pytest.approx(s[:-1].tolist())  # one call at each noise level, none at 0
     assert s[0] == NoiseSchedule().sigma_max and s[-1] == 0 and bool((s[:-1] > 0.1).all())
+
+
+@pytest.mark.parametrize("sigma_max", [80.0, 20.0])
+def test_consistency_levels_run_from_sigma_max_to_the_chosen_last_level(sigma_max):
+    schedule = NoiseSchedule(sigma_max=sigma_max)
+    last = CONSISTENCY_SIGMA_LAST
+    for steps in (2, 3, 4, 8):
+        s = SAMPLERS["consistency"].sigmas(steps, schedule)
+        assert len(s) == steps + 1 and s[0] == sigma_max and s[-1] == 0
+        assert s[-2] == pytest.approx(last) and bool((s[:-1].diff() < 0).all())
 
 
 def test_consistency_one_step_is_the_model_itself():
