@@ -135,7 +135,8 @@ def shapes_suite(model: Path | str | None, data: Path | str, *, seeds: int = 8, 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         pics = [to_pil(x.float() / 127.5 - 1) for x in images]
-        labels = [f"{p}{' (held out)' if p in info['holdout'] else ''}: {'ok' if j == tuple(p.split(' ', 1)[::-1]) else 'no'}"
+        # the verdict first: a long label is cut at the picture's width
+        labels = [f"{'ok' if j == tuple(p.split(' ', 1)[::-1]) else 'NO'}: {p}{' (held out)' if p in info['holdout'] else ''}"
                   for p, j in zip(prompts, judged)]
         report["plots"] = [str(save_png(grid(pics, cols=seeds, labels=labels, scale=3), out / "shapes.png"))]
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
