@@ -114,7 +114,7 @@ class Pipeline:
         names = apply_adapters(net, folder, specs) if specs else []
         dev = pick_device(device)
         encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
-        pipe = cls(net, encoder, config, dev, student=None if found is None else (found[0], found[2]))
+        pipe = cls(net, encoder, config, dev, student=found)
         pipe.adapters = {name: LoadedAdapter(path, scale) for name, (path, scale) in zip(names, specs)}
         return pipe
 
@@ -214,11 +214,12 @@ class Pipeline:
         if len(sigmas) < 2:  # strength 0: nothing to repaint
             return start.image.expand(len(prompts), -1, -1, -1).clone(), []
         x = x * sigmas[0] if start is None else start.noised(x, sigmas[0])
+        cond = self.encode(prompts)
         if options.spec.student:  # guidance folded in: one call a step, no unconditional half
-            model = guided(self.student, self.encode(prompts), None, 1.0)
+            model = guided(self.student, cond, None, 1.0)
         else:
             negative = self.encode([options.negative_prompt] * len(prompts))
-            model = guided(self.denoiser, self.encode(prompts), negative, options.guidance)
+            model = guided(self.denoiser, cond, negative, options.guidance)
         if start is not None:
             model = start.keep_known(model)
         frames: list[Frame] = []

@@ -21,7 +21,7 @@ import torch
 
 from .checkpoint import export_model, load_network, read_tensors, resolve_model_dir
 from .checks import at_least, check_fields, non_blank
-from .config import ModelConfig, write_json
+from .config import write_json
 from .errors import GouacheError
 
 __all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "attach_student",
@@ -77,14 +77,13 @@ def refuse_bare_student(folder: Path) -> None:
                            f"gouache export TEACHER --student RUN --out MODEL, and use MODEL")
 
 
-def load_student(model: Path) -> tuple[torch.nn.Module, ModelConfig, StudentInfo] | None:
-    """The student network of a model folder, with its config and info; None if it has none."""
+def load_student(model: Path) -> tuple[torch.nn.Module, StudentInfo] | None:
+    """The student network of a model folder, with its info; None if it has none."""
     folder = Path(model) / STUDENT_DIR
     if not folder.is_dir():
         return None
     info = read_student_info(folder)
-    net, config = load_network(folder)
-    return net, config, info
+    return load_network(folder)[0], info
 
 
 def check_student(teacher: Path | str, run: Path | str) -> tuple[Path, StudentInfo]:

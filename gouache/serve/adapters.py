@@ -32,9 +32,10 @@ def adapter_choices(pipeline) -> dict[str, AdapterChoice]:
     """The pipeline's adapters by the name a request uses (a repeated name gets -2, -3...)."""
     choices: dict[str, AdapterChoice] = {}
     for key, loaded in getattr(pipeline, "adapters", {}).items():
-        name, k = _label(Path(loaded.path)) or key, 2
+        label = _label(Path(loaded.path)) or key
+        name, k = label, 2
         while name in choices:
-            name, k = f"{_label(Path(loaded.path))}-{k}", k + 1
+            name, k = f"{label}-{k}", k + 1
         choices[name] = AdapterChoice(name=name, key=key, default_scale=loaded.scale)
     return choices
 
