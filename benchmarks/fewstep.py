@@ -150,24 +150,21 @@ def quality(a: argparse.Namespace) -> dict:
 
 def levels(a: argparse.Namespace) -> dict:
     from gouache import samplers
-    from gouache.data.imagefolder import read_records
-    from gouache.evaluate.context import eval_prompts, generate_images, load_context, row_label
     from gouache.evaluate.features import InceptionV3TF
+    from gouache.evaluate.report import evaluate
     from gouache.pipeline import Pipeline
 
     pipe = Pipeline.load(a.model, device="cpu")
     extractor = InceptionV3TF(pipe.device)
     seed = 1  # not the test split's seed 0 either
-    ctx = load_context(a.data, "train", pipe.image_size, extractor, seed=seed, progress=False)
-    prompts = eval_prompts([row_label(r) for r in read_records(a.data, split="train")], a.num_images, seed=seed)
     chosen, rows = samplers.CONSISTENCY_SIGMA_LAST, []
     try:
         for steps in a.steps:
             for last in a.last:
                 samplers.CONSISTENCY_SIGMA_LAST = last
                 options = SamplingOptions("consistency", steps)
-                images = generate_images(pipe, prompts, options, seed=seed, batch_size=16, progress=False)
-                m = ctx.score(extractor.extract(images, batch_size=16, progress=False), prompts, fid=False)
+                m = evaluate(a.model, a.data, options, split="train", seed=seed, num_images=a.num_images, out=None,
+                             heldout=False, pipeline=pipe, extractor=extractor, progress=False)["metrics"]
                 levels = [round(float(x), 2) for x in options.spec.sigmas(steps, pipe.config.schedule)[:-1]]
                 rows.append({"steps": steps, "last": last, "levels": levels, "kid_mean": m["kid_mean"],
                              "top1": m["top1"], "top5": m["top5"]})
