@@ -105,8 +105,7 @@ def speed(a: argparse.Namespace) -> dict:
 def network_calls(options: SamplingOptions) -> int:
     """Network evaluations a picture (a guided call is two: conditional and unconditional)."""
     guided = 1 if options.spec.student or options.guidance == 1 else 2
-    per_step = 2 if options.sampler == "heun" else 1
-    return guided * (per_step * options.steps - (1 if options.sampler == "heun" else 0))
+    return guided * options.spec.calls(options.steps)
 
 
 def quality(a: argparse.Namespace) -> dict:

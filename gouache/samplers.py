@@ -18,8 +18,8 @@ import torch
 
 from .schedule import NoiseSchedule, ddpm_sigmas, karras_sigmas
 
-__all__ = ["SAMPLERS", "Sampler", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_dpmpp_2m",
-           "sample_consistency"]
+__all__ = ["SAMPLERS", "Sampler", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_heun_stochastic",
+           "sample_dpmpp_2m", "sample_consistency"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Noise = Callable[[torch.Tensor], torch.Tensor]
@@ -91,6 +91,45 @@ def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
         if t_next > 0:  # Apply 2nd order correction.
             d_prime = (x_next - model(x_next, t_next)) / t_next
             x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+        x = x_next
+    return x
+
+
+# EDM's stochastic sampler adds noise only inside [S_TMIN, S_TMAX] and at most
+# gamma = sqrt(2) - 1 a step (Karras et al. 2022, section 4 and Table 5). S_CHURN is
+# the total: with fewer steps than S_CHURN / (sqrt(2) - 1) every step in the range
+# gets the most. The shapes testbed chose it (docs/understanding.md): the
+# deterministic samplers' errors are what keeps this small network from drawing
+# combinations it never saw, and fresh noise corrects them.
+S_CHURN, S_TMIN, S_TMAX, S_NOISE = 40.0, 0.05, 50.0, 1.003
+
+
+@torch.no_grad()
+def sample_heun_stochastic(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *, noise: Noise,
+                           callback: Callback | None = None) -> torch.Tensor:
+    """Karras et al., EDM (2022), Algorithm 2: Heun's 2nd-order sampler with "churn".
+
+    Before each step the image is noised up from t_i to t_hat = (1 + gamma) t_i, then one
+    Heun step runs from t_hat down to t_{i+1}: the added noise washes out part of what the
+    earlier steps got wrong, which a deterministic solver carries to the end.
+    """
+    _check(sigmas)
+    n = len(sigmas) - 1
+    for i in range(n):
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        # Increase noise temporarily.
+        gamma = min(S_CHURN / n, 2 ** 0.5 - 1) if S_TMIN <= t_cur <= S_TMAX else 0.0
+        t_hat = t_cur + gamma * t_cur
+        if gamma > 0:
+            x = x + (t_hat ** 2 - t_cur ** 2).sqrt() * S_NOISE * noise(x)
+        # Euler step.
+        denoised = model(x, t_hat)
+        _notify(callback, i, x, denoised, t_hat)
+        d_cur = (x - denoised) / t_hat
+        x_next = x + (t_next - t_hat) * d_cur
+        if t_next > 0:  # Apply 2nd order correction.
+            d_prime = (x_next - model(x_next, t_next)) / t_next
+            x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
         x = x_next
     return x
 
@@ -178,6 +217,11 @@ class Sampler:
     schedule: Callable[[int, NoiseSchedule], torch.Tensor]  # (steps, the model's range) -> steps + 1 sigmas
     default_steps: int
     student: bool = False  # needs a distilled few-step student (``consistency.py``), not the diffusion model
+    second_order: bool = False  # two model calls a step but the last (Heun's correction)
+
+    def calls(self, steps: int) -> int:
+        """Model calls for ``steps`` steps (a guided call is two network evaluations)."""
+        return 2 * steps - 1 if self.second_order else steps
 
     def sigmas(self, steps: int, schedule: NoiseSchedule) -> torch.Tensor:
         """``steps + 1`` decreasing noise levels ending in 0."""
@@ -186,7 +230,8 @@ class Sampler:
 
 SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
     Sampler("dpmpp_2m", sample_dpmpp_2m, _karras, 20),
-    Sampler("heun", sample_heun, _karras, 12),
+    Sampler("heun", sample_heun, _karras, 12, second_order=True),
+    Sampler("heun_stochastic", sample_heun_stochastic, _karras, 20, second_order=True),  # at 12 the churn is left in
     Sampler("euler", sample_euler, _karras, 25),
     Sampler("ddpm", sample_ddpm, _ddpm, 100),
     Sampler("consistency", sample_consistency, _consistency, 4, student=True),  # the best count measured (docs/fewstep.md)

@@ -4,7 +4,7 @@ import torch
 
 from gouache.guidance import guided
 from gouache.rng import PerSampleNoise
-from gouache.samplers import CONSISTENCY_SIGMA_LAST, SAMPLERS
+from gouache.samplers import CONSISTENCY_SIGMA_LAST, S_TMAX, S_TMIN, SAMPLERS
 from gouache.schedule import NoiseSchedule
 
 NAMES = sorted(SAMPLERS)
@@ -124,3 +124,41 @@ def test_consistency_one_step_is_the_model_itself():
     x = torch.randn(2, 3, 4, 4) * s[0]
     out = SAMPLERS["consistency"].sample(gaussian_consistency, x, s, noise=PerSampleNoise([0, 1]))
     assert torch.equal(out, gaussian_consistency(x, s[0]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_calls_counts_the_model_calls(name):
+    """Sampler.calls is what the benchmarks count: one call a step, two for Heun but the last."""
+    calls = []
+
+    def model(x, sigma):
+        calls.append(float(sigma))
+        return model_for(name)(x, sigma)
+
+    s = sigmas_for(name, 7)
+    SAMPLERS[name].sample(model, torch.randn(1, 3, 4, 4) * s[0], s, noise=PerSampleNoise([0]))
+    assert len(calls) == SAMPLERS[name].calls(7)
+
+
+def test_heun_stochastic_without_churn_is_heun():
+    """EDM Algorithm 2 adds noise only for sigma in [S_TMIN, S_TMAX]: above it, it is Algorithm 1."""
+    s = torch.tensor([90.0, 70.0, S_TMAX + 1, 0.0])
+    x = torch.randn(2, 3, 4, 4) * s[0]
+    a = SAMPLERS["heun_stochastic"].sample(gaussian_denoiser, x, s, noise=PerSampleNoise([0, 1]))
+    b = SAMPLERS["heun"].sample(gaussian_denoiser, x, s, noise=PerSampleNoise([0, 1]))
+    assert torch.equal(a, b)
+
+
+def test_heun_stochastic_churns_inside_its_range():
+    """Inside the range each step first raises sigma by gamma = sqrt(2) - 1 at most (the model
+    sees t_hat), and the seed's noise changes the result."""
+    seen = []
+    s = sigmas_for("heun_stochastic", 20)
+    x = torch.randn(1, 3, 4, 4) * s[0]
+    SAMPLERS["heun_stochastic"].sample(gaussian_denoiser, x, s, noise=PerSampleNoise([0]),
+                                       callback=lambda i, x, d, sigma: seen.append(float(sigma)))
+    inside = [(t_hat, float(t)) for t_hat, t in zip(seen, s) if S_TMIN <= t <= S_TMAX]
+    assert inside and all(t_hat == pytest.approx(t * 2 ** 0.5, rel=1e-5) for t_hat, t in inside)
+    a = SAMPLERS["heun_stochastic"].sample(gaussian_denoiser, x, s, noise=PerSampleNoise([0]))
+    b = SAMPLERS["heun_stochastic"].sample(gaussian_denoiser, x, s, noise=PerSampleNoise([1]))
+    assert not torch.equal(a, b)

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const HISTORY_KEY = "gouache.history.v1";
 const HISTORY_MAX = 30;
 const SAMPLER_LABELS = { auto: "Auto (fastest)", consistency: "Few-step student", dpmpp_2m: "DPM++ 2M",
-  heun: "Heun", euler: "Euler", ddpm: "DDPM" };
+  heun: "Heun", heun_stochastic: "Heun, stochastic", euler: "Euler", ddpm: "DDPM" };
 
 const state = { info: null, controller: null, stepsTouched: false, history: [] };
 
