@@ -203,7 +203,7 @@ def test_sweeps_write_plots(tiny_pipeline, tiny_model_dir, emoji_copy, tmp_path,
     report = evaluate(tiny_model_dir, emoji_copy, SamplingOptions(steps=2), num_images=3, out=out,
                       sweeps=Sweeps(steps=True, guidance=True), heldout=False, pipeline=tiny_pipeline,
                       extractor=PixelFeatures(32), progress=False)
-    assert set(report["sweeps"]["steps"]) == {"dpmpp_2m", "heun", "euler", "ddpm"}
+    assert set(report["sweeps"]["steps"]) == {"dpmpp_2m", "heun", "heun_stochastic", "euler", "ddpm"}
     assert [p["steps"] for p in report["sweeps"]["steps"]["heun"]] == [2, 3]
     assert [p["guidance"] for p in report["sweeps"]["guidance"]] == [1.0, 3.0]
     assert (out / "sweep_steps.png").stat().st_size > 1000
