@@ -64,7 +64,7 @@ def test_page_paints_a_picture(server, browser_page, tiny_pipeline, tmp_path):
     page, errors = browser_page
     page.goto(server.url + "/")
     expect(page.locator("#status")).to_have_class(re.compile(r"\bok\b"))
-    expect(page.locator("#sampler option")).to_have_count(5)  # auto, then the four the tiny model runs
+    expect(page.locator("#sampler option")).to_have_count(6)  # auto, then the five the tiny model runs
 
     page.click("#generate")  # no prompt yet: the page says so and sends nothing
     expect(page.locator("#error")).to_contain_text("prompt")
