@@ -86,13 +86,19 @@ def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
         t_cur, t_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, t_cur)
         _notify(callback, i, x, denoised, t_cur)
-        d_cur = (x - denoised) / t_cur
-        x_next = x + (t_next - t_cur) * d_cur  # Euler step.
-        if t_next > 0:  # Apply 2nd order correction.
-            d_prime = (x_next - model(x_next, t_next)) / t_next
-            x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
-        x = x_next
+        x = _heun_step(model, x, denoised, t_cur, t_next)
     return x
+
+
+def _heun_step(model: Model, x: torch.Tensor, denoised: torch.Tensor, t_cur: torch.Tensor,
+               t_next: torch.Tensor) -> torch.Tensor:
+    """EDM's Heun step from t_cur to t_next, given denoised = D(x; t_cur) (Algorithms 1 and 2)."""
+    d_cur = (x - denoised) / t_cur
+    x_next = x + (t_next - t_cur) * d_cur  # Euler step.
+    if t_next > 0:  # Apply 2nd order correction.
+        d_prime = (x_next - model(x_next, t_next)) / t_next
+        x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+    return x_next
 
 
 # EDM's stochastic sampler adds noise only inside [S_TMIN, S_TMAX] and at most
@@ -122,15 +128,9 @@ def sample_heun_stochastic(model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
         t_hat = t_cur + gamma * t_cur
         if gamma > 0:
             x = x + (t_hat ** 2 - t_cur ** 2).sqrt() * S_NOISE * noise(x)
-        # Euler step.
         denoised = model(x, t_hat)
         _notify(callback, i, x, denoised, t_hat)
-        d_cur = (x - denoised) / t_hat
-        x_next = x + (t_next - t_hat) * d_cur
-        if t_next > 0:  # Apply 2nd order correction.
-            d_prime = (x_next - model(x_next, t_next)) / t_next
-            x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
-        x = x_next
+        x = _heun_step(model, x, denoised, t_hat, t_next)  # Euler step, then the 2nd order correction.
     return x
 
 
