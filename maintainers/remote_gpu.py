@@ -29,6 +29,11 @@ returned weights would not fit beside the data. What travels for the emoji set: 
 images and metadata.jsonl 27 MiB, the encoder 23 MiB; the shipped model's weights (22.6 MB)
 have to stay behind (move them out of the working tree for the call).
 
+A dataset whose pictures do not fit (the 128 px emoji set: 156 MB of PNGs) travels as its
+sources instead: ``pack --sources`` adds the npm tarballs it was built from (31 MB), its
+manifest and a digest of its images, and the job renders it again there (``rebuild``, with
+resvg-py's wheel carried in .whl/) and stops unless the pictures are the same, byte for byte.
+
 Captions of the dataset (all splits), the training grid's prompts and any ``--prompts`` are
 encoded as by the full encoder up to fp16 rounding (relative error ~1e-3); other words map to
 zero rows, so the unpacked encoder is for training on that dataset only.
@@ -36,6 +41,7 @@ zero rows, so the unpacked encoder is for training on that dataset only.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -80,6 +86,57 @@ def pack(data: Path, out: Path, extra: list[str]) -> None:
     save_file(small, enc / "model.safetensors", metadata={"vocab_size": str(sd[WORDS].shape[0])})
     size = sum(f.stat().st_size for f in enc.iterdir())
     print(f"{len(prompts)} prompts use {len(rows)} of {sd[WORDS].shape[0]} tokens; {enc}: {size / 2**20:.1f} MiB")
+
+
+def images_digest(data: Path) -> str:
+    """One sha256 over the path and bytes of every file under ``data/images``, in sorted order."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in (data / "images").rglob("*") if p.is_file()):
+        h.update(f.relative_to(data).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def pack_sources(data: Path, out: Path, cache_dir: Path | None) -> None:
+    """``out/sources``: the npm tarballs ``data`` was built from (checked against its manifest's
+    sha256s), the manifest, and the digest of its images, for ``rebuild`` there."""
+    from gouache.data.npm import default_cache, file_sha256, tarball_name
+
+    cache_dir = cache_dir or default_cache()
+    manifest = json.loads((data / "manifest.json").read_text())
+    if manifest.get("subset") is not None:  # rebuild renders whole styles only
+        raise SystemExit(f"{data} is a subset build (--only/--test): carry its images instead")
+    src = out / "sources"
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    for name, version in sorted(manifest["packages"].items()):
+        tarball = cache_dir / tarball_name(name, version)
+        if not tarball.is_file() or file_sha256(tarball) != manifest["tarball_sha256"][name]:
+            raise SystemExit(f"{tarball}: absent, or not the tarball {data} was built from")
+        shutil.copy2(tarball, src / tarball.name)
+    shutil.copy2(data / "manifest.json", src / "manifest.json")
+    (src / "images.sha256").write_text(images_digest(data) + "\n")
+    size = sum(f.stat().st_size for f in src.iterdir())
+    print(f"{len(manifest['packages'])} tarballs of {data}: {src}, {size / 2**20:.1f} MiB")
+
+
+def rebuild(src: Path, out: Path, jobs: int | None) -> None:
+    """There: render the dataset again from ``src/sources``; exit unless it is the one packed."""
+    from gouache.data.emoji import build_emoji_dataset
+
+    sources = src / "sources"
+    want = json.loads((sources / "manifest.json").read_text())
+    built = build_emoji_dataset(out, size=want["size"], styles=want["styles"], source=want["source"],
+                                cache_dir=sources, test_fraction=want["test_fraction"], seed=want["seed"],
+                                jobs=jobs, progress=False)
+    print(built["summary"])
+    got = json.loads((out / "manifest.json").read_text())  # as written, to compare like with like
+    differ = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+    if differ:
+        raise SystemExit(f"{out}: the rebuilt manifest differs from the packed one in {differ}")
+    if images_digest(out) != (sources / "images.sha256").read_text().strip():
+        raise SystemExit(f"{out}: the rebuilt pictures differ from the packed ones (another resvg?)")
+    print(f"{out}: {got['images']} pictures, the same bytes as packed")
 
 
 def unpack(src: Path, site: Path) -> Path:
@@ -154,6 +211,13 @@ def main() -> None:
     a.add_argument("--data", type=Path, required=True)
     a.add_argument("--out", type=Path, default=Path(".gpu"))
     a.add_argument("--prompts", nargs="*", default=[], help="more prompts the encoder must know")
+    a.add_argument("--sources", nargs="?", const="", metavar="CACHE",
+                   help="also the npm tarballs --data was built from, from CACHE (default: "
+                        "gouache's), for rebuild there")
+    a = sub.add_parser("rebuild", help="there: render the data again from the packed sources")
+    a.add_argument("src", type=Path)
+    a.add_argument("--out", type=Path, required=True)
+    a.add_argument("--jobs", type=int, default=None, help="rendering processes")
     a = sub.add_parser("unpack", help="there: install the packed encoder under --site")
     a.add_argument("src", type=Path)
     a.add_argument("--site", type=Path, required=True)
@@ -167,6 +231,10 @@ def main() -> None:
     a = p.parse_args()
     if a.cmd == "pack":
         pack(a.data, a.out, a.prompts)
+        if a.sources is not None:
+            pack_sources(a.data, a.out, Path(a.sources) if a.sources else None)
+    elif a.cmd == "rebuild":
+        rebuild(a.src, a.out, a.jobs)
     elif a.cmd == "unpack":
         unpack(a.src, a.site)
     elif a.cmd == "shard":

