@@ -11,17 +11,18 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from PIL import Image
 
 from ..data.imagefolder import read_records
 from ..errors import GouacheError
-from ..images import to_uint8
+from ..images import fit, to_uint8, to_uint8_tensor
 from ..options import SamplingOptions
 from ..pipeline import Pipeline
 from . import metrics
 from .features import ImageFeatures, cached_features
 
 __all__ = ["RealSet", "EvalContext", "row_label", "load_context", "eval_prompts", "generate_images",
-           "noise_images"]
+           "fit_images", "noise_images"]
 
 
 @dataclass
@@ -48,6 +49,7 @@ class EvalContext:
     train: RealSet | None  # memorisation reference
     typical: float | None  # median real held-out -> nearest same-style train distance
     seed: int = 0
+    size: int = 0  # the side, in pixels, the real images are scored at (0: as loaded)
 
     def score(self, feats: torch.Tensor, prompts: Sequence[str], *, fid: bool = True) -> dict:
         """FID, KID, fidelity and memorisation of one set of features."""
@@ -85,7 +87,7 @@ def load_context(data: Path, split: str, size: int, extractor: ImageFeatures, *,
     if train is not None and split != "train":
         held = sets[split]
         typical = metrics.typical_nn_distance(held.features, held.styles, train.features, train.styles)
-    return EvalContext(extractor, sets[split], RealSet.cat(list(sets.values())), train, typical, seed)
+    return EvalContext(extractor, sets[split], RealSet.cat(list(sets.values())), train, typical, seed, size)
 
 
 def eval_prompts(split_labels: Sequence[str], n: int, *, seed: int = 0,
@@ -106,11 +108,23 @@ def eval_prompts(split_labels: Sequence[str], n: int, *, seed: int = 0,
 
 
 def generate_images(pipe: Pipeline, prompts: Sequence[str], options: SamplingOptions, *, seed: int,
-                    batch_size: int, progress: bool = True) -> torch.Tensor:
-    """Paint one image per prompt (image k from seed + k): (N, 3, H, W) uint8."""
+                    batch_size: int, progress: bool = True, size: int = 0) -> torch.Tensor:
+    """Paint one image per prompt (image k from seed + k): (N, 3, H, W) uint8, resized to
+    ``size`` x ``size`` as the real images are read (``fit_images``) unless ``size`` is 0 or
+    the model's own."""
     result = pipe.generate(list(prompts), options, num_images=1, seed=seed, batch_size=batch_size,
                            progress=progress)
-    return to_uint8(result.final)
+    return fit_images(to_uint8(result.final), size) if size else to_uint8(result.final)
+
+
+def fit_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> (N, 3, size, size) uint8 through ``images.fit`` (Lanczos), the
+    resize real images get when a folder is loaded at ``size``: a 128 px model's pictures
+    scored against 64 px references meet them at the references' own scale."""
+    if images.shape[-2:] == (size, size):
+        return images
+    pil = (Image.fromarray(img.permute(1, 2, 0).numpy()) for img in images)  # (H, W, 3) each
+    return torch.stack([to_uint8_tensor(fit(im, size)) for im in pil])
 
 
 def noise_images(n: int, size: int, seed: int) -> torch.Tensor:

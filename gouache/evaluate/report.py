@@ -112,13 +112,16 @@ def _clean(x):
 def evaluate(model: Path | str | None, data: Path | str, options: SamplingOptions = SamplingOptions(), *,
              split: str = "test", num_images: int = 200, prompts: Path | None = None, seed: int = 0,
              out: Path | str | None = Path("eval"), references: bool = False, sweeps: Sweeps = Sweeps(),
-             batch_size: int = 16, device: str = "auto", heldout: bool = True,
+             batch_size: int = 16, device: str = "auto", heldout: bool = True, score_size: int | None = None,
              pipeline: Pipeline | None = None, extractor: ImageFeatures | None = None,
              cache_dir: Path | None = None, progress: bool = True) -> dict:
     """Generate ``num_images`` pictures and measure them against the real images of ``data``.
 
-    Returns the report (also written to ``out/report.json`` with PNG plots unless
-    ``out`` is None). ``pipeline`` and ``extractor`` may be given to reuse loaded
+    ``score_size`` scores at that side in pixels instead of the model's: the real images are
+    read at it, and the pictures resized to it as they are (so a 128 px model can be set beside
+    a 64 px one on the same 64 px references); the held-out loss, which needs the model's own
+    size, is then left out. Returns the report (also written to ``out/report.json`` with PNG
+    plots unless ``out`` is None). ``pipeline`` and ``extractor`` may be given to reuse loaded
     networks (tests pass a cheap extractor).
     """
     start = time.time()
@@ -131,13 +134,17 @@ def evaluate(model: Path | str | None, data: Path | str, options: SamplingOption
     pipe = pipeline or Pipeline.load(folder, device=dev)
     options = pipe.resolve(options)  # "auto" named, for the report
     extractor = extractor or InceptionV3TF(dev)
-    size = pipe.image_size
+    if score_size is not None and not 8 <= score_size <= 1024:
+        raise GouacheError(f"the scoring size must be 8 to 1024 pixels, got {score_size}")
+    size = score_size or pipe.image_size
+    heldout = heldout and size == pipe.image_size  # a loss on resized references measures the resize
     split_data = load_imagefolder(data, size=size, split=split, progress=progress)
     ctx = load_context(data, split, size, extractor, seed=seed, cache_dir=cache_dir, batch_size=batch_size,
                        progress=progress, split_images=split_data.images)
     prompt_list = eval_prompts([row_label(r) for r in split_data.records], num_images, seed=seed,
                                prompts_file=prompts)
-    images = generate_images(pipe, prompt_list, options, seed=seed, batch_size=batch_size, progress=progress)
+    images = generate_images(pipe, prompt_list, options, seed=seed, batch_size=batch_size, progress=progress,
+                             size=size)
     feats = extractor.extract(images, batch_size=batch_size, progress=progress, desc="inception: generated")
     row = ctx.score(feats, prompt_list)
     if heldout:
@@ -147,7 +154,7 @@ def evaluate(model: Path | str | None, data: Path | str, options: SamplingOption
         "model": model_info,
         "data": {"folder": str(data), "metadata_sha256": metadata_checksum(data)},
         "split": split, "sampler": options.sampler, "steps": options.steps, "guidance": options.guidance,
-        "seed": seed, "feature_network": extractor.name, "image_size": size,
+        "seed": seed, "feature_network": extractor.name, "image_size": size, "model_image_size": pipe.image_size,
         "counts": {"generated": len(feats), "real_split": len(ctx.split.features),
                    "real_train": len(ctx.train.features) if ctx.train is not None else 0,
                    "real_all": len(ctx.everything.features)},
@@ -186,8 +193,10 @@ def format_report(report: dict) -> str:
     rows = [("model", report["metrics"])]
     rows += [(name, r) for name, r in (report.get("references") or {}).items()]
     head = f"{'':8} {'N':>5} {'FID':>8} {'KID x1e3':>15} {'top-1':>6} {'top-5':>6} {'copies':>6} {'NN ratio':>8}"
+    scored = report["image_size"]
+    at = "" if scored == report.get("model_image_size", scored) else f", scored at {scored} px"
     lines = [f"{report['model']['folder']}  ({report['sampler']}, {report['steps']} steps, "
-             f"guidance {report['guidance']}, split {report['split']})", head]
+             f"guidance {report['guidance']}, split {report['split']}{at})", head]
     for name, r in rows:
         kid = "-" if r.get("kid_mean") is None else f"{1e3 * r['kid_mean']:.2f} ± {1e3 * r['kid_std']:.2f}"
         lines.append(f"{name:8} {_fmt(r.get('count'), 'd'):>5} {_fmt(r.get('fid'), '.2f'):>8} {kid:>15} "

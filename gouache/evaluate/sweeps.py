@@ -24,7 +24,8 @@ SWEEP_GUIDANCE = (1.0, 2.0, 3.0, 5.0, 8.0)
 
 def _point(pipe: Pipeline, ctx: EvalContext, prompts: Sequence[str], options: SamplingOptions, *, seed: int,
            batch_size: int, progress: bool) -> dict:
-    images = generate_images(pipe, prompts, options, seed=seed, batch_size=batch_size, progress=progress)
+    images = generate_images(pipe, prompts, options, seed=seed, batch_size=batch_size, progress=progress,
+                             size=ctx.size)
     feats = ctx.extractor.extract(images, batch_size=batch_size, progress=progress,
                                   desc=f"inception: {options.sampler} {options.steps} steps, "
                                        f"guidance {options.guidance}")

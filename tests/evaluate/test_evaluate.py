@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from gouache.evaluate.features import ImageFeatures, cache_path, cached_features, tf_bilinear_resize
+from gouache.errors import GouacheError
 from gouache.evaluate.metrics import fid, fidelity, kid, memorisation, nearest, typical_nn_distance
 from gouache.options import SamplingOptions
 
@@ -190,6 +191,36 @@ def test_evaluate_writes_report_with_required_keys(tiny_pipeline, tiny_model_dir
     table = format_report(report)
     assert all(name in table for name in ("model", "ceiling", "floor", "FID", "KID"))
     assert list((emoji_copy / ".gouache_cache").glob("pixels-*-16px-*.safetensors"))
+
+
+def test_pictures_are_resized_as_real_images_are_read(emoji_copy):
+    from gouache.data.imagefolder import load_imagefolder
+    from gouache.evaluate.context import fit_images
+
+    native = load_imagefolder(emoji_copy, size=64, split="test", progress=False).images  # the files' size
+    small = load_imagefolder(emoji_copy, size=16, split="test", progress=False).images
+    assert torch.equal(fit_images(native, 16), small)
+    assert fit_images(native, 64) is native
+
+
+def test_a_model_is_scored_at_another_size_against_references_read_at_it(tiny_pipeline, tiny_model_dir,
+                                                                          emoji_copy, tmp_path):
+    from gouache.evaluate import evaluate, format_report
+
+    features = PixelFeatures(32)
+    seen: list[tuple[int, int]] = []
+    features.register_forward_pre_hook(  # image batches only: features pass through forward too
+        lambda m, args: seen.append(tuple(args[0].shape[-2:])) if args[0].ndim == 4 else None)
+    report = evaluate(tiny_model_dir, emoji_copy, SamplingOptions(steps=2), num_images=4, out=tmp_path / "eval",
+                      score_size=8, pipeline=tiny_pipeline, extractor=features, progress=False)
+    assert (report["image_size"], report["model_image_size"]) == (8, 16)
+    assert set(seen) == {(8, 8)}  # real and generated alike
+    assert list((emoji_copy / ".gouache_cache").glob("pixels-*-8px-*.safetensors"))
+    assert "heldout_loss" not in report["metrics"]  # it needs the model's own size
+    assert "scored at 8 px" in format_report(report)
+    with pytest.raises(GouacheError, match="8 to 1024"):
+        evaluate(tiny_model_dir, emoji_copy, score_size=4, pipeline=tiny_pipeline, extractor=features, out=None,
+                 progress=False)
 
 
 def test_sweeps_write_plots(tiny_pipeline, tiny_model_dir, emoji_copy, tmp_path, monkeypatch):
