@@ -132,10 +132,16 @@ def rebuild(src: Path, out: Path, jobs: int | None) -> None:
     print(built["summary"])
     got = json.loads((out / "manifest.json").read_text())  # as written, to compare like with like
     differ = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+    wrong = None
     if differ:
-        raise SystemExit(f"{out}: the rebuilt manifest differs from the packed one in {differ}")
-    if images_digest(out) != (sources / "images.sha256").read_text().strip():
-        raise SystemExit(f"{out}: the rebuilt pictures differ from the packed ones (another resvg?)")
+        wrong = f"the rebuilt manifest differs from the packed one in {differ}"
+    elif images_digest(out) != (sources / "images.sha256").read_text().strip():
+        wrong = "the rebuilt pictures differ from the packed ones (another resvg?)"
+    if wrong:  # moved aside: a later job must not find it in place and train on it
+        rejected = out.with_name(out.name + ".rejected")
+        shutil.rmtree(rejected, ignore_errors=True)
+        out.rename(rejected)
+        raise SystemExit(f"{out}: {wrong}; kept as {rejected}")
     print(f"{out}: {got['images']} pictures, the same bytes as packed")
 
 

@@ -70,6 +70,8 @@ def test_data_travels_as_its_sources_and_is_rendered_the_same(remote, tmp_path):
     (tmp_path / "pack" / "sources" / "images.sha256").write_text("0" * 64)
     with pytest.raises(SystemExit, match="pictures differ"):
         remote.rebuild(tmp_path / "pack", tmp_path / "there2", jobs=1)
+    assert not (tmp_path / "there2").exists()  # moved aside, so no later job trains on it
+    assert (tmp_path / "there2.rejected" / "metadata.jsonl").is_file()
     # a tarball that is not the one the data was built from is not packed
     (registry / "iconify-json-noto-1.2.9.tgz").write_bytes(b"not it")
     with pytest.raises(SystemExit, match="not the tarball"):
