@@ -114,7 +114,8 @@ def generate_images(pipe: Pipeline, prompts: Sequence[str], options: SamplingOpt
     the model's own."""
     result = pipe.generate(list(prompts), options, num_images=1, seed=seed, batch_size=batch_size,
                            progress=progress)
-    return fit_images(to_uint8(result.final), size) if size else to_uint8(result.final)
+    images = to_uint8(result.final)  # (N, 3, H, W)
+    return fit_images(images, size) if size else images
 
 
 def fit_images(images: torch.Tensor, size: int) -> torch.Tensor:
