@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch  # noqa: E402
 from timing import interleaved  # noqa: E402
 
-from gouache.options import SamplingOptions  # noqa: E402
+from gouache.sampling.options import SamplingOptions  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -68,7 +68,7 @@ def end_to_end(model: str | None, repeats: int) -> dict:
 
 def sampling_alone(model: str | None, repeats: int) -> dict:
     """Median seconds of one picture's sampling in one process: teacher and student in turn."""
-    from gouache.pipeline import Pipeline
+    from gouache.sampling.pipeline import Pipeline
 
     pipe = Pipeline.load(model, device="cpu")
     runs = {"teacher dpmpp_2m 20 steps, guided": SamplingOptions("dpmpp_2m", 20),
@@ -112,7 +112,7 @@ def quality(a: argparse.Namespace) -> dict:
     from gouache.evaluate.features import InceptionV3TF
     from gouache.evaluate.report import evaluate
     from gouache.evaluate.sweeps import plot_sweep
-    from gouache.pipeline import Pipeline
+    from gouache.sampling.pipeline import Pipeline
 
     pipe = Pipeline.load(a.model, device="cpu")
     extractor = InceptionV3TF(pipe.device)
@@ -148,10 +148,10 @@ def quality(a: argparse.Namespace) -> dict:
 
 
 def levels(a: argparse.Namespace) -> dict:
-    from gouache import samplers
     from gouache.evaluate.features import InceptionV3TF
     from gouache.evaluate.report import evaluate
-    from gouache.pipeline import Pipeline
+    from gouache.sampling import samplers
+    from gouache.sampling.pipeline import Pipeline
 
     pipe = Pipeline.load(a.model, device="cpu")
     extractor = InceptionV3TF(pipe.device)

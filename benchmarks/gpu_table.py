@@ -34,15 +34,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from timing import matmul_peak, timed  # noqa: E402  (benchmarks/ is on the path)
 
-from gouache.config import ModelConfig, TrainConfig
 from gouache.data.imagefolder import CaptionedImages
 from gouache.data.prompts import CaptionTable
-from gouache.text import PromptEmbedding
-from gouache.train import Trainer
-from gouache.unet import PRESETS, UNet, UNetConfig
-
-from timing import matmul_peak, timed  # noqa: E402  (benchmarks/ is on the path)
+from gouache.model.config import ModelConfig
+from gouache.model.text import PromptEmbedding
+from gouache.model.unet import PRESETS, UNet, UNetConfig
+from gouache.training.config import TrainConfig
+from gouache.training.train import Trainer
 
 WIDE = replace(PRESETS["base"], channels=(128, 256, 320))
 ROWS = ("peak", "loop", "base-1024-eager", "base-256-eager", "pair-gouache-eager", "pair-diffusers-eager",
@@ -199,7 +199,7 @@ def real_loop(args, device: torch.device, tmp: Path) -> dict:
     """``gouache train`` with the recipe, as a user runs it; paced from its log."""
     if args.loop_data is None:
         return {"skipped": "no --loop-data"}
-    from gouache.config import load_train_config
+    from gouache.training.config import load_train_config
 
     cfg = load_train_config(args.loop_config)
     run = args.loop_out or tmp / "loop-run"

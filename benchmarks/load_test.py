@@ -45,8 +45,9 @@ def build_tiny_model(folder: Path) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from gouache.config import ModelConfig, write_json
-    from gouache.unet import PRESETS, UNet
+    from gouache.model.config import ModelConfig
+    from gouache.model.unet import PRESETS, UNet
+    from gouache.store.files import write_json
 
     cfg = ModelConfig(unet=PRESETS["tiny"])
     torch.manual_seed(0)

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from gouache.config import load_train_config
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
-from gouache.lora_prior import PriorOptions, paint_prior, with_prior
-from gouache.lora_train import LoRARun
-from gouache.pipeline import default_model_dir
-from gouache.text import TextEncoder
-from gouache.train import Trainer
+from gouache.model.text import TextEncoder
+from gouache.sampling.pipeline import default_model_dir
+from gouache.training.config import load_train_config
+from gouache.training.lora_run import LoRARun
+from gouache.training.prior import PriorOptions, paint_prior, with_prior
+from gouache.training.train import Trainer
 
 
 def main() -> None:

@@ -36,18 +36,24 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gouache.config import ModelConfig, load_train_config
 from gouache.data.imagefolder import CaptionedImages, load_imagefolder
 from gouache.data.prompts import CaptionTable
 from gouache.data.sources import MemorySource
+from gouache.evaluate.context import (
+    EvalContext,
+    eval_prompts,
+    generate_images,
+    load_context,
+)
 from gouache.evaluate.features import InceptionV3TF
-from gouache.evaluate.context import EvalContext, eval_prompts, generate_images, load_context
 from gouache.evaluate.sweeps import plot_sweep
-from gouache.options import add_sampling_arguments, sampling_options
-from gouache.pipeline import Pipeline
-from gouache.text import TextEncoder
-from gouache.train import train
-from gouache.unet import UNet
+from gouache.model.config import ModelConfig
+from gouache.model.text import TextEncoder
+from gouache.model.unet import UNet
+from gouache.sampling.options import add_sampling_arguments, sampling_options
+from gouache.sampling.pipeline import Pipeline
+from gouache.training.config import load_train_config
+from gouache.training.train import train
 
 sys.path.insert(0, str(Path(__file__).parent))
 import speed  # noqa: E402  (the speed table's diffusers network and FLOP count)

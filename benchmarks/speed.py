@@ -25,24 +25,35 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from gouache.config import ModelConfig
-from gouache.denoiser import Denoiser
-from gouache.options import SamplingOptions
-from gouache.pipeline import Pipeline
-from gouache.schedule import NoiseSchedule
-from gouache.text import PromptEmbedding, TextEncoder
-from gouache.unet import PRESETS, UNet, UNetConfig, count_flops
+from gouache.model.config import ModelConfig
+from gouache.model.denoiser import Denoiser
+from gouache.model.schedule import NoiseSchedule
+from gouache.model.text import PromptEmbedding, TextEncoder
+from gouache.model.unet import PRESETS, UNet, UNetConfig, count_flops
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
 
 try:  # the GPU table's gouache rows run without it (a machine with no network may lack it)
     import diffusers
-    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from diffusers import (
+        DDPMScheduler,
+        DPMSolverMultistepScheduler,
+        UNet2DConditionModel,
+    )
     from diffusers.utils import numpy_to_pil
 except Exception as e:  # noqa: BLE001 - an import that fails in any way: the diffusers rows say why
     diffusers, DIFFUSERS_ERROR = None, f"diffusers does not import: {type(e).__name__}: {e}"
 
 sys.path.insert(0, str(Path(__file__).parent))
 import gpu_table  # noqa: E402
-from timing import NetTimer, autocast, interleaved, matmul_peak, median_time, proc_status_mib  # noqa: E402
+from timing import (  # noqa: E402
+    NetTimer,
+    autocast,
+    interleaved,
+    matmul_peak,
+    median_time,
+    proc_status_mib,
+)
 
 TEXT_DIM, TOKENS = 384, 16  # the prompt encoder's width; tokens per prompt for counting and training
 PROMPT, GUIDANCE = "red apple", SamplingOptions().guidance  # gouache generate's default
@@ -81,7 +92,7 @@ def forward_flops(model: torch.nn.Module, system: str, size: int) -> int:
     """FLOPs of one forward pass, batch 1, counted on the meta device (no arithmetic is done).
 
     There attention runs as two batched matmuls and is counted; on the CPU FlopCounterMode
-    has no formula for the flash kernel and leaves it out (as ``gouache.unet.count_flops`` does)."""
+    has no formula for the flash kernel and leaves it out (as ``gouache.model.unet.count_flops`` does)."""
     x, t, cond = torch.zeros(1, 3, size, size, device="meta"), torch.zeros(1, device="meta"), text_cond(1, "meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         if system == "gouache":

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gouache.config import DEFAULT_SAMPLE_PROMPTS
 from gouache.images import grid, save_png
-from gouache.options import add_sampling_arguments, sampling_options
-from gouache.pipeline import Pipeline
+from gouache.sampling.options import add_sampling_arguments, sampling_options
+from gouache.sampling.pipeline import Pipeline
+from gouache.training.config import DEFAULT_SAMPLE_PROMPTS
 
 
 def main() -> None:

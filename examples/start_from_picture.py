@@ -20,8 +20,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from gouache.images import grid, load_rgb, save_png
-from gouache.options import SamplingOptions
-from gouache.pipeline import Pipeline
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
 
 HELD_OUT = ("lemon", "chestnut", "guitar", "video game")  # in the test split of the emoji data
 RESTYLE = (0.3, 0.45, 0.6)  # strengths for the held-out emoji, seed 0

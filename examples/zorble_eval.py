@@ -32,16 +32,15 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from gouache.config import DEFAULT_SAMPLE_PROMPTS
-from gouache.data.imagefolder import load_imagefolder
-from gouache.data.imagefolder import read_records
+from gouache.data.imagefolder import load_imagefolder, read_records
 from gouache.evaluate.context import generate_images, row_label
 from gouache.evaluate.features import InceptionV3TF
 from gouache.evaluate.metrics import fidelity, kid, nearest
 from gouache.images import grid, save_png, to_pil
-from gouache.options import SamplingOptions
-from gouache.pipeline import Pipeline
-from gouache.text import TextEncoder
+from gouache.model.text import TextEncoder
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.training.config import DEFAULT_SAMPLE_PROMPTS
 
 NEW_PROMPTS = ("a blue and white zorble badge", "a zorble", "an emoji of a zorble badge")  # never in training
 EMOJI_POOL = 48  # real emoji in the nearest-neighbour pool beside the 16 zorbles

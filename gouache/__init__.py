@@ -3,8 +3,8 @@
     from gouache import Pipeline
     Pipeline.load().generate("red apple").images[0].save("apple.png")
 """
-from .errors import GouacheError
-from .pipeline import Pipeline
+from gouache.errors import GouacheError
+from gouache.sampling.pipeline import Pipeline
 
 __all__ = ["Pipeline", "GouacheError", "__version__"]
 __version__ = "0.1.0"

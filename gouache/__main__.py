@@ -1,3 +1,3 @@
-from .cli import run
+from gouache.cli.main import run
 
 run()

@@ -4,14 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import GouacheError
-from .images import grid, load_rgb, save_png
-from .lora import LoraSpec
-from .options import SamplingOptions
-from .outputs import check_output_file, check_output_folder
-from .pipeline import Pipeline, check_prompts, check_seeds
-from .start import check_start, resolve_strength, steps_to_run
-from .strips import evenly_spaced_steps, noise_strip, trajectory_strip
+from gouache.errors import GouacheError
+from gouache.images import grid, load_rgb, save_png
+from gouache.model.lora import LoraSpec
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline, check_prompts, check_seeds
+from gouache.sampling.start import check_start, resolve_strength, steps_to_run
+from gouache.sampling.strips import evenly_spaced_steps, noise_strip, trajectory_strip
+from gouache.store.files import check_output_file, check_output_folder
 
 __all__ = ["generate", "noise_strip_file"]
 

@@ -16,7 +16,7 @@ import types
 import typing
 from typing import Any, Callable, Mapping
 
-from .errors import GouacheError
+from gouache.errors import GouacheError
 
 __all__ = ["check_fields", "Rule", "positive", "at_least", "between", "non_blank"]
 

@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from .errors import GouacheError
+from gouache.errors import GouacheError
 
 __all__ = ["pick_device"]
 

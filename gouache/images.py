@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import GouacheError
+from gouache.errors import GouacheError
 
 __all__ = ["load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid", "labelled_strip", "save_png"]
 

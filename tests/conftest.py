@@ -41,7 +41,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def text_encoder():
-    from gouache.text import TextEncoder
+    from gouache.model.text import TextEncoder
 
     return TextEncoder()
 
@@ -49,10 +49,12 @@ def text_encoder():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A model folder with a randomly initialised tiny network (16x16 images)."""
-    from gouache.checkpoint import _contiguous
-    from gouache.config import ModelConfig, write_json
-    from gouache.unet import PRESETS, UNet
     from safetensors.torch import save_file
+
+    from gouache.model.config import ModelConfig
+    from gouache.model.unet import PRESETS, UNet
+    from gouache.store.files import write_json
+    from gouache.store.tensors import contiguous
 
     folder = tmp_path_factory.mktemp("tiny_model")
     cfg = ModelConfig(unet=PRESETS["tiny"])
@@ -61,13 +63,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     for p in net.parameters():  # zero-initialised output layers would paint flat grey
         p.data.add_(0.02 * torch.randn_like(p))
     write_json(cfg.to_dict(), folder / "config.json")
-    save_file(_contiguous(net.state_dict()), folder / "ema.safetensors")
+    save_file(contiguous(net.state_dict()), folder / "ema.safetensors")
     return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tiny_model_dir, text_encoder):
-    from gouache.pipeline import Pipeline
+    from gouache.sampling.pipeline import Pipeline
 
     return Pipeline.load(tiny_model_dir, device="cpu", text_encoder=text_encoder)
 
@@ -87,7 +89,7 @@ def emoji_svg_fixture() -> Path:
 
 @pytest.fixture()
 def shapes_dir(tmp_path) -> Path:
-    from gouache.data.shapes import build_shapes_dataset
+    from gouache.data.build.shapes import build_shapes_dataset
 
     build_shapes_dataset(tmp_path / "shapes", size=16, per_caption=4, seed=0, progress=False)
     return tmp_path / "shapes"

@@ -5,8 +5,8 @@ import shutil
 import pytest
 import torch
 
-from gouache.bert import BertEncoder, BertTokenizer, is_plain_bert
-from gouache.text import default_text_model
+from gouache.model.bert import BertEncoder, BertTokenizer, is_plain_bert
+from gouache.model.text import default_text_model
 
 PROMPTS = ["red apple", "", "an emoji of a green banana, twitter style", "CAT face!! 😀"]
 
@@ -41,7 +41,7 @@ def test_states_match_transformers(folder):
 
 def test_other_architectures_go_through_transformers(folder, tmp_path):
     pytest.importorskip("transformers")
-    from gouache.text import TextEncoder
+    from gouache.model.text import TextEncoder
 
     other = tmp_path / "relative-bert"
     shutil.copytree(folder, other)

@@ -5,11 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gouache.checkpoint import export_model
-from gouache.cli import main
-from gouache.config import ModelConfig, write_json
+from gouache.cli.main import main
 from gouache.errors import GouacheError
-from gouache.unet import PRESETS, UNet
+from gouache.model.config import ModelConfig
+from gouache.model.unet import PRESETS, UNet
+from gouache.store.checkpoint import export_model
+from gouache.store.files import write_json
 
 
 def model_folder(path: Path, net: UNet, config: ModelConfig | None = None) -> Path:

@@ -5,7 +5,7 @@ import sys
 import pytest
 from PIL import Image
 
-from gouache.cli import main
+from gouache.cli.main import main
 
 
 def test_help_shows_defaults(capsys):
@@ -27,7 +27,7 @@ def test_generate_writes_pictures_grid_and_trajectory(tiny_model_dir, tmp_path, 
 
 def test_the_program_freezes_what_imports_left_and_paints(tiny_model_dir, tmp_path):
     """``run`` (the ``gouache`` program) keeps full garbage collections off torch's objects."""
-    code = ("import gc, sys\nfrom gouache.cli import run\n"
+    code = ("import gc, sys\nfrom gouache.cli.main import run\n"
             f"sys.argv = ['gouache', 'generate', 'red apple', '--model', {str(tiny_model_dir)!r}, "
             f"'--steps', '2', '--out', {str(tmp_path / 'a.png')!r}, '--device', 'cpu']\n"
             "run()\nprint(gc.get_freeze_count())\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gouache.cli import main
+from gouache.cli.main import main
 
 TOML_RUN = 'data = "{data}"\nout = "{tmp}/run"\n'
 
@@ -34,8 +34,9 @@ def _truncate(config: dict, folder: Path) -> None:
 
 def _adapter(tmp: Path, model: Path, change: str) -> Path:
     """A real adapter file for the tiny model, with its .json spoiled as ``change`` says."""
-    from gouache.checkpoint import load_network
-    from gouache.lora import AdapterInfo, add_adapter, save_adapter, weights_sha256
+    from gouache.model.lora import add_adapter
+    from gouache.store.adapters import AdapterInfo, save_adapter, weights_sha256
+    from gouache.store.checkpoint import load_network
 
     net, _ = load_network(model)
     add_adapter(net, "a", rank=2, alpha=2)

@@ -4,9 +4,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gouache.colours import (COLOUR_NAMES, HUES, dominant_colours, dominant_hue, greyscale, hsv_to_rgb,
-                             rgb_to_hsv, rotate_hue)
-from gouache.data.shapes import COLOURS
+from gouache.colours import (
+    COLOUR_NAMES,
+    HUES,
+    dominant_colours,
+    dominant_hue,
+    greyscale,
+    hsv_to_rgb,
+    rgb_to_hsv,
+    rotate_hue,
+)
+from gouache.data.build.shapes import COLOURS
 
 
 def _disc(colour: tuple[int, int, int], size: int = 24) -> torch.Tensor:

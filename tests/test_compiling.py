@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from gouache.compiling import CompiledNet, compile_mode
-from gouache.unet import PRESETS, UNet
+from gouache.model.unet import PRESETS, UNet
+from gouache.training.compiling import CompiledNet, compile_mode
 
 
 @pytest.mark.parametrize("setting, device, mode", [

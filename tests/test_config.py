@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from gouache.config import TrainConfig, load_train_config, model_config_from_table
 from gouache.errors import GouacheError
-from gouache.unet import PRESETS
+from gouache.model.config import model_config_from_table
+from gouache.model.unet import PRESETS
+from gouache.training.config import TrainConfig, load_train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTILL = sorted((ROOT / "configs").glob("distill-*.toml"))  # gouache distill's recipes
@@ -26,7 +27,7 @@ def test_every_recipe_loads(path):
 
 @pytest.mark.parametrize("path", DISTILL, ids=lambda p: p.name)
 def test_every_distillation_recipe_loads(path):
-    from gouache.distill import load_distill_config
+    from gouache.training.distill import load_distill_config
 
     cfg = load_distill_config(path, teacher="a-model", data="a-folder")  # the command line names them
     assert cfg.steps > 0 and cfg.out and cfg.sample_prompts

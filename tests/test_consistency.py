@@ -4,7 +4,13 @@ import math
 import pytest
 import torch
 
-from gouache.consistency import ConsistencyLoss, boundaries, euler_step, heun_step, pseudo_huber
+from gouache.training.consistency import (
+    ConsistencyLoss,
+    boundaries,
+    euler_step,
+    heun_step,
+    pseudo_huber,
+)
 
 SD = 0.5
 

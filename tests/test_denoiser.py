@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from gouache.denoiser import Denoiser
+from gouache.model.denoiser import Denoiser
 
 
 class Const(nn.Module):

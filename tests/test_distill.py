@@ -5,12 +5,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from gouache.checkpoint import export_model, read_tensors, resolve_model_dir
-from gouache.distill import DistillConfig, distill, load_distill_config
 from gouache.errors import GouacheError
-from gouache.options import SamplingOptions
-from gouache.pipeline import Pipeline
-from gouache.student import attach_student, read_student_info
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.store.checkpoint import export_model, resolve_model_dir
+from gouache.store.student import attach_student, read_student_info
+from gouache.store.tensors import read_tensors
+from gouache.training.distill import DistillConfig, distill, load_distill_config
 
 
 def config(teacher, data, out, **kw) -> DistillConfig:
@@ -96,8 +97,8 @@ def test_recipe_options_are_checked(tmp_path):
 
 def test_the_student_repaints_only_under_the_mask(with_student, text_encoder, tmp_path):
     """Image-to-image and inpainting work with the student's sampler as with the others."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     pipe = Pipeline.load(with_student, device="cpu", text_encoder=text_encoder)
     size = pipe.image_size

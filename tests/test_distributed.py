@@ -15,12 +15,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from gouache.config import ModelConfig, TrainConfig
 from gouache.data.imagefolder import CaptionedImages, load_imagefolder
 from gouache.data.prompts import CaptionTable
-from gouache.text import PromptEmbedding
-from gouache.train import Trainer, train
-from gouache.unet import PRESETS, UNet
+from gouache.model.config import ModelConfig
+from gouache.model.text import PromptEmbedding
+from gouache.model.unet import PRESETS, UNet
+from gouache.training.config import TrainConfig
+from gouache.training.train import Trainer, train
 
 SAMPLE_PROMPTS = ("red circle", "blue square")
 
@@ -94,7 +95,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory, text_encoder) -> tuple[CaptionedImages, FrozenEncoder]:
-    from gouache.data.shapes import build_shapes_dataset
+    from gouache.data.build.shapes import build_shapes_dataset
 
     folder = tmp_path_factory.mktemp("dist") / "shapes"
     build_shapes_dataset(folder, size=16, per_caption=4, seed=0, progress=False)
@@ -111,7 +112,7 @@ def test_two_gloo_processes_match_one(shapes_data, tmp_path: Path, monkeypatch) 
     mp.spawn(_worker, args=(2, _free_port(), two, data, encoder, str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
-    import gouache.train as gt
+    import gouache.training.train as gt
     monkeypatch.setattr(gt.Trainer, "step", gt.Trainer.step)  # undone after the test
     snaps = _recording(gt.Trainer)
     one = train(_config(tmp_path / "one", steps=6), progress=False, data=data, text_encoder=encoder)
@@ -174,7 +175,7 @@ def test_grad_accumulation_matches_one_batch(shapes_data) -> None:
 
 
 def test_grad_checkpointing_gives_the_same_gradients(monkeypatch) -> None:
-    import gouache.unet as unet
+    import gouache.model.unet as unet
 
     torch.manual_seed(0)
     net = UNet(replace(PRESETS["tiny"], dropout=0.1))

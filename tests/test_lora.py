@@ -8,13 +8,27 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gouache.checkpoint import export_model, load_network
 from gouache.errors import GouacheError
-from gouache.lora import (DEFAULT_RANK, AdapterInfo, LoRALayer, add_adapter, adapter_tensors, apply_adapters,
-                          merge, parse_lora_spec, read_adapter, save_adapter, set_scale, weights_sha256)
-from gouache.options import SamplingOptions
-from gouache.pipeline import Pipeline
-from gouache.unet import PRESETS, UNet
+from gouache.model.lora import (
+    DEFAULT_RANK,
+    LoRALayer,
+    adapter_tensors,
+    add_adapter,
+    merge,
+    set_scale,
+)
+from gouache.model.unet import PRESETS, UNet
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.store.adapters import (
+    AdapterInfo,
+    apply_adapters,
+    parse_lora_spec,
+    read_adapter,
+    save_adapter,
+    weights_sha256,
+)
+from gouache.store.checkpoint import export_model, load_network
 
 OPTIONS = SamplingOptions(steps=3)
 
@@ -159,7 +173,7 @@ def test_the_default_adapter_on_the_shipped_network_is_under_5_mb(tmp_path):
 
 
 def test_the_commands_take_adapters(tiny_model_dir, tmp_path, capsys):
-    from gouache.cli import main
+    from gouache.cli.main import main
 
     adapter = _adapter_file(tiny_model_dir, tmp_path)
     main(["generate", "red circle", "--model", str(tiny_model_dir), "--steps", "2", "--out", str(tmp_path / "out"),

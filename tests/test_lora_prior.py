@@ -10,17 +10,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from gouache.config import TrainConfig
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
-from gouache.denoiser import Denoiser
 from gouache.errors import GouacheError
 from gouache.images import to_uint8
-from gouache.lora_train import LoRARun
-from gouache.lora_prior import PriorOptions, PriorSource, paint_prior, prior_loss_weights, with_prior
-from gouache.options import SamplingOptions
-from gouache.pipeline import Pipeline
-from gouache.train import Trainer, train
+from gouache.model.denoiser import Denoiser
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.training.config import TrainConfig
+from gouache.training.lora_run import LoRARun
+from gouache.training.prior import (
+    PriorOptions,
+    PriorSource,
+    paint_prior,
+    prior_loss_weights,
+    with_prior,
+)
+from gouache.training.train import Trainer, train
 
 PROMPTS = ("blue square", "green triangle")
 

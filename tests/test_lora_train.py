@@ -7,13 +7,14 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from gouache.config import LORA_DEFAULTS, TrainConfig, load_train_config
 from gouache.data.imagefolder import load_imagefolder
 from gouache.errors import GouacheError
-from gouache.lora import LoRALayer, read_adapter, weights_sha256
-from gouache.options import SamplingOptions
-from gouache.pipeline import Pipeline
-from gouache.train import train
+from gouache.model.lora import LoRALayer
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.store.adapters import read_adapter, weights_sha256
+from gouache.training.config import LORA_DEFAULTS, TrainConfig, load_train_config
+from gouache.training.train import train
 
 
 def lora_cfg(data: Path, out: Path, init: Path, **kw) -> TrainConfig:
@@ -30,7 +31,7 @@ def test_only_the_adapter_trains_and_the_base_stays_as_it_was(shapes_dir, tiny_m
                                                                monkeypatch):
     data = load_imagefolder(shapes_dir, size=16, progress=False)
     seen = {}
-    import gouache.train as train_module
+    import gouache.training.train as train_module
 
     class Spy(train_module.Trainer):
         def __init__(self, *a, **k):

@@ -1,8 +1,8 @@
 """The learning-rate schedule and the time budget that fits its cool-down into the minutes given."""
 import pytest
 
-from gouache.config import TrainConfig
-from gouache.lr_schedule import TimeBudget, lr_at
+from gouache.training.config import TrainConfig
+from gouache.training.lr_schedule import TimeBudget, lr_at
 
 
 def test_lr_warms_up_holds_then_cools_down_to_zero():

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from gouache.noinit import no_initial_weights
+from gouache.model.noinit import no_initial_weights
 
 
 def test_builds_without_drawing_and_restores_the_init():

@@ -4,8 +4,8 @@ import dataclasses
 import pytest
 
 from gouache.errors import GouacheError
-from gouache.options import LIBRARY_LIMITS, Limits, SamplingOptions
-from gouache.samplers import SAMPLERS
+from gouache.sampling.options import LIBRARY_LIMITS, Limits, SamplingOptions
+from gouache.sampling.samplers import SAMPLERS
 
 
 def test_defaults_and_the_samplers_own_steps():

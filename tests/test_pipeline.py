@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gouache.errors import GouacheError
-from gouache.options import SamplingOptions
+from gouache.sampling.options import SamplingOptions
 
 
 def test_generate_shapes_and_seeds(tiny_pipeline):
@@ -46,7 +46,7 @@ def test_bad_requests_are_clear_errors(tiny_pipeline, kwargs, message):
 
 
 def test_missing_model_folder_is_a_clear_error(tmp_path):
-    from gouache.pipeline import Pipeline
+    from gouache.sampling.pipeline import Pipeline
 
     with pytest.raises(GouacheError, match="no such model or run folder"):
         Pipeline.load(tmp_path / "nope")
@@ -66,7 +66,7 @@ def test_explicit_seeds_give_each_image_its_own_picture(tiny_pipeline):
 
 
 def test_prompt_cache_is_bounded_and_keeps_recent_prompts(tiny_pipeline, monkeypatch):
-    import gouache.pipeline as pipeline
+    import gouache.sampling.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "PROMPT_CACHE_SIZE", 2)
     tiny_pipeline._prompt_cache.clear()
@@ -81,9 +81,9 @@ def test_prompt_cache_is_bounded_and_keeps_recent_prompts(tiny_pipeline, monkeyp
 def test_loading_and_sampling_skip_the_compiler_import(tiny_model_dir):
     """`gouache generate` pays for every import at start-up: torch._dynamo alone is over a second
     (it was imported by initialising meta-device tensors in the prompt encoder)."""
-    code = ("import sys\nfrom gouache.pipeline import Pipeline\n"
+    code = ("import sys\nfrom gouache.sampling.pipeline import Pipeline\n"
             f"pipe = Pipeline.load({str(tiny_model_dir)!r}, device='cpu')\n"
-            "from gouache.options import SamplingOptions\n"
+            "from gouache.sampling.options import SamplingOptions\n"
             "pipe.generate(['red apple'], SamplingOptions(steps=2), seeds=[0], progress=False)\n"
             "print('torch._dynamo' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

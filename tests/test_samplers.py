@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from gouache.guidance import guided
-from gouache.rng import PerSampleNoise
-from gouache.samplers import CONSISTENCY_SIGMA_LAST, S_TMAX, S_TMIN, SAMPLERS
-from gouache.schedule import NoiseSchedule
+from gouache.model.schedule import NoiseSchedule
+from gouache.sampling.guidance import guided
+from gouache.sampling.rng import PerSampleNoise
+from gouache.sampling.samplers import CONSISTENCY_SIGMA_LAST, S_TMAX, S_TMIN, SAMPLERS
 
 NAMES = sorted(SAMPLERS)
 SD = 0.5

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gouache.schedule import NoiseSchedule, add_noise, ddpm_sigmas, karras_sigmas
+from gouache.model.schedule import NoiseSchedule, add_noise, ddpm_sigmas, karras_sigmas
 
 
 @pytest.mark.parametrize("fn", [karras_sigmas, ddpm_sigmas])

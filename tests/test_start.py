@@ -5,10 +5,10 @@ import torch
 from PIL import Image
 
 from gouache.errors import GouacheError
-from gouache.options import SamplingOptions
-from gouache.samplers import SAMPLERS
-from gouache.start import StartPicture
-from gouache.strips import trajectory_strip
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.samplers import SAMPLERS
+from gouache.sampling.start import StartPicture
+from gouache.sampling.strips import trajectory_strip
 
 NAMES = sorted(n for n, s in SAMPLERS.items() if not s.student)  # the student's: test_distill
 

@@ -2,8 +2,8 @@
 import numpy as np
 from PIL import Image
 
-from gouache.options import SamplingOptions
-from gouache.strips import noise_strip, trajectory_strip
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.strips import noise_strip, trajectory_strip
 
 PAD, SCALE, MARGIN = 4, 2, 90  # labelled_strip's layout: grid padding, enlargement, row-name margin
 

@@ -39,7 +39,7 @@ def test_sentence_embedding_matches_sentence_transformers(text_encoder):
     import pytest
 
     st = pytest.importorskip("sentence_transformers")
-    from gouache.text import default_text_model
+    from gouache.model.text import default_text_model
 
     ref = st.SentenceTransformer(str(default_text_model()), device="cpu", local_files_only=True)
     prompts = ["red apple", "grinning face"]
@@ -51,7 +51,7 @@ def test_unknown_model_is_a_clear_error(tmp_path):
     import pytest
 
     from gouache.errors import GouacheError
-    from gouache.text import TextEncoder
+    from gouache.model.text import TextEncoder
 
     with pytest.raises(GouacheError, match="cannot load the text encoder"):
         TextEncoder(str(tmp_path / "no-such-model"))
@@ -73,7 +73,7 @@ def refuse_lookup(host, *args, **kwargs):
 socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.getaddrinfo = refuse_lookup
-from gouache.cli import main
+from gouache.cli.main import main
 main(sys.argv[2:])
 """
 
@@ -159,7 +159,7 @@ def test_a_hub_name_is_refused_unless_the_user_opts_in(tiny_model_dir, tmp_path)
 
 def test_the_hub_opt_in_lets_a_name_through_to_transformers(monkeypatch):
     from gouache.errors import GouacheError
-    from gouache.text import TextEncoder
+    from gouache.model.text import TextEncoder
 
     name = "someone/some-encoder"  # HF_HUB_OFFLINE=1 here (conftest): transformers looks in its cache
     with pytest.raises(GouacheError, match="GOUACHE_ALLOW_HUB=1"):
@@ -176,7 +176,7 @@ def test_transformers_itself_is_told_never_to_run_a_folders_code(tmp_path):
     import sys
 
     encoder, marker = _custom_code_encoder(tmp_path)
-    code = "import sys; from gouache.text import _load_transformers; _load_transformers(sys.argv[1], 32)"
+    code = "import sys; from gouache.model.text import _load_transformers; _load_transformers(sys.argv[1], 32)"
     done = subprocess.run([sys.executable, "-c", code, str(encoder)], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode != 0 and "trust_remote_code" in done.stderr

@@ -8,15 +8,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gouache.checkpoint import load_weights, resolve_model_dir
-from gouache.config import ModelConfig, TrainConfig
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
 from gouache.errors import GouacheError
-from gouache.heldout import HeldOut
-from gouache.options import SamplingOptions
-from gouache.train import Trainer, train
-from gouache.unet import PRESETS, UNet
+from gouache.model.config import ModelConfig
+from gouache.model.unet import PRESETS, UNet
+from gouache.sampling.options import SamplingOptions
+from gouache.store.checkpoint import load_weights, resolve_model_dir
+from gouache.training.config import TrainConfig
+from gouache.training.heldout import HeldOut
+from gouache.training.train import Trainer, train
 
 
 def tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
@@ -29,7 +30,7 @@ def tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
 def test_a_run_out_of_time_ends_cooled_down(shapes_dir, tmp_path, text_encoder, monkeypatch):
     import types
 
-    import gouache.train as train_module
+    import gouache.training.train as train_module
 
     clock = iter(0.1 * k for k in range(10**6))  # a step takes 0.1 s whatever else the machine does
     monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock),
@@ -109,7 +110,7 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint(shapes_dir, tmp_path, tex
     import os
     import signal
 
-    from gouache.train import Trainer
+    from gouache.training.train import Trainer
 
     step = Trainer.step
 
@@ -138,7 +139,7 @@ def test_checkpoint_round_trip_and_crash_safety(shapes_dir, tmp_path, text_encod
     (run / "checkpoints" / ".tmp-step-00000009").mkdir()
     (run / "checkpoints" / ".tmp-step-00000009" / "ema.safetensors").write_bytes(b"half")
     assert resolve_model_dir(run) == folder
-    from gouache.pipeline import Pipeline
+    from gouache.sampling.pipeline import Pipeline
 
     pipe = Pipeline.load(run, device="cpu", text_encoder=text_encoder)
     assert pipe.generate("red circle", SamplingOptions(steps=2), progress=False).images[0].size == (16, 16)
@@ -181,7 +182,7 @@ def test_resolution_the_network_cannot_divide():
 
 
 def test_divergence_stops_with_the_last_finite_checkpoint(shapes_dir, tmp_path, text_encoder, monkeypatch):
-    from gouache.denoiser import Denoiser
+    from gouache.model.denoiser import Denoiser
 
     loss, calls = Denoiser.loss, []
 
@@ -204,7 +205,7 @@ def test_divergence_stops_with_the_last_finite_checkpoint(shapes_dir, tmp_path, 
 
 def test_a_non_finite_gradient_counts_as_divergence(shapes_dir, tmp_path, text_encoder, monkeypatch):
     """The loss of the step can still be finite when its gradient is not: the weights are broken."""
-    import gouache.train as train_module
+    import gouache.training.train as train_module
 
     clip = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(train_module.torch.nn.utils, "clip_grad_norm_",
@@ -214,7 +215,7 @@ def test_a_non_finite_gradient_counts_as_divergence(shapes_dir, tmp_path, text_e
 
 
 def test_the_checkpoint_comes_before_the_sample_grid(shapes_dir, tmp_path, text_encoder, monkeypatch):
-    import gouache.train as train_module
+    import gouache.training.train as train_module
 
     def grid_fails(*args, **kwargs):
         raise RuntimeError("the grid failed")
@@ -230,7 +231,7 @@ def test_init_fine_tunes_from_a_model(shapes_dir, tmp_path, text_encoder):
     data = load_imagefolder(shapes_dir, size=16, progress=False)
     train(tiny_cfg(shapes_dir, tmp_path / "base", steps=3), data=data, text_encoder=text_encoder,
           progress=False)
-    from gouache.checkpoint import export_model
+    from gouache.store.checkpoint import export_model
 
     model = export_model(tmp_path / "base", tmp_path / "model")  # fp16 EMA only, as shipped
     ft = train(tiny_cfg(shapes_dir, tmp_path / "ft", steps=2, seed=1, init=str(model)), data=data,
@@ -347,7 +348,7 @@ def test_a_step_never_reads_a_number_back_from_the_device(shapes_dir, tmp_path, 
 
 
 def test_losses_are_read_back_at_log_rows_only(shapes_dir, tmp_path, text_encoder, monkeypatch):
-    import gouache.train as train_module
+    import gouache.training.train as train_module
 
     read, real = [], train_module._read_back
     monkeypatch.setattr(train_module, "_read_back", lambda trainer, pending: read.append(len(pending))
@@ -361,7 +362,7 @@ def test_divergence_between_log_rows_keeps_the_checkpoint_from_before_it(shapes_
                                                                          monkeypatch):
     """NaN at step 5 is read back at step 8: the error names step 5, and the checkpoint of step 4
     is the one kept (steps 5 to 8 are never saved)."""
-    from gouache.denoiser import Denoiser
+    from gouache.model.denoiser import Denoiser
 
     loss, calls = Denoiser.loss, []
 

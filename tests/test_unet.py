@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from gouache.unet import PRESETS, UNet, count_flops
+from gouache.model.unet import PRESETS, UNet, count_flops
 
 
 def cond(b: int, length: int = 5):

@@ -20,9 +20,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from ..errors import GouacheError
-from .captions import caption_variants
-from .imagefolder import find_images, scan_folder
+from gouache.data.captions import caption_variants
+from gouache.data.imagefolder import find_images, scan_folder
+from gouache.errors import GouacheError
 
 SHOWN = 20  # how many errors/warnings format() lists before summarising the rest
 

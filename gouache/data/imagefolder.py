@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import GouacheError
-from ..images import load_rgb, to_uint8_tensor
-from .captions import CAPTION_TEMPLATES, caption_variants
+from gouache.data.captions import CAPTION_TEMPLATES, caption_variants
+from gouache.errors import GouacheError
+from gouache.images import load_rgb, to_uint8_tensor
 
 __all__ = ["CaptionedImages", "load_imagefolder", "caption_variants", "CAPTION_TEMPLATES",
            "IMAGE_SUFFIXES", "METADATA_NAME", "FolderScan", "scan_folder", "read_records",

@@ -26,12 +26,12 @@ from typing import Sequence
 import torch
 from safetensors import SafetensorError, safe_open
 
-from ..outputs import save_tensors
-from ..errors import GouacheError
-from ..text import PromptEmbedding, TextEncoder
-from .captions import caption_variants
-from .imagefolder import CaptionedImages, read_records
-from .shards import is_shard_spec, read_samples, shards_folder
+from gouache.data.captions import caption_variants
+from gouache.data.imagefolder import CaptionedImages, read_records
+from gouache.data.shards import is_shard_spec, read_samples, shards_folder
+from gouache.errors import GouacheError
+from gouache.model.text import PromptEmbedding, TextEncoder
+from gouache.store.tensors import save_tensors
 
 __all__ = ["CaptionTable", "CaptionCache", "EMBEDDINGS_FILE", "save_prompt_embeddings",
            "load_prompt_embeddings", "embed_dataset", "dataset_captions"]

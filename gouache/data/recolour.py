@@ -27,11 +27,18 @@ from typing import Sequence
 
 import torch
 
-from .. import distributed as dist
-from ..colours import COLOUR_NAMES, HUES, dominant_colours, dominant_hue, foreground, rotate_hue
-from ..errors import GouacheError
-from ..text import TextEncoder
-from .prompts import CaptionCache
+from gouache import distributed as dist
+from gouache.colours import (
+    COLOUR_NAMES,
+    HUES,
+    dominant_colours,
+    dominant_hue,
+    foreground,
+    rotate_hue,
+)
+from gouache.data.prompts import CaptionCache
+from gouache.errors import GouacheError
+from gouache.model.text import TextEncoder
 
 __all__ = ["RecolourOptions", "rewrite_caption", "recolour_batch", "RecolourSource", "COLOUR_WORDS"]
 

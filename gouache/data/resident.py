@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import torch
 
-from .imagefolder import CaptionedImages
-from .prompts import CaptionTable
-from .sources import MemorySource
+from gouache.data.imagefolder import CaptionedImages
+from gouache.data.prompts import CaptionTable
+from gouache.data.sources import MemorySource
 
 __all__ = ["ResidentSource", "resident_bytes", "fits_on"]
 

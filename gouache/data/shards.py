@@ -38,11 +38,11 @@ from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
-from ..errors import GouacheError
-from ..outputs import check_output_folder
-from ..images import load_rgb, to_uint8_tensor
-from .captions import caption_variants
-from .imagefolder import read_records
+from gouache.data.captions import caption_variants
+from gouache.data.imagefolder import read_records
+from gouache.errors import GouacheError
+from gouache.images import load_rgb, to_uint8_tensor
+from gouache.store.files import check_output_folder
 
 __all__ = ["write_shards", "Sharded", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
            "ShardStream", "collate"]

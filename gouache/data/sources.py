@@ -20,10 +20,15 @@ from typing import Iterator, Protocol
 
 import torch
 
-from .. import distributed as dist
-from ..text import TextEncoder
-from .imagefolder import CaptionedImages
-from .prompts import EMBEDDINGS_FILE, CaptionCache, CaptionTable, load_prompt_embeddings
+from gouache import distributed as dist
+from gouache.data.imagefolder import CaptionedImages
+from gouache.data.prompts import (
+    EMBEDDINGS_FILE,
+    CaptionCache,
+    CaptionTable,
+    load_prompt_embeddings,
+)
+from gouache.model.text import TextEncoder
 
 __all__ = ["BatchSource", "MemorySource", "StreamSource"]
 
@@ -87,7 +92,7 @@ class StreamSource:
     def __init__(self, spec: str | Path, *, size: int, encoder: TextEncoder, split: str | None = "train",
                  num_workers: int = 0, seed: int = 0, buffer: int = 1000,
                  pin_memory: bool = False) -> None:
-        from .shards import expand_shards, shards_folder
+        from gouache.data.shards import expand_shards, shards_folder
 
         self.urls = expand_shards(spec)
         self.size, self.split, self.num_workers = size, split, num_workers
@@ -100,7 +105,7 @@ class StreamSource:
     def _start(self, local_batch: int, step: int) -> None:
         from torch.utils.data import DataLoader
 
-        from .shards import ShardStream, collate
+        from gouache.data.shards import ShardStream, collate
 
         stream = ShardStream(self.urls, size=self.size, split=self.split, rank=dist.rank(),
                              world=dist.world_size(), seed=self.seed * 1_000_003 + step, buffer=self.buffer)

@@ -12,7 +12,7 @@ __all__ = ["evaluate", "format_report"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import report
+        from gouache.evaluate import report
 
         return getattr(report, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,13 +13,13 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ..data.imagefolder import read_records
-from ..errors import GouacheError
-from ..images import fit, to_uint8, to_uint8_tensor
-from ..options import SamplingOptions
-from ..pipeline import Pipeline
-from . import metrics
-from .features import ImageFeatures, cached_features
+from gouache.data.imagefolder import read_records
+from gouache.errors import GouacheError
+from gouache.evaluate import metrics
+from gouache.evaluate.features import ImageFeatures, cached_features
+from gouache.images import fit, to_uint8, to_uint8_tensor
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
 
 __all__ = ["RealSet", "EvalContext", "row_label", "load_context", "eval_prompts", "generate_images",
            "fit_images", "noise_images"]

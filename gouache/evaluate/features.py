@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import GouacheError
+from gouache.errors import GouacheError
 
 __all__ = ["ImageFeatures", "InceptionV3TF", "inception_path", "tf_bilinear_resize", "cache_path",
            "cached_features", "metadata_checksum", "NUM_FEATURES"]
@@ -136,7 +136,7 @@ class InceptionV3TF(ImageFeatures):
 
 def metadata_checksum(root: Path) -> str:
     """sha256 of the folder's metadata.jsonl (or of its sidecar caption listing)."""
-    from ..data.imagefolder import read_records
+    from gouache.data.imagefolder import read_records
 
     meta = Path(root) / "metadata.jsonl"
     if meta.exists():
@@ -161,7 +161,7 @@ def cached_features(root: Path, split: str, size: int, extractor: ImageFeatures,
     """
     from safetensors.torch import load_file, save_file
 
-    from ..data.imagefolder import load_imagefolder, read_records
+    from gouache.data.imagefolder import load_imagefolder, read_records
 
     path = cache_path(root, split, size, extractor.name, cache_dir)
     count = len(read_records(root, split=split))

@@ -22,8 +22,8 @@ from typing import Sequence
 
 import torch
 
-from ..errors import GouacheError
-from .features import ImageFeatures
+from gouache.errors import GouacheError
+from gouache.evaluate.features import ImageFeatures
 
 __all__ = ["fid", "kid", "nearest", "fidelity", "typical_nn_distance", "memorisation", "same_value",
            "NEAR_COPY"]

@@ -19,18 +19,25 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import resolve_model_dir
-from ..data.imagefolder import CaptionedImages, load_imagefolder
-from ..device import pick_device
-from ..errors import GouacheError
-from ..heldout import HeldOut
-from ..images import grid, save_png, to_pil
-from ..options import SamplingOptions
-from ..pipeline import Pipeline, default_model_dir
-from . import metrics
-from .context import EvalContext, eval_prompts, generate_images, load_context, noise_images, row_label
-from .features import ImageFeatures, InceptionV3TF, metadata_checksum
-from .sweeps import run_sweeps
+from gouache.data.imagefolder import CaptionedImages, load_imagefolder
+from gouache.device import pick_device
+from gouache.errors import GouacheError
+from gouache.evaluate import metrics
+from gouache.evaluate.context import (
+    EvalContext,
+    eval_prompts,
+    generate_images,
+    load_context,
+    noise_images,
+    row_label,
+)
+from gouache.evaluate.features import ImageFeatures, InceptionV3TF, metadata_checksum
+from gouache.evaluate.sweeps import run_sweeps
+from gouache.images import grid, save_png, to_pil
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline, default_model_dir
+from gouache.store.checkpoint import resolve_model_dir
+from gouache.training.heldout import HeldOut
 
 __all__ = ["evaluate", "format_report", "Sweeps"]
 
@@ -74,7 +81,7 @@ def ceiling(ctx: EvalContext, n: int) -> dict:
 
 
 def heldout_loss(pipe: Pipeline, data: CaptionedImages) -> dict:
-    """The fixed held-out denoising loss (``gouache.heldout.HeldOut``): per sigma and mean."""
+    """The fixed held-out denoising loss (``gouache.training.heldout.HeldOut``): per sigma and mean."""
     held = HeldOut(data, pipe.text_encoder, pipe.device, sigma_data=pipe.config.schedule.sigma_data)
     per = held.per_sigma(pipe.denoiser.net)
     return {"per_sigma": {f"{s:.4g}": v for s, v in per.items()}, "mean": sum(per.values()) / len(per)}

@@ -22,16 +22,16 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import resolve_model_dir
-from ..colours import dominant_colours, foreground, rgb_to_hsv, saturated
-from ..data.shapes import read_shapes_info
-from ..device import pick_device
-from ..errors import GouacheError
-from ..images import grid, save_png, to_pil
-from ..options import SamplingOptions
-from ..pipeline import Pipeline
-from .context import generate_images
-from .report import _clean, _model_info
+from gouache.colours import dominant_colours, foreground, rgb_to_hsv, saturated
+from gouache.data.build.shapes import read_shapes_info
+from gouache.device import pick_device
+from gouache.errors import GouacheError
+from gouache.evaluate.context import generate_images
+from gouache.evaluate.report import _clean, _model_info
+from gouache.images import grid, save_png, to_pil
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.store.checkpoint import resolve_model_dir
 
 __all__ = ["judge_shapes", "shapes_suite", "format_shapes"]
 

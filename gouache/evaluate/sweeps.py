@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from ..options import SamplingOptions
-from ..pipeline import Pipeline
-from ..samplers import SAMPLERS
-from .context import EvalContext, generate_images
+from gouache.evaluate.context import EvalContext, generate_images
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.sampling.samplers import SAMPLERS
 
 __all__ = ["run_sweeps", "plot_sweep", "SWEEP_STEPS", "SWEEP_GUIDANCE"]
 

@@ -38,18 +38,18 @@ from typing import Sequence
 
 import torch
 
-from ..checkpoint import resolve_model_dir
-from ..colours import HUES, dominant_colours, dominant_hue, greyscale, rotate_hue
-from ..data.imagefolder import caption_variants, read_records
-from ..device import pick_device
-from ..errors import GouacheError
-from ..images import grid, load_rgb, save_png, to_pil, to_uint8_tensor
-from ..options import SamplingOptions
-from ..pipeline import Pipeline, default_model_dir
-from .context import generate_images, row_label
-from .features import ImageFeatures, InceptionV3TF, cache_path
-from .metrics import nearest
-from .report import _clean, _model_info
+from gouache.colours import HUES, dominant_colours, dominant_hue, greyscale, rotate_hue
+from gouache.data.imagefolder import caption_variants, read_records
+from gouache.device import pick_device
+from gouache.errors import GouacheError
+from gouache.evaluate.context import generate_images, row_label
+from gouache.evaluate.features import ImageFeatures, InceptionV3TF, cache_path
+from gouache.evaluate.metrics import nearest
+from gouache.evaluate.report import _clean, _model_info
+from gouache.images import grid, load_rgb, save_png, to_pil, to_uint8_tensor
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline, default_model_dir
+from gouache.store.checkpoint import resolve_model_dir
 
 __all__ = ["SuitePrompt", "SUITES_DIR", "KINDS", "load_suite", "train_captions", "check_suite", "judge_objects",
            "understanding", "format_understanding"]

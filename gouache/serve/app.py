@@ -23,13 +23,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..errors import GouacheError
-from ..options import AUTO, SamplingOptions
-from ..samplers import SAMPLERS
-from .adapters import AdapterChoice, adapter_choices, adapter_scales
-from .schemas import (MAX_SEED, AdapterOption, GenerateRequest, GenerateResponse, HealthResponse, InfoResponse,
-                      SamplerInfo)
-from .worker import Job, QueueFull, Worker
+from gouache.errors import GouacheError
+from gouache.sampling.options import AUTO, SamplingOptions
+from gouache.sampling.samplers import SAMPLERS
+from gouache.serve.adapters import AdapterChoice, adapter_choices, adapter_scales
+from gouache.serve.schemas import (
+    MAX_SEED,
+    AdapterOption,
+    GenerateRequest,
+    GenerateResponse,
+    HealthResponse,
+    InfoResponse,
+    SamplerInfo,
+)
+from gouache.serve.worker import Job, QueueFull, Worker
 
 __all__ = ["create_app"]
 

@@ -14,13 +14,20 @@ import io
 from typing import Literal
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
-from ..errors import GouacheError
-from ..options import Limits as SamplingLimits
-from ..options import AUTO, SamplingOptions
-from ..samplers import SAMPLERS
-from ..start import check_start
+from gouache.errors import GouacheError
+from gouache.sampling.options import AUTO, SamplingOptions
+from gouache.sampling.options import Limits as SamplingLimits
+from gouache.sampling.samplers import SAMPLERS
+from gouache.sampling.start import check_start
 
 __all__ = ["GenerateRequest", "GeneratedImage", "GenerateResponse", "ProgressEvent", "InfoResponse",
            "HealthResponse", "SamplerInfo", "AdapterOption", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS", "MAX_IMAGES",

@@ -29,10 +29,10 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
-from ..errors import GouacheError
-from ..images import to_pil
-from ..options import SamplingOptions
-from ..start import resolve_strength
+from gouache.errors import GouacheError
+from gouache.images import to_pil
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.start import resolve_strength
 
 __all__ = ["Job", "Worker", "QueueFull", "Cancelled", "render", "png_base64"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gouache.data.emoji import build_emoji_dataset, licenses_markdown
-from gouache.data.emoji_names import NAMES_FILES, concept_of, normalize_hexcode
-from gouache.data.emoji_styles import STYLES
-from gouache.data.npm import tarball_name
+from gouache.data.build.emoji import build_emoji_dataset, licenses_markdown
+from gouache.data.build.emoji_names import NAMES_FILES, concept_of, normalize_hexcode
+from gouache.data.build.emoji_styles import STYLES
+from gouache.data.build.npm import tarball_name
 from gouache.errors import GouacheError
 
 KEYS = {"file_name", "text", "label", "name", "keywords", "shortcodes", "annotation", "style",
@@ -159,7 +159,7 @@ def test_subsets_forced_splits_and_refusals(tmp_path) -> None:
 
 
 def test_the_cli_builds_and_reports_mistakes_in_one_line(tmp_path, capsys) -> None:
-    from gouache.cli import main
+    from gouache.cli.main import main
 
     registry = fake_registry(tmp_path / "npm")
     main(["data", "emoji", "--out", str(tmp_path / "ds"), "--size", "64", "--styles", "twemoji,noto",

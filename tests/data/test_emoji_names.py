@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import json
 
-from gouache.data.emoji_names import NAMES_FILES, concept_of, load_names, normalize_hexcode, slug
+from gouache.data.build.emoji_names import (
+    NAMES_FILES,
+    concept_of,
+    load_names,
+    normalize_hexcode,
+    slug,
+)
 
 
 def test_normalize_hexcode() -> None:

@@ -18,12 +18,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gouache.data import emoji_png as emoji
-from gouache.data.emoji import build_emoji_dataset
-from gouache.data.emoji_names import normalize_hexcode
-from gouache.data.emoji_png import PNG_STYLES as STYLES
-from gouache.data.emoji_png import convert_png, list_images, load_labels, metadata_row
-from gouache.data.emoji_split import split_for
+from gouache.data.build import emoji_png as emoji
+from gouache.data.build.emoji import build_emoji_dataset
+from gouache.data.build.emoji_names import normalize_hexcode
+from gouache.data.build.emoji_png import PNG_STYLES as STYLES
+from gouache.data.build.emoji_png import (
+    convert_png,
+    list_images,
+    load_labels,
+    metadata_row,
+)
+from gouache.data.build.emoji_split import split_for
 from gouache.errors import GouacheError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "emoji"

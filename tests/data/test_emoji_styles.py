@@ -1,9 +1,14 @@
 """The style table: every style's licence and attribution, and how icons are matched."""
 from __future__ import annotations
 
-from gouache.data.emoji import licenses_markdown
-from gouache.data.emoji_names import EmojiNames
-from gouache.data.emoji_styles import REFERENCE_PACKAGES, STYLES, match_icons, name_index
+from gouache.data.build.emoji import licenses_markdown
+from gouache.data.build.emoji_names import EmojiNames
+from gouache.data.build.emoji_styles import (
+    REFERENCE_PACKAGES,
+    STYLES,
+    match_icons,
+    name_index,
+)
 
 # Licences under which a trained model may be shared (share-alike ones with the same licence).
 SHAREABLE = {"Apache-2.0": False, "MIT": False, "CC-BY-4.0": False, "CC-BY-SA-4.0": True}

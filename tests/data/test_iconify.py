@@ -5,8 +5,8 @@ import io
 
 from PIL import Image
 
-from gouache.data.iconify import icon_names, icon_svg, resolve
-from gouache.data.render import render_svg
+from gouache.data.build.iconify import icon_names, icon_svg, resolve
+from gouache.data.build.render import render_svg
 
 SET = {
     "width": 16, "height": 16,

@@ -3,8 +3,13 @@ import json
 import pytest
 import torch
 
-from gouache.data.imagefolder import (CAPTION_TEMPLATES, balanced_weights, caption_variants,
-                                      load_imagefolder, read_records)
+from gouache.data.imagefolder import (
+    CAPTION_TEMPLATES,
+    balanced_weights,
+    caption_variants,
+    load_imagefolder,
+    read_records,
+)
 from gouache.data.prompts import CaptionTable
 from gouache.errors import GouacheError
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gouache.data import npm
+from gouache.data.build import npm
 from gouache.errors import GouacheError
 
 

@@ -7,15 +7,21 @@ import pytest
 import torch
 
 from gouache.colours import dominant_colours
-from gouache.config import ModelConfig, TrainConfig
+from gouache.data.build.shapes import COLOURS, SHAPES, build_shapes_dataset
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
-from gouache.data.recolour import RecolourOptions, RecolourSource, recolour_batch, rewrite_caption
-from gouache.data.shapes import COLOURS, SHAPES, build_shapes_dataset
+from gouache.data.recolour import (
+    RecolourOptions,
+    RecolourSource,
+    recolour_batch,
+    rewrite_caption,
+)
 from gouache.data.sources import MemorySource
 from gouache.errors import GouacheError
-from gouache.train import train
-from gouache.unet import PRESETS
+from gouache.model.config import ModelConfig
+from gouache.model.unet import PRESETS
+from gouache.training.config import TrainConfig
+from gouache.training.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

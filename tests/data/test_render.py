@@ -6,7 +6,7 @@ import io
 import pytest
 from PIL import Image
 
-from gouache.data.render import render_svg
+from gouache.data.build.render import render_svg
 from gouache.errors import GouacheError
 
 HALF_RED = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'

@@ -5,9 +5,15 @@ import json
 
 import pytest
 
-from gouache.cli import main
+from gouache.cli.main import main
+from gouache.data.build.shapes import (
+    COLOURS,
+    SHAPES,
+    build_shapes_dataset,
+    parse_holdout,
+    read_shapes_info,
+)
 from gouache.data.imagefolder import read_records
-from gouache.data.shapes import COLOURS, SHAPES, build_shapes_dataset, parse_holdout, read_shapes_info
 from gouache.errors import GouacheError
 
 HOLDOUT = "green triangle,blue circle,yellow square"

@@ -12,13 +12,23 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from gouache.cli import main
+from gouache.cli.main import main
 from gouache.data.imagefolder import caption_variants, load_imagefolder, read_records
-from gouache.data.prompts import (EMBEDDINGS_FILE, CaptionCache, CaptionTable, dataset_captions,
-                                  embed_dataset, load_prompt_embeddings)
-from gouache.data.shards import (ShardStream, expand_shards, is_shard_spec, read_samples,
-                                 write_shards)
-
+from gouache.data.prompts import (
+    EMBEDDINGS_FILE,
+    CaptionCache,
+    CaptionTable,
+    dataset_captions,
+    embed_dataset,
+    load_prompt_embeddings,
+)
+from gouache.data.shards import (
+    ShardStream,
+    expand_shards,
+    is_shard_spec,
+    read_samples,
+    write_shards,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FIXTURE_PNG = Path(__file__).parents[1] / "fixtures" / "emoji" / "images" / "google" / "1f349.png"
@@ -114,7 +124,7 @@ def test_dataloader_workers_split_a_ranks_shards(emoji_shards: Path) -> None:
 def test_embed_round_trip(emoji_fixture: Path, tmp_path: Path, text_encoder, monkeypatch) -> None:
     folder = tmp_path / "emoji"
     shutil.copytree(emoji_fixture, folder)
-    monkeypatch.setattr("gouache.text.TextEncoder", lambda *a, **k: text_encoder)
+    monkeypatch.setattr("gouache.model.text.TextEncoder", lambda *a, **k: text_encoder)
     main(["data", "embed", str(folder)])
     captions, emb = load_prompt_embeddings(folder / EMBEDDINGS_FILE, text_encoder)
     assert captions == dataset_captions(folder) and captions[0] == ""
@@ -158,9 +168,10 @@ def test_caption_cache_encodes_each_caption_once(text_encoder) -> None:
 
 
 def test_train_streams_shards(shapes_dir: Path, tmp_path: Path, text_encoder) -> None:
-    from gouache.config import ModelConfig, TrainConfig
-    from gouache.train import train
-    from gouache.unet import PRESETS
+    from gouache.model.config import ModelConfig
+    from gouache.model.unet import PRESETS
+    from gouache.training.config import TrainConfig
+    from gouache.training.train import train
 
     shards = tmp_path / "shards"
     write_shards(shapes_dir, shards, shard_size=16)
@@ -178,9 +189,9 @@ def test_train_streams_shards(shapes_dir: Path, tmp_path: Path, text_encoder) ->
 
 
 def test_balance_by_needs_images_in_memory(emoji_shards: Path, tmp_path: Path, text_encoder) -> None:
-    from gouache.config import TrainConfig
     from gouache.errors import GouacheError
-    from gouache.train import train
+    from gouache.training.config import TrainConfig
+    from gouache.training.train import train
 
     cfg = TrainConfig(data=str(emoji_shards), out=str(tmp_path / "run"), balance_by="base", device="cpu")
     with pytest.raises(GouacheError, match="balance_by needs the images in memory"):

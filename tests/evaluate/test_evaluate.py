@@ -11,10 +11,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gouache.evaluate.features import ImageFeatures, cache_path, cached_features, tf_bilinear_resize
 from gouache.errors import GouacheError
-from gouache.evaluate.metrics import fid, fidelity, kid, memorisation, nearest, typical_nn_distance
-from gouache.options import SamplingOptions
+from gouache.evaluate.features import (
+    ImageFeatures,
+    cache_path,
+    cached_features,
+    tf_bilinear_resize,
+)
+from gouache.evaluate.metrics import (
+    fid,
+    fidelity,
+    kid,
+    memorisation,
+    nearest,
+    typical_nn_distance,
+)
+from gouache.sampling.options import SamplingOptions
 
 
 class PixelFeatures(ImageFeatures):
@@ -242,7 +254,7 @@ def test_sweeps_write_plots(tiny_pipeline, tiny_model_dir, emoji_copy, tmp_path,
 
 
 def test_cli_eval_is_registered_and_lazy():
-    code = ("import sys; from gouache.cli import build_parser; "
+    code = ("import sys; from gouache.cli.main import build_parser; "
             "a = build_parser().parse_args(['eval', '--data', 'd']); "
             "assert a.split == 'test' and a.num_images == 200 and a.model is None; "
             "bad = [m for m in sys.modules if m.startswith(('torchmetrics', 'matplotlib'))]; "
@@ -251,7 +263,7 @@ def test_cli_eval_is_registered_and_lazy():
 
 
 def test_cli_eval_missing_model_is_a_clean_error(tmp_path, emoji_copy, capsys):
-    from gouache.cli import main
+    from gouache.cli.main import main
 
     with pytest.raises(SystemExit) as e:
         main(["eval", "--model", str(tmp_path / "nope"), "--data", str(emoji_copy)])

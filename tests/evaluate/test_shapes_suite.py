@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from gouache.options import SamplingOptions
+from gouache.data.build.shapes import build_shapes_dataset
 from gouache.data.imagefolder import load_imagefolder
-from gouache.data.shapes import build_shapes_dataset
 from gouache.evaluate.shapes import format_shapes, judge_shapes, shapes_suite
+from gouache.sampling.options import SamplingOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

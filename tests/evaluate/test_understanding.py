@@ -8,12 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from gouache.options import SamplingOptions
 from gouache.colours import HUES
 from gouache.data.imagefolder import read_records
 from gouache.errors import GouacheError
-from gouache.evaluate.understanding import (SuitePrompt, check_suite, format_understanding, judge_objects,
-                                            load_suite, train_captions, understanding)
+from gouache.evaluate.understanding import (
+    SuitePrompt,
+    check_suite,
+    format_understanding,
+    judge_objects,
+    load_suite,
+    train_captions,
+    understanding,
+)
+from gouache.sampling.options import SamplingOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,7 +101,7 @@ def test_understanding_runs_and_writes_rows_grids_and_report(tiny_pipeline, tiny
 
 
 def test_cli_suite_on_data_it_was_not_written_for_is_a_one_line_error(tiny_model_dir, emoji_fixture, capsys):
-    from gouache.cli import main
+    from gouache.cli.main import main
 
     with pytest.raises(SystemExit) as e:
         main(["eval", "--suite", "understanding", "--data", str(emoji_fixture), "--model", str(tiny_model_dir),

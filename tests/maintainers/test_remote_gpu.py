@@ -26,7 +26,7 @@ def remote(maintainer_script):
 
 def test_packed_encoder_matches_the_full_one_on_the_captions(remote, emoji_fixture, text_encoder, tmp_path):
     from gouache.data.prompts import dataset_captions
-    from gouache.text import TextEncoder
+    from gouache.model.text import TextEncoder
 
     remote.pack(emoji_fixture, tmp_path / "pack", extra=[])
     packed = tmp_path / "pack" / "encoder" / "model.safetensors"
@@ -121,8 +121,8 @@ def _job(remote, data: Path, tmp_path: Path, config: str, sources: Path | None =
 
 
 def _paints(remote, parts: Path, tmp_path: Path) -> None:
-    from gouache.options import SamplingOptions
-    from gouache.pipeline import Pipeline
+    from gouache.sampling.options import SamplingOptions
+    from gouache.sampling.pipeline import Pipeline
 
     remote.merge(parts, tmp_path / "model")
     pipe = Pipeline.load(tmp_path / "model", device="cpu")

@@ -14,7 +14,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from gouache.options import SamplingOptions  # noqa: E402
+from gouache.sampling.options import SamplingOptions  # noqa: E402
 from gouache.serve.app import create_app  # noqa: E402
 from gouache.serve.worker import Job, Worker, render  # noqa: E402
 
@@ -297,8 +297,7 @@ def test_cancel_stops_sampling_midway(tiny_pipeline):
 
 def test_client_that_disconnects_cancels_its_job(tiny_pipeline):
     import httpx
-
-    from gouache.serve.cli import BackgroundServer
+    from gouache.cli.serve import BackgroundServer
 
     app = create_app(Slow(tiny_pipeline), preview_every=1)
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
@@ -335,7 +334,7 @@ def test_info_health_and_page(client, tiny_pipeline):
 
 
 def test_cli_has_serve():
-    from gouache.cli import build_parser
+    from gouache.cli.main import build_parser
 
     args = build_parser().parse_args(["serve", "--port", "8000", "--model", "m"])
     assert (args.host, args.port, args.model, args.queue_size) == ("127.0.0.1", 8000, "m", 16)

@@ -15,12 +15,13 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from gouache.checkpoint import load_network  # noqa: E402
-from gouache.lora import AdapterInfo, adapter_tensors, add_adapter, save_adapter, weights_sha256  # noqa: E402
-from gouache.options import SamplingOptions  # noqa: E402
-from gouache.pipeline import Pipeline  # noqa: E402
+from gouache.model.lora import adapter_tensors, add_adapter
+from gouache.sampling.options import SamplingOptions  # noqa: E402
+from gouache.sampling.pipeline import Pipeline  # noqa: E402
 from gouache.serve.app import create_app  # noqa: E402
 from gouache.serve.worker import Job, Worker  # noqa: E402
+from gouache.store.adapters import AdapterInfo, save_adapter, weights_sha256
+from gouache.store.checkpoint import load_network  # noqa: E402
 
 OPTIONS = SamplingOptions(steps=3)
 REQUEST = {"prompt": "red circle", "steps": 3, "seed": 4, "num_images": 2}

@@ -12,7 +12,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 from test_api import SETTINGS, Gated, Sink, decode, run_gated  # noqa: E402  (the API tests' helpers)
 
-from gouache.options import SamplingOptions  # noqa: E402
+from gouache.sampling.options import SamplingOptions  # noqa: E402
 from gouache.serve.worker import Job, Worker, render  # noqa: E402
 
 

@@ -45,8 +45,9 @@ def browser_page(tmp_path):
 @pytest.fixture()
 def server(tiny_pipeline):
     pytest.importorskip("fastapi")
+    from gouache.cli.serve import BackgroundServer
+
     from gouache.serve.app import create_app
-    from gouache.serve.cli import BackgroundServer
 
     with BackgroundServer(create_app(tiny_pipeline)) as running:
         yield running
@@ -100,6 +101,7 @@ def test_page_paints_a_picture(server, browser_page, tiny_pipeline, tmp_path):
 
 def test_page_repaints_only_where_the_brush_went(server, browser_page, tiny_pipeline, tmp_path):
     import json
+
     from playwright.sync_api import expect
 
     page, errors = browser_page
@@ -151,11 +153,11 @@ def test_the_shipped_model_answers_a_click_with_a_finished_picture(browser_page,
     pytest.importorskip("fastapi")
     import time
 
+    from gouache.cli.serve import BackgroundServer
     from playwright.sync_api import expect
 
-    from gouache.pipeline import Pipeline
+    from gouache.sampling.pipeline import Pipeline
     from gouache.serve.app import create_app
-    from gouache.serve.cli import BackgroundServer
 
     pipe = Pipeline.load(device="cpu")
     with BackgroundServer(create_app(pipe)) as running:
@@ -183,17 +185,19 @@ def test_page_offers_the_servers_adapters_by_name_and_paints_with_the_chosen_one
     """A server started with ``--lora cat.safetensors``: the page preselects it at its scale; the
     request names it (never a path), and "none" paints the base."""
     import json
+
     from playwright.sync_api import expect
 
     pytest.importorskip("fastapi")
     import torch
+    from gouache.cli.serve import BackgroundServer
 
-    from gouache.checkpoint import load_network
-    from gouache.lora import AdapterInfo, adapter_tensors, add_adapter, save_adapter, weights_sha256
-    from gouache.options import SamplingOptions
-    from gouache.pipeline import Pipeline
+    from gouache.model.lora import adapter_tensors, add_adapter
+    from gouache.sampling.options import SamplingOptions
+    from gouache.sampling.pipeline import Pipeline
     from gouache.serve.app import create_app
-    from gouache.serve.cli import BackgroundServer
+    from gouache.store.adapters import AdapterInfo, save_adapter, weights_sha256
+    from gouache.store.checkpoint import load_network
 
     net, _ = load_network(tiny_model_dir)
     add_adapter(net, "a", rank=2, alpha=2.0)

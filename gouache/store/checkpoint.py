@@ -1,0 +1,234 @@
+"""Checkpoints: safetensors weights, JSON configs, written so that a crash loses nothing.
+
+A model folder (what ``--model`` takes) holds
+
+    config.json         the ModelConfig
+    ema.safetensors     the EMA weights that sampling uses
+
+and, in a run's checkpoints, also what resuming needs:
+
+    model.safetensors   the raw weights
+    train.safetensors   AdamW moments and the random generators' states
+    state.json          step, AdamW hyper-parameters, the TrainConfig
+
+A checkpoint is written into a temporary folder that is renamed into place only
+when complete; then ``latest.txt`` in the run folder is replaced atomically. A
+run killed at any moment keeps its last complete checkpoint; the temporary
+folder it may leave is removed when a run starts there and after each save.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable, Collection, Sequence
+
+import torch
+
+from gouache.errors import GouacheError
+from gouache.model.config import ModelConfig
+from gouache.model.lora import merge
+from gouache.model.noinit import no_initial_weights
+from gouache.model.unet import UNet
+from gouache.store.adapters import apply_adapters
+from gouache.store.files import check_output_folder, write_json
+from gouache.store.tensors import contiguous, read_tensors, save_tensors
+
+__all__ = ["save_checkpoint", "save_run_state", "clear_partial_checkpoints",
+           "load_weights", "load_network", "load_train_state", "resolve_model_dir", "read_model_config",
+           "export_model", "average_weights"]
+
+
+def clear_partial_checkpoints(run: Path) -> None:
+    """Remove the temporary folders of checkpoints that were never completed (a killed save)."""
+    for tmp in (Path(run) / "checkpoints").glob(".tmp-step-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    sd = opt.state_dict()
+    tensors = {f"state.{i}.{k}": torch.as_tensor(v) for i, s in sd["state"].items() for k, v in s.items()}
+    return tensors, sd["param_groups"]
+
+
+def save_checkpoint(run: Path, *, step: int, model_config: ModelConfig, net: torch.nn.Module,
+                    ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    generators: dict[str, torch.Generator], train_config: dict, keep: int = 2) -> Path:
+    """Write ``run/checkpoints/step-N`` atomically and point ``run/latest.txt`` at it."""
+    def weights(folder: Path) -> None:
+        write_json(model_config.to_dict(), folder / "config.json")
+        save_tensors(contiguous(ema.state_dict()), folder / "ema.safetensors")
+        save_tensors(contiguous(net.state_dict()), folder / "model.safetensors")
+
+    return save_run_state(run, step=step, weights=weights, optimizer=optimizer, generators=generators,
+                          train_config=train_config, keep=keep)
+
+
+def save_run_state(run: Path, *, step: int, weights: Callable[[Path], None], optimizer: torch.optim.Optimizer,
+                   generators: dict[str, torch.Generator], train_config: dict, keep: int = 2) -> Path:
+    """The atomic checkpoint: ``weights(folder)`` writes the weights, this the optimiser,
+    generators and step, into a temporary folder renamed to ``run/checkpoints/step-N``."""
+    run = Path(run)
+    final = run / "checkpoints" / f"step-{step:08d}"
+    tmp = run / "checkpoints" / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights(tmp)
+    opt_tensors, groups = _optimizer_tensors(optimizer)
+    rng = {f"rng.{name}": g.get_state() for name, g in generators.items()}
+    save_tensors(contiguous(opt_tensors | rng), tmp / "train.safetensors")
+    write_json({"step": step, "param_groups": groups, "train_config": train_config}, tmp / "state.json")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    (run / ".latest.tmp").write_text(str(final.relative_to(run)) + "\n")
+    (run / ".latest.tmp").replace(run / "latest.txt")
+    _prune(run / "checkpoints", keep)
+    clear_partial_checkpoints(run)
+    return final
+
+
+def _prune(folder: Path, keep: int) -> None:
+    done = sorted(p for p in folder.glob("step-*") if p.is_dir())
+    for old in done[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_model_dir(path: Path | str) -> Path:
+    """A model folder, or a run folder (followed to its latest checkpoint)."""
+    path = Path(path)
+    if (path / "ema.safetensors").exists():
+        return path
+    latest = path / "latest.txt"
+    if latest.exists():
+        return path / latest.read_text().strip()
+    if not path.exists():
+        raise GouacheError(f"no such model or run folder: {path}")
+    raise GouacheError(f"{path} holds no checkpoint (expected ema.safetensors or latest.txt)")
+
+
+def read_model_config(folder: Path) -> ModelConfig:
+    path = Path(folder) / "config.json"
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise GouacheError(f"{path} is missing: a model folder needs its config.json") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise GouacheError(f"{path}: not a gouache model config ({e})") from None
+
+
+def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
+    """The EMA network of a model or run folder, with its config."""
+    folder = resolve_model_dir(model)
+    config = read_model_config(folder)
+    with no_initial_weights():  # every weight is read from the file next (load_weights checks)
+        net = UNet(config.unet)
+    load_weights(net, folder / "ema.safetensors")
+    return net, config
+
+
+def load_weights(module: torch.nn.Module, path: Path) -> None:
+    """Load a safetensors file into ``module``, naming the file and the mismatch on failure."""
+    path = Path(path)
+    sd = read_tensors(path)
+    own = module.state_dict()
+    bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
+    if bad or missing or extra:
+        what = (f"{len(bad)} shape mismatches (e.g. {bad[0]}: {tuple(sd[bad[0]].shape)} vs "
+                f"{tuple(own[bad[0]].shape)})" if bad else f"{len(missing)} missing, {len(extra)} unexpected")
+        raise GouacheError(f"{path}: weights of another model shape: {what}")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
+
+
+def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
+                     generators: dict[str, torch.Generator]) -> int:
+    """Restore AdamW and the generators from a checkpoint; return its step."""
+    folder = Path(folder)
+    state = json.loads((folder / "state.json").read_text())
+    tensors = read_tensors(folder / "train.safetensors")
+    opt_state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("state."):
+            _, i, name = key.split(".", 2)
+            opt_state.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    for name, g in generators.items():
+        g.set_state(tensors[f"rng.{name}"])
+    return int(state["step"])
+
+
+def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = torch.float16,
+                 lora: Sequence = ()) -> Path:
+    """Write a checkpoint's config and EMA weights (fp16 by default) as a model folder.
+
+    ``lora``: low-rank adapters (``FILE[:SCALE]``, see ``lora.py``) merged into the weights
+    for good (one source only: an adapter fits the weights it was trained on).
+
+    Given several checkpoints, their EMA weights are averaged uniformly: a "model
+    soup" (Wortsman et al., "Model soups: averaging weights of multiple fine-tuned
+    models improves accuracy without increasing inference time", 2022). That only
+    makes sense for networks that share a starting point (one run continued or
+    fine-tuned from another), so their fixed buffers must agree.
+    """
+    dst = check_output_folder(dst)
+    srcs = [resolve_model_dir(s) for s in ([src] if isinstance(src, (str, Path)) else src)]
+    if not srcs:
+        raise GouacheError("export needs at least one run or model folder")
+    config = _same_config(srcs)
+    if lora and len(srcs) > 1:
+        raise GouacheError("--merge-lora merges adapters into one model: name one run or model folder")
+    weights = average_weights(srcs, buffers=_buffer_names(config))
+    if lora:
+        weights = _merged(weights, config, srcs[0], lora)
+    dst.mkdir(parents=True, exist_ok=True)
+    write_json(config.to_dict(), dst / "config.json")
+    save_tensors(contiguous(weights, dtype), dst / "ema.safetensors")
+    return dst
+
+
+def _merged(weights: dict[str, torch.Tensor], config: ModelConfig, base: Path, lora: Sequence
+            ) -> dict[str, torch.Tensor]:
+    """``weights`` (of the model in ``base``) with the adapters added in for good."""
+    net = UNet(config.unet)
+    net.load_state_dict(weights)
+    apply_adapters(net, base, lora)
+    return merge(net).state_dict()
+
+
+def average_weights(folders: Sequence[Path], *, buffers: Collection[str] = ()) -> dict[str, torch.Tensor]:
+    """The mean of the folders' EMA weights (summed in float64); ``buffers`` must be equal in all."""
+    first = read_tensors(Path(folders[0]) / "ema.safetensors")
+    total = {k: v.double() for k, v in first.items()}
+    for folder in folders[1:]:
+        sd = read_tensors(Path(folder) / "ema.safetensors")
+        if set(sd) != set(first):
+            raise GouacheError(f"{folder}: holds other tensors than {folders[0]}")
+        for key in buffers:
+            # compared to fp16's precision, so an exported model averages with its fp32 run
+            if key in sd and not torch.allclose(sd[key].float(), first[key].float(), rtol=1e-3, atol=1e-6):
+                raise GouacheError(f"{folder} and {folders[0]} differ in the fixed buffer {key}: they do "
+                                   "not share a starting point, and averaging unrelated networks "
+                                   "gives noise")
+        for key, v in sd.items():
+            total[key] += v.double()
+    return {k: (v / len(folders)).float() for k, v in total.items()}
+
+
+def _same_config(folders: list[Path]) -> ModelConfig:
+    """The first folder's config, once the others are checked to describe the same network."""
+    first = read_model_config(folders[0])
+    for folder in folders[1:]:
+        other = read_model_config(folder)
+        # the training noise distribution (p_mean, p_std) may differ between runs; the rest may not
+        same = (other.unet == first.unet and other.text_model == first.text_model
+                and other.text_max_length == first.text_max_length
+                and other.schedule.sigma_data == first.schedule.sigma_data)
+        if not same:
+            raise GouacheError(f"{folder} and {folders[0]} hold different networks or prompt encoders: "
+                               "only checkpoints of one model can be averaged")
+    return first
+
+
+def _buffer_names(config: ModelConfig) -> set[str]:
+    with torch.device("meta"):  # names only: no memory, no initialisation
+        return {name for name, _ in UNet(config.unet).named_buffers()}

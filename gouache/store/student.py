@@ -1,0 +1,114 @@
+"""A model folder's few-step student: where it lives and what it was distilled from.
+
+    MODEL/config.json, ema.safetensors      the diffusion model (the teacher)
+    MODEL/student/config.json               the student: the same network shape,
+    MODEL/student/ema.safetensors           its own weights,
+    MODEL/student/student.json              and how it was made (``StudentInfo``)
+
+A distillation run's checkpoints (``gouache distill``) hold the student in the same
+three files; ``gouache export TEACHER --student RUN --out MODEL`` puts the two together,
+refusing a student distilled from other weights.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from gouache.checks import at_least, check_fields, non_blank
+from gouache.errors import GouacheError
+from gouache.store.checkpoint import export_model, load_network, resolve_model_dir
+from gouache.store.files import write_json
+from gouache.store.tensors import read_tensors
+
+__all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "attach_student",
+           "check_student", "copy_student", "refuse_bare_student", "weights_fingerprint"]
+
+STUDENT_DIR = "student"
+INFO_FILE = "student.json"
+
+
+@dataclass(frozen=True)
+class StudentInfo:
+    """How a student was distilled; ``guidance`` is the scale folded into it."""
+
+    guidance: float
+    teacher: str  # the teacher folder's name
+    teacher_sha256: str  # ``weights_fingerprint`` of the teacher
+    method: str = "consistency distillation"
+    solver: str = "heun"
+    intervals: int = 40
+    step: int = 0
+
+    def __post_init__(self) -> None:
+        check_fields(self, {"guidance": (at_least(0), "0 or more"), "teacher_sha256": (non_blank, "a checksum"),
+                            "intervals": (at_least(2), "2 or more")}, what=INFO_FILE)
+
+
+def weights_fingerprint(model: Path) -> str:
+    """sha256 of a model folder's EMA weights as float16 values, by name: the same for the run
+    a teacher came from and for its exported (float16) model folder."""
+    h = hashlib.sha256()
+    tensors = read_tensors(Path(model) / "ema.safetensors")
+    for name in sorted(tensors):
+        t = tensors[name]
+        t = t.to(torch.float16) if t.is_floating_point() else t
+        h.update(name.encode() + str(t.dtype).encode() + t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def read_student_info(folder: Path) -> StudentInfo:
+    path = Path(folder) / INFO_FILE
+    try:
+        return StudentInfo(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise GouacheError(f"{path} is missing: not a few-step student") from None
+    except (json.JSONDecodeError, TypeError) as e:
+        raise GouacheError(f"{path}: not a student description ({e})") from None
+
+
+def refuse_bare_student(folder: Path) -> None:
+    """A distillation run's checkpoint is a student without its teacher: say how to join them."""
+    if (Path(folder) / INFO_FILE).exists():
+        raise GouacheError(f"{folder} is a few-step student on its own: join it to its teacher with "
+                           f"gouache export TEACHER --student RUN --out MODEL, and use MODEL")
+
+
+def load_student(model: Path) -> tuple[torch.nn.Module, StudentInfo] | None:
+    """The student network of a model folder, with its info; None if it has none."""
+    folder = Path(model) / STUDENT_DIR
+    if not folder.is_dir():
+        return None
+    info = read_student_info(folder)
+    return load_network(folder)[0], info
+
+
+def check_student(teacher: Path | str, run: Path | str) -> tuple[Path, StudentInfo]:
+    """The checkpoint folder and info of the student in ``run``; refused unless it was
+    distilled from the weights in ``teacher`` (a model or run folder)."""
+    src = resolve_model_dir(run)
+    info = read_student_info(src)
+    theirs = weights_fingerprint(resolve_model_dir(teacher))
+    if info.teacher_sha256 != theirs:
+        raise GouacheError(f"--student {run} was distilled from {info.teacher} ({info.teacher_sha256[:12]}), "
+                           f"not from these weights ({theirs[:12]}): export its own teacher")
+    return src, info
+
+
+def attach_student(model: Path, run: Path | str, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Copy the student of ``run`` (a distillation run or checkpoint) into the model folder
+    ``model``, written just before from its teacher. Refuses a student of another teacher."""
+    return copy_student(model, *check_student(model, run), dtype=dtype)
+
+
+def copy_student(model: Path, src: Path, info: StudentInfo, *, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the student checkpoint ``src`` (``check_student``'s answer) into ``model/student``."""
+    dst = Path(model) / STUDENT_DIR
+    shutil.rmtree(dst, ignore_errors=True)
+    export_model(src, dst, dtype=dtype)
+    write_json(asdict(info), dst / INFO_FILE)
+    return dst

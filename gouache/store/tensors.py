@@ -1,0 +1,42 @@
+"""safetensors files: the one place gouache reads and writes tensors on disk (never pickles)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gouache.errors import GouacheError
+
+__all__ = ["save_tensors", "read_tensors", "contiguous"]
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, then the permissions any new file gets (it leaves 0600)."""
+    save_file(tensors, path, metadata=metadata)
+    mask = os.umask(0o077)  # reading the umask sets it: for this instant, stricter, never looser
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a missing or damaged file is a one-line error naming it."""
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise GouacheError(f"{path} is missing") from None
+    except (SafetensorError, OSError) as e:
+        raise GouacheError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def contiguous(sd: dict[str, torch.Tensor], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Tensors ready to save: detached, on the CPU, contiguous, floats cast to ``dtype`` if given."""
+    out = {}
+    for k, v in sd.items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        out[k] = v.contiguous()
+    return out

@@ -1,0 +1,267 @@
+"""``gouache distill TEACHER --data DIR``: a few-step student from a trained model.
+
+The student starts as a copy of the teacher and is trained by consistency distillation
+with the teacher's guidance folded in (``consistency.py``: Song et al. 2023, LCM), on the
+teacher's own kind of data (images noised to a point on the ODE trajectory: the pictures
+only place the trajectories, the teacher decides where they go). Four networks:
+
+    teacher   the trained model, frozen; queried guided (conditional and unconditional)
+    student   f_theta, trained by AdamW
+    target    f_theta-, the EMA of the student that the loss aims at (Song et al.'s mu)
+    ema       a slower EMA of the student: what is saved and sampled, as in training
+
+A checkpoint folder is a student model folder (``student.py``: config.json,
+ema.safetensors, student.json) plus model.safetensors, target.safetensors and the
+optimiser and generators, so that a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from gouache.checks import at_least, between, check_fields, non_blank, positive
+from gouache.data.imagefolder import load_imagefolder
+from gouache.data.prompts import CaptionTable
+from gouache.data.sources import MemorySource
+from gouache.device import pick_device
+from gouache.errors import GouacheError
+from gouache.images import grid, save_png
+from gouache.model.config import ModelConfig
+from gouache.model.denoiser import Denoiser
+from gouache.model.text import TextEncoder
+from gouache.sampling.options import SamplingOptions
+from gouache.sampling.pipeline import Pipeline
+from gouache.store.checkpoint import (
+    clear_partial_checkpoints,
+    load_network,
+    load_train_state,
+    load_weights,
+    resolve_model_dir,
+    save_run_state,
+)
+from gouache.store.files import check_output_folder, write_json
+from gouache.store.student import (
+    INFO_FILE,
+    StudentInfo,
+    read_student_info,
+    refuse_bare_student,
+    weights_fingerprint,
+)
+from gouache.store.tensors import contiguous, save_tensors
+from gouache.training.config import read_recipe
+from gouache.training.consistency import SOLVERS, ConsistencyLoss, boundaries
+from gouache.training.ema import lerp_weights, update_ema
+from gouache.training.log import StopSignal, TrainLog
+
+__all__ = ["DistillConfig", "DistillResult", "distill", "load_distill_config"]
+
+SAMPLE_STEPS = (1, 2, 4)  # the rows of a run's sample grids
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """A distillation run. The defaults are what distilled the shipped model's student
+    (configs/distill-emoji64.toml says so too)."""
+
+    teacher: str = ""  # the trained model (model or run folder)
+    data: str = ""  # an imagefolder like the teacher's training data
+    out: str = "runs/distill"  # the run folder
+    split: str = "train"
+    steps: int = 1000  # optimiser steps
+    max_minutes: float = 0.0  # stop after this wall time, with a checkpoint (0 = no limit)
+    batch_size: int = 16
+    lr: float = 1e-4  # AdamW; constant after the warm-up
+    warmup: int = 50
+    grad_clip: float = 1.0
+    guidance: float = 3.0  # the teacher's guidance folded into the student
+    intervals: int = 40  # N, the discretisation's number of noise levels
+    solver: str = "heun"  # the teacher's ODE step: heun (2 guided calls) or euler (1)
+    target_decay: float = 0.95  # mu, the target network's EMA of the student
+    ema_decay: float = 0.999  # the saved student's EMA (ramped up early, as in training)
+    teacher_bf16: bool = True  # the teacher's calls in bfloat16 (no gradient; about 2x faster on a CPU)
+    seed: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    sample_every: int = 250  # steps between sample grids at 1, 2 and 4 steps (0 = never)
+    sample_prompts: tuple[str, ...] = ("red apple", "green banana", "rocket", "smiling cat", "yellow star",
+                                       "blue heart")
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        above_0 = (positive, "above 0")
+        count = (at_least(0), "0 or more")
+        check_fields(self, {
+            "teacher": (non_blank, "a model or run folder"), "data": (non_blank, "an imagefolder"),
+            "steps": (at_least(1), "1 or more"), "max_minutes": count, "batch_size": (at_least(1), "1 or more"),
+            "lr": (between(1e-8, 1), "in (0, 1]"), "warmup": count, "grad_clip": above_0,
+            "guidance": (between(0, 50), "from 0 to 50"), "intervals": (at_least(2), "2 or more"),
+            "solver": (lambda v: v in SOLVERS, f"one of {', '.join(SOLVERS)}"),
+            "target_decay": (between(0, 1), "from 0 to 1"), "ema_decay": (between(0, 1), "from 0 to 1"),
+            "log_every": (at_least(1), "1 or more"), "checkpoint_every": (at_least(1), "1 or more"),
+            "keep_checkpoints": (at_least(1), "1 or more"), "sample_every": count,
+        }, what="distillation option")
+
+
+def load_distill_config(path: Path | None, **overrides) -> DistillConfig:
+    """A TOML recipe (or the defaults), then the command line's overrides."""
+    d = read_recipe(path)
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(d) - {f.name for f in dataclasses.fields(DistillConfig)}
+    if unknown:
+        raise GouacheError(f"unknown distillation option(s): {', '.join(sorted(unknown))}")
+    if isinstance(d.get("sample_prompts"), list):
+        d["sample_prompts"] = tuple(d["sample_prompts"])
+    return DistillConfig(**d)
+
+
+@dataclass
+class DistillResult:
+    run: Path
+    step: int
+    losses: list[float]
+    images_per_second: float
+    stopped: bool = False
+
+
+class Distiller:
+    """The four networks, the data and the optimiser of one run; ``step`` does one step."""
+
+    def __init__(self, cfg: DistillConfig, teacher: torch.nn.Module, model: ModelConfig, source: MemorySource,
+                 info: StudentInfo, device: torch.device) -> None:
+        self.cfg, self.model, self.source, self.info, self.device = cfg, model, source, info, device
+        sd = model.schedule.sigma_data
+        self.teacher = Denoiser(teacher.requires_grad_(False), sigma_data=sd).to(device).eval()
+        student = copy.deepcopy(teacher).requires_grad_(True).train()
+        self.student = Denoiser(student, sigma_data=sd).to(device)
+        self.target = copy.deepcopy(self.student).requires_grad_(False).eval()
+        self.ema = copy.deepcopy(self.student).requires_grad_(False).eval()
+        self.opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0, fused=True)
+        self.gen = {"data": torch.Generator().manual_seed(cfg.seed),
+                    "noise": torch.Generator(device).manual_seed(cfg.seed + 1)}
+        self.loss = ConsistencyLoss(boundaries(cfg.intervals, model.schedule.sigma_min, model.schedule.sigma_max),
+                                    cfg.solver)
+        self.step_no = 0
+
+    def _guided_teacher(self, both: dict[str, torch.Tensor]):
+        """The teacher guided at the folded scale; ``both``: the "" prompts, then the captions."""
+        w = self.cfg.guidance
+
+        def teacher(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.teacher_bf16):
+                d_uncond, d_cond = self.teacher(torch.cat([x, x]), torch.cat([sigma, sigma]), **both).chunk(2)
+            return (d_uncond + w * (d_cond - d_uncond)).float()  # classifier-free guidance at w
+
+        return teacher
+
+    def step(self) -> float:
+        cfg = self.cfg
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (self.step_no + 1) / max(1, cfg.warmup))
+        images, ids = self.source.draw(cfg.batch_size, generator=self.gen["data"], dropout=0.0)
+        x0 = images.to(self.device).float() / 127.5 - 1  # (B, 3, H, W) in [-1, 1]
+        both = self.source.cond(torch.cat([torch.zeros_like(ids), ids]), self.device)  # caption id 0 is ""
+        cond = {k: v[len(ids):] for k, v in both.items()}
+        losses = self.loss(x0, self._guided_teacher(both),
+                           lambda x, s: self.student(x, s, **cond), lambda x, s: self.target(x, s, **cond),
+                           generator=self.gen["noise"])
+        loss = losses.mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        lerp_weights(self.target, self.student, cfg.target_decay)  # Song et al.: theta- <- mu theta- + (1 - mu) theta
+        update_ema(self.ema, self.student, self.step_no, cfg.ema_decay)
+        self.step_no += 1
+        return float(loss.detach())
+
+    def save(self) -> Path:
+        def weights(folder: Path) -> None:
+            write_json(self.model.to_dict(), folder / "config.json")
+            write_json(asdict(dataclasses.replace(self.info, step=self.step_no)), folder / INFO_FILE)
+            for name, net in (("ema", self.ema), ("model", self.student), ("target", self.target)):
+                save_tensors(contiguous(net.net.state_dict()), folder / f"{name}.safetensors")
+
+        return save_run_state(Path(self.cfg.out), step=self.step_no, weights=weights, optimizer=self.opt,
+                              generators=self.gen, train_config=asdict(self.cfg), keep=self.cfg.keep_checkpoints)
+
+    def resume(self, run: Path) -> None:
+        folder = resolve_model_dir(run)
+        theirs = read_student_info(folder)
+        if theirs.teacher_sha256 != self.info.teacher_sha256:
+            raise GouacheError(f"--resume {run}: distilled from another teacher ({theirs.teacher}); "
+                               "give the same teacher")
+        for name, net in (("ema", self.ema), ("model", self.student), ("target", self.target)):
+            load_weights(net.net, folder / f"{name}.safetensors")
+        self.step_no = load_train_state(folder, self.opt, self.gen)
+
+    def sample_grid(self, text_encoder: TextEncoder, path: Path) -> None:
+        """The sample prompts at 1, 2 and 4 steps, a row each."""
+        pipe = Pipeline(self.teacher.net, text_encoder, self.model, self.device,
+                        student=(self.ema.net, self.info))
+        prompts, images = list(self.cfg.sample_prompts), []
+        for steps in SAMPLE_STEPS:
+            options = SamplingOptions("consistency", steps, guidance=self.cfg.guidance)
+            images += pipe.generate(prompts, options, seed=0, progress=False).images
+        labels = [f"{p} ({s})" for s in SAMPLE_STEPS for p in prompts]
+        save_png(grid(images, cols=len(prompts), labels=labels, scale=2), path)
+
+
+def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = True,
+            text_encoder: TextEncoder | None = None) -> DistillResult:
+    """Distill ``cfg.teacher`` into a few-step student in ``cfg.out``; return the run's summary."""
+    check_output_folder(cfg.out, what="the run folder")
+    teacher_dir = resolve_model_dir(cfg.teacher)
+    refuse_bare_student(teacher_dir)
+    if resume is not None:
+        resolve_model_dir(resume)  # refused before the data loads
+    device = pick_device(cfg.device)
+    teacher, model = load_network(teacher_dir)
+    text_encoder = text_encoder or TextEncoder(model.text_model, max_length=model.text_max_length)
+    data = load_imagefolder(Path(cfg.data), size=model.unet.image_size, split=cfg.split, progress=progress)
+    table = CaptionTable.build(data, text_encoder, progress=progress, folder=Path(cfg.data))
+    info = StudentInfo(guidance=cfg.guidance, teacher=Path(cfg.teacher).resolve().name,
+                       teacher_sha256=weights_fingerprint(teacher_dir), solver=cfg.solver, intervals=cfg.intervals)
+    d = Distiller(cfg, teacher, model, MemorySource(data, table), info, device)
+    if resume is not None:
+        d.resume(resume)
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    clear_partial_checkpoints(run)
+    write_json(asdict(cfg), run / "distill_config.json")
+    return _loop(d, text_encoder, TrainLog(run / "log.csv", step=d.step_no), progress)
+
+
+def _loop(d: Distiller, text_encoder: TextEncoder, log: TrainLog, progress: bool) -> DistillResult:
+    cfg, run = d.cfg, Path(d.cfg.out)
+    losses: list[float] = []
+    start, first, stopped = time.time(), d.step_no, False
+    bar = tqdm(total=cfg.steps, initial=d.step_no, desc="distilling", unit="step", disable=not progress)
+    with StopSignal() as stop:
+        while d.step_no < cfg.steps:
+            losses.append(d.step())
+            bar.update(1)
+            n = d.step_no
+            ips = (n - first) * cfg.batch_size / max(time.time() - start, 1e-9)
+            if n % cfg.log_every == 0:
+                log.write(step=n, loss=sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
+                          lr=d.opt.param_groups[0]["lr"], images_per_second=ips)
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            out_of_time = cfg.max_minutes > 0 and time.time() - start >= 60 * cfg.max_minutes
+            if stop.requested or out_of_time or n % cfg.checkpoint_every == 0 or n == cfg.steps:
+                d.save()
+            if cfg.sample_every and (n % cfg.sample_every == 0 or n == cfg.steps):
+                (run / "samples").mkdir(exist_ok=True)
+                d.sample_grid(text_encoder, run / "samples" / f"step-{n:08d}.png")
+            if stop.requested or out_of_time:
+                stopped = stop.requested
+                break
+    bar.close()
+    ips = (d.step_no - first) * cfg.batch_size / max(time.time() - start, 1e-9)
+    return DistillResult(run, d.step_no, losses, ips, stopped)

@@ -1,0 +1,91 @@
+"""Training low-rank adapters on a frozen model: ``gouache train --lora RANK --init MODEL``.
+
+The base network gets the ``--init`` model's EMA weights (what sampling uses) and is
+frozen: requires_grad False, so none of it is in the optimiser. One adapter (``lora.py``)
+is added on the attention projections and the ResBlocks' convolutions; only it trains,
+and the run's EMA copy averages only it. A checkpoint folder holds
+
+    adapter.safetensors, adapter.json   the EMA adapter: what ``--lora`` loads
+    adapter_raw.safetensors (+ .json)   the trained adapter, for resuming
+    train.safetensors, state.json       AdamW's moments, the generators, the step (as any run)
+
+so that a resumed run repeats an uninterrupted one. The model's config is the base's.
+With prior preservation (``lora_prior.py``) the run folder also holds ``prior.safetensors``,
+the base's own pictures that every step trains on beside the new ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gouache.errors import GouacheError
+from gouache.model.config import ModelConfig
+from gouache.model.lora import add_adapter, load_adapter_tensors
+from gouache.store.adapters import (
+    AdapterInfo,
+    read_adapter,
+    save_adapter,
+    weights_sha256,
+)
+from gouache.store.checkpoint import (
+    load_train_state,
+    load_weights,
+    read_model_config,
+    resolve_model_dir,
+    save_run_state,
+)
+from gouache.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from gouache.training.train import Trainer
+
+__all__ = ["LoRARun", "ADAPTER"]
+
+ADAPTER = "tuned"  # the trained adapter's name on the network
+
+
+class LoRARun:
+    """The adapter side of a run: the base it sits on, and how its checkpoints are written."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        if not cfg.init:
+            raise GouacheError("--lora needs --init MODEL: the trained model the adapters sit on "
+                               "(e.g. gouache/models/emoji64)")
+        self.base = resolve_model_dir(cfg.init)
+        name = Path(cfg.init).resolve().name
+        self.info = AdapterInfo(rank=cfg.lora, alpha=float(cfg.lora_alpha or cfg.lora), convs=cfg.lora_convs,
+                                base_model=name, base_sha256=weights_sha256(self.base))
+
+    def model_config(self) -> ModelConfig:
+        """The run's model: the base's network, schedule and prompt encoder."""
+        return read_model_config(self.base)
+
+    def prepare(self, net: "torch.nn.Module") -> None:
+        """Base weights in, everything frozen, then the (trainable) adapter added."""
+        load_weights(net, self.base / "ema.safetensors")
+        net.requires_grad_(False)
+        add_adapter(net, ADAPTER, rank=self.info.rank, alpha=self.info.alpha, convs=self.info.convs)
+
+    def save(self, trainer: "Trainer") -> Path:
+        def weights(folder: Path) -> None:
+            save_adapter(trainer.ema, ADAPTER, self.info, folder / "adapter.safetensors")
+            save_adapter(trainer.net, ADAPTER, self.info, folder / "adapter_raw.safetensors")
+
+        cfg = trainer.cfg
+        return save_run_state(Path(cfg.out), step=trainer.step_no, weights=weights, optimizer=trainer.opt,
+                              generators=trainer.gen, train_config=cfg.to_dict(), keep=cfg.keep_checkpoints)
+
+    def resume(self, trainer: "Trainer", folder: Path) -> int:
+        """Load a checkpoint of this run; return its step."""
+        for path, net in ((folder / "adapter_raw.safetensors", trainer.net), (folder / "adapter.safetensors",
+                                                                               trainer.ema)):
+            info, tensors = read_adapter(path)
+            if info != self.info:
+                raise GouacheError(f"--resume {folder}: its adapter (rank {info.rank}, base {info.base_model} "
+                                   f"{info.base_sha256[:12]}) is not this run's (rank {self.info.rank}, base "
+                                   f"{self.info.base_model} {self.info.base_sha256[:12]}): give the same "
+                                   "--lora and --init")
+            load_adapter_tensors(net, ADAPTER, tensors, what=str(path))
+        return load_train_state(folder, trainer.opt, trainer.gen)
