@@ -47,7 +47,7 @@ def test_packed_encoder_matches_the_full_one_on_the_captions(remote, emoji_fixtu
 def _built_from_tarballs(tmp_path: Path) -> tuple[Path, Path]:
     """A version 2 emoji build (two styles, 16 px squares at 64 px) from the small npm tarballs
     of tests/data/test_emoji.py, and the cache folder holding them."""
-    spec = importlib.util.spec_from_file_location("emoji_build_tests", Path(__file__).parents[1] / "data" / "test_emoji.py")
+    spec = importlib.util.spec_from_file_location("emoji_build_tests", Path(__file__).parents[1] / "data" / "build" / "test_emoji.py")
     tests = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tests)
     registry = tests.fake_registry(tmp_path / "npm")

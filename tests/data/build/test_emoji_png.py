@@ -31,7 +31,7 @@ from gouache.data.build.emoji_png import (
 from gouache.data.build.emoji_split import split_for
 from gouache.errors import GouacheError
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "emoji"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "emoji"
 KEYS = {"file_name", "text", "label", "tags", "style", "group", "subgroup", "codepoints",
         "base", "split"}
 

@@ -8,7 +8,7 @@ from gouache.model.config import model_config_from_table
 from gouache.model.unet import PRESETS
 from gouache.training.config import TrainConfig, load_train_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DISTILL = sorted((ROOT / "configs").glob("distill-*.toml"))  # gouache distill's recipes
 CONFIGS = sorted(set((ROOT / "configs").glob("*.toml")) - set(DISTILL))
 EXAMPLES = sorted((ROOT / "examples").rglob("*.toml"))  # recipes of documented experiments
