@@ -11,7 +11,7 @@ time limit keeps what it measured:
 * ``wide-512-default``: the same step for ``base`` 4x wider (channels 128/256/320, about
   14.5 GFLOP a forward), compiled;
 * ``pair-SYSTEM-MODE``: the equal-work pair (``--pair``), each library's own training step
-  (``speed.train_step``), eager and compiled;
+  (``timing.train_step``), eager and compiled;
 * ``loop``: the real loop, ``gouache train`` in a subprocess with a recipe and data
   (``--loop-config``, ``--loop-data``) under ``--max-minutes`` (``--loop-minutes``: the time
   budget fits the recipe's cool-down in), its steady pace read from log.csv after the first
@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from timing import matmul_peak, timed  # noqa: E402  (benchmarks/ is on the path)
+from timing import PAIRS, equal_work, forward_flops, matmul_peak, timed, train_step  # noqa: E402  (benchmarks/ is on the path)
 
 from gouache.data.imagefolder import CaptionedImages
 from gouache.data.prompts import CaptionTable
@@ -88,8 +88,6 @@ def trainer_step(unet: UNetConfig, batch: int, mode: str, device: torch.device, 
 
 
 def forward_gflops(unet: UNetConfig) -> float:
-    from speed import forward_flops
-
     with torch.device("meta"):
         net = UNet(unet)
     return forward_flops(net, "gouache", unet.image_size) / 1e9
@@ -124,8 +122,6 @@ def row(name: str, args, device: torch.device, peak: float, tmp: Path) -> dict:
         step = trainer_step(unet, int(batch), mode, device, tmp / name)
         images, flops = int(batch), forward_gflops(unet)
     else:  # pair-SYSTEM-MODE
-        from speed import PAIRS, equal_work, train_step
-
         system, mode = rest[0].split("-", 1)
         pair, images = args.pair, 2 if q else (args.batch or 256)
         size = 32 if q else 64

@@ -1,4 +1,4 @@
-"""The README's image-to-image and inpainting pictures, with the shipped model.
+"""The image-to-image and inpainting pictures of the README and docs/generate.md, with the shipped model.
 
     python examples/start_from_picture.py --data data/emoji64 --out docs/images
 

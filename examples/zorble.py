@@ -4,7 +4,7 @@ A zorble is a hexagon with a thick dark rim, filled with bands of two colours, w
 white dot in the middle. This draws 16 of them (4 colour pairs x 4 variations of size,
 tilt and band count) as an imagefolder with captions such as "a red and yellow zorble
 badge". No picture has blue in it, so "a blue and white zorble badge" asks for something
-the adapter never saw: the worked example of LoRA in the README.
+the adapter never saw: the worked example of docs/lora.md.
 
     python examples/zorble.py --out data-build/zorble
 """

@@ -1,4 +1,4 @@
-"""Measure what a LoRA taught and what it cost: the README's "Teach it your own pictures" table.
+"""Measure what a LoRA taught and what it cost: the table of docs/lora.md.
 
 For each model (the shipped base, the base with a zorble adapter at scale 1, trained without
 (``--lora``) or with prior preservation (``--prior``), and a full ``--init`` fine-tune on the
@@ -8,11 +8,11 @@ same pictures):
   word in new phrases), and the share whose nearest real neighbour is a zorble, among the 16
   zorbles and 48 real emoji of the test split (so chance is 16/64 = 25%): in Inception space
   and in pixels (16x16);
-* base-prompt KID and prompt fidelity (top-1): the ten showcase prompts (config.DEFAULT_SAMPLE_PROMPTS),
-  5 seeds each; KID against the emoji data set's test split (384 images), fidelity among the test
+* base-prompt KID and prompt fidelity (top-1): the ten showcase prompts
+  (training.config.DEFAULT_SAMPLE_PROMPTS), 5 seeds each; KID against the emoji data set's test split (384 images), fidelity among the test
   split and every real image of a showcase prompt (the functions of ``gouache eval``, on a subset).
 
-It also draws the before/after grid. Usage (after examples/zorble.py and the two runs of the README):
+It also draws the before/after grid. Usage (after examples/zorble.py and the runs of docs/lora.md):
 
     python examples/zorble_eval.py --emoji data-build/emoji64 --zorble data-build/zorble \\
         --lora runs/zorble-lora --prior runs/zorble-prior60 --full runs/zorble-full --out eval/zorble \\
@@ -88,7 +88,7 @@ def main() -> None:
         _, idx = nearest(extractor.extract(new, progress=False), pool, k=1)
         per_prompt = is_zorble[idx[:, 0]].float().view(len(NEW_PROMPTS), a.per_prompt).mean(1)
         # the same question in pixels (16x16, area-averaged): Inception's features of 64 px line
-        # drawings put even clear zorbles nearer to emoji (README, "Worked example")
+        # drawings put even clear zorbles nearer to emoji (docs/lora.md, "Worked example")
         _, pidx = nearest(_pixels(new), _pixels(pool_images), k=1)
         per_prompt_px = is_zorble[pidx[:, 0]].float().view(len(NEW_PROMPTS), a.per_prompt).mean(1)
         base_imgs = generate_images(pipe, showcase, options, seed=1000, batch_size=16, progress=False)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# One call on a lent GPU machine (issue 25): the GPU table of benchmarks/speed.py and the real
+# One command on a GPU machine with no network: the GPU table of benchmarks/speed.py and the real
 # training loop with its GPU utilisation, inside BUDGET seconds; everything lands under $OUT.
 # Run in the repository root there, with .gpu/ (the packed encoder and the data, made by
 # maintainers/remote_gpu.py pack) and .whl/ (the diffusers and importlib_metadata wheels, for the

@@ -1,4 +1,4 @@
-"""Train on a borrowed GPU machine that has no network and takes a small upload.
+"""Train on a GPU machine that has no network and accepts only a limited size of files.
 
 Such a machine has PyTorch, safetensors, tokenizers and Pillow but not the prompt encoder's
 package, and takes the working tree plus data only up to a size limit (64 MiB here), with
@@ -17,17 +17,17 @@ files coming back at most 16 MiB each. The encoder's fp32 weights alone are 91 M
     # here again: one safetensors file that --model takes
     python maintainers/remote_gpu.py merge FETCHED/model --out /tmp/gpu-model
 
-``maintainers/remote_gpu_job.sh`` is that job as one command, sized to a call's time limit; it
-trained the shipped model (two calls, see its model card).
+``maintainers/remote_gpu_job.sh`` is that job as one command, sized to the machine's time limit on
+a command; it trained the shipped model (two runs, see its model card).
 
-``--max-minutes`` fits the recipe's cool-down into the call: when its 40,000 steps would not be
+``--max-minutes`` fits the recipe's cool-down into the job: when its 40,000 steps would not be
 done in time, training shortens them to what the measured pace allows, so the weights that
 come back are cooled down, not cut off at the peak rate. ``timeout -s TERM`` is the backstop:
-it makes training stop after its current step and write a checkpoint. A second call on the
-same (still warm) machine finds the run folder there and can go on from it with ``--init``;
+it makes training stop after its current step and write a checkpoint. A second command on the
+same machine finds the run folder there and can go on from it with ``--init``;
 returned weights would not fit beside the data. What travels for the emoji set: code 1 MiB,
 images and metadata.jsonl 27 MiB, the encoder 23 MiB; the shipped model's weights (22.6 MB)
-have to stay behind (move them out of the working tree for the call).
+have to stay behind (move them out of the working tree while it is copied).
 
 A dataset whose pictures do not fit (the 128 px emoji set: 156 MB of PNGs) travels as its
 sources instead: ``pack --sources`` adds the npm tarballs it was built from (31 MB), its

@@ -1,12 +1,12 @@
 #!/bin/bash
-# One call on a borrowed GPU machine (see maintainers/remote_gpu.py): train a recipe inside the
-# call's time, export the EMA weights and split them into parts that fit the return limit.
+# One command on a GPU machine with no network (see maintainers/remote_gpu.py): train a recipe
+# within BUDGET seconds, export the EMA weights and split them into parts small enough to come back.
 # Run in the repository root there, with .gpu/ (packed encoder + data) carried along; or, for
 # data too big to carry, with .gpu/sources (pack --sources) and resvg-py's wheel in .whl/: the
 # job then renders DATA there first and stops unless it is the packed data, byte for byte:
 #   BUDGET=540 maintainers/remote_gpu_job.sh                        # stage 1, configs/emoji64.toml
 #   BUDGET=290 RUN=runs/emoji64b EXTRA="--init runs/emoji64 --lr 5e-4 --seed 1" maintainers/remote_gpu_job.sh
-# env: BUDGET  seconds for the whole job (keep it under the call's limit)
+# env: BUDGET  seconds for the whole job (keep it under the machine's limit on one command)
 #      RUN     a new run folder (default runs/emoji64); CONFIG (default configs/emoji64.toml)
 #      DATA    the imagefolder (default .gpu/data/emoji64); EXTRA more `gouache train` options
 #      LOAD_S  seconds from start-up to the first step (data, prompt encoding; default 40)
@@ -35,7 +35,7 @@ if ls .whl/*.whl > /dev/null 2>&1; then  # packages the machine lacks (resvg-py,
 fi
 export PYTHONPATH=$SITE/whl:$SITE:$PWD  # the repository is not installed there
 python3 maintainers/remote_gpu.py unpack .gpu --site "$SITE" >> "$LOG" 2>&1 || { cat "$LOG"; exit 1; }
-if [ ! -e "$DATA/metadata.jsonl" ] && [ -d .gpu/sources ]; then  # a second call finds it built
+if [ ! -e "$DATA/metadata.jsonl" ] && [ -d .gpu/sources ]; then  # a second run finds it built
     S=$(date +%s)
     python3 maintainers/remote_gpu.py rebuild .gpu --out "$DATA" --jobs "$(nproc)" >> "$LOG" 2>&1 \
         || { tail -20 "$LOG"; exit 1; }
@@ -57,7 +57,7 @@ snapshot() {  # the run's latest checkpoint, EMA in fp16, in parts under $OUT/mo
         && python3 maintainers/remote_gpu.py shard "$MODEL" --out "$MODEL.parts" >> "$LOG" 2>&1 \
         && rm -rf "$OUT/model" && mv "$MODEL.parts" "$OUT/model"
 }
-# while training runs: a call cut off at its hard limit still returns the last checkpoint
+# while training runs: a job killed at the machine's time limit still returns the last checkpoint
 STOP=$(mktemp -u)
 ( last=$(date +%s)
   while [ ! -e "$STOP" ] && kill -0 $$ 2>/dev/null; do  # ends with the job, however it ends
@@ -76,7 +76,7 @@ touch "$STOP"; wait "$WATCH"; rm -f "$STOP"  # a copy under way finishes first
 cp "$RUN/log.csv" "$OUT/" 2>/dev/null
 cp "$(ls "$RUN"/samples/*.png 2>/dev/null | tail -1)" "$OUT/last_samples.png" 2>/dev/null
 echo "done after $(( $(date +%s) - T0 )) s" | tee -a "$LOG"
-tr '\r' '\n' < "$LOG" | grep -v '%|' | grep -v '^ *$' | tail -30  # the reply shows the end
+tr '\r' '\n' < "$LOG" | grep -v '%|' | grep -v '^ *$' | tail -30  # the end of the log, on the terminal
 tail -4 "$OUT/log.csv" 2>/dev/null
 files=$(find "$OUT" -type f | wc -l)
 (( files <= 8 )) || echo "warning: $files files under $OUT; only 8 come back"

@@ -1,5 +1,5 @@
-"""maintainers/gpu_speed_job.sh: the one-call GPU speed measurement, run here on the CPU at a
-tiny size, in a checkout as the lent machine sees it (the repository not installed, the packed
+"""maintainers/gpu_speed_job.sh: the one-command GPU speed measurement, run here on the CPU at a
+tiny size, in a checkout as the GPU machine sees it (the repository not installed, the packed
 encoder and the data carried in .gpu/)."""
 from __future__ import annotations
 

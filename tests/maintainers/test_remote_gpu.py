@@ -99,7 +99,7 @@ def test_merge_refuses_missing_parts(remote, tiny_model_dir, tmp_path):
 
 def _job(remote, data: Path, tmp_path: Path, config: str, sources: Path | None = None,
          **env: str) -> tuple[list[str], dict, Path]:
-    """A checkout as the borrowed machine sees it (the repository not installed, the packed
+    """A checkout as the GPU machine sees it (the repository not installed, the packed
     encoder and the data carried in .gpu/, or the data's npm ``sources`` instead): the job's
     command, environment and folder."""
     repo = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def _paints(remote, parts: Path, tmp_path: Path) -> None:
 
 def _run(cmd: list[str], env: dict, root: Path, *, until=None, timeout: float = 300) -> int | None:
     """Run the job in its own session until it ends or ``until()`` holds; then kill its whole
-    process group, as the machine does at a call's hard limit. The exit status, None if killed."""
+    process group, as the machine does at its time limit on a command. The exit status, None if killed."""
     job = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     try:
