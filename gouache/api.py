@@ -21,7 +21,7 @@ def _slug(text: str) -> str:
     return "-".join(filter(None, keep.split("-")))[:60] or "image"
 
 
-MAX_IMAGES = 10_000  # pictures per call; they are written as they are painted
+MAX_IMAGES_PER_CALL = 10_000  # pictures per call; they are written as they are painted
 MAX_SCALE = 16  # enlargement of the saved pictures (a 64 px picture becomes 1024 px)
 GRID_IMAGES = 100  # the grid shows the first this many pictures
 
@@ -36,8 +36,8 @@ def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model
     (then OUT-1.png, ...); otherwise it is a folder of PROMPT-seedN.png files. ``lora``:
     adapters to load on ``model`` (FILE[:SCALE])."""
     check_prompts([prompt], num_images)  # everything before any loading
-    if num_images > MAX_IMAGES:
-        raise GouacheError(f"at most {MAX_IMAGES} pictures a call, got {num_images}")
+    if num_images > MAX_IMAGES_PER_CALL:
+        raise GouacheError(f"at most {MAX_IMAGES_PER_CALL} pictures a call, got {num_images}")
     check_seeds([seed, seed + num_images - 1])
     if not 1 <= scale <= MAX_SCALE:
         raise GouacheError(f"--scale must be from 1 to {MAX_SCALE}, got {scale}")
