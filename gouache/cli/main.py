@@ -41,15 +41,21 @@ def run() -> None:
     Importing torch leaves some 170,000 Python objects that live as long as the process, and
     every full garbage collection scans them all: 0.08 s each on a 2-core CPU, one while
     `gouache generate` loads and one at exit, about half its time above `import torch`.
-    Frozen, they are skipped. (Not in ``main``: a process that calls it again and again, like
+    Frozen once the command line is parsed (the parser imports torch, through the samplers'
+    names), they are skipped. (Not in ``main``: a process that calls it again and again, like
     the tests, would freeze its own garbage too.)
     """
+    args = build_parser().parse_args()
     gc.freeze()
-    main()
+    _call(args)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    _call(build_parser().parse_args(argv))
+
+
+def _call(args: argparse.Namespace) -> None:
+    """Run the parsed command; a GouacheError is one line and exit code 2."""
     try:
         args.func(args)
     except GouacheError as e:
