@@ -20,7 +20,7 @@ import torch
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
 from gouache.model.text import TextEncoder
-from gouache.sampling.pipeline import default_model_dir
+from gouache.store.checkpoint import default_model_dir
 from gouache.training.config import load_train_config
 from gouache.training.lora_run import LoRARun
 from gouache.training.prior import PriorOptions, paint_prior, with_prior

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gouache.cli.arguments import add_sampling_arguments, sampling_options
 from gouache.data.imagefolder import CaptionedImages, load_imagefolder
 from gouache.data.prompts import CaptionTable
 from gouache.data.sources import MemorySource
@@ -50,7 +51,6 @@ from gouache.evaluate.sweeps import plot_sweep
 from gouache.model.config import ModelConfig
 from gouache.model.text import TextEncoder
 from gouache.model.unet import UNet
-from gouache.sampling.options import add_sampling_arguments, sampling_options
 from gouache.sampling.pipeline import Pipeline
 from gouache.training.config import load_train_config
 from gouache.training.train import train

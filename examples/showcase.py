@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gouache.cli.arguments import add_sampling_arguments, sampling_options
 from gouache.images import grid, save_png
-from gouache.sampling.options import add_sampling_arguments, sampling_options
 from gouache.sampling.pipeline import Pipeline
 from gouache.training.config import DEFAULT_SAMPLE_PROMPTS
 

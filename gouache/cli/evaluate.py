@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gouache.cli.arguments import add_sampling_arguments, sampling_options
+
 __all__ = ["add_eval"]
 
 SUITES = ("understanding", "shapes")
@@ -28,8 +30,6 @@ Inception network runs at about 3 images/s."""
 
 
 def add_eval(sub) -> None:
-    from gouache.sampling.options import add_sampling_arguments
-
     p = sub.add_parser("eval", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="measure a checkpoint against real images (FID, KID, fidelity, memorisation)",
                        description=DESCRIPTION)
@@ -73,7 +73,6 @@ def _eval(a: argparse.Namespace) -> None:
     if a.suite is not None:
         return _suite(a)
     from gouache.evaluate.report import Sweeps, evaluate, format_report
-    from gouache.sampling.options import sampling_options
 
     sweeps = Sweeps(steps=a.sweep_steps, guidance=a.sweep_guidance, images=a.sweep_images)
     report = evaluate(a.model, a.data, sampling_options(a), split=a.split, num_images=a.num_images,
@@ -85,8 +84,6 @@ def _eval(a: argparse.Namespace) -> None:
 
 
 def _suite(a: argparse.Namespace) -> None:
-    from gouache.sampling.options import sampling_options
-
     if a.suite == "shapes":
         from gouache.evaluate.shapes import format_shapes, shapes_suite
 

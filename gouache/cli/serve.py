@@ -1,4 +1,4 @@
-"""The ``gouache serve`` command, and a way to run the server in a background thread.
+"""``gouache serve``: parse, load the model, serve it (``gouache.serve.app``) with uvicorn.
 
 FastAPI and uvicorn are imported only when a server starts, so that ``gouache``
 works without them.
@@ -6,19 +6,16 @@ works without them.
 from __future__ import annotations
 
 import argparse
-import socket
-import threading
-import time
-from typing import Any
 
+from gouache.cli.arguments import HELP
 from gouache.errors import GouacheError
 
-__all__ = ["add_serve", "BackgroundServer"]
+__all__ = ["add_serve"]
 
 
 def add_serve(sub) -> None:
     """Add the ``serve`` sub-command to the ``gouache`` parser."""
-    p = sub.add_parser("serve", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = sub.add_parser("serve", formatter_class=HELP,
                        help="a web page and JSON API that paint from prompts",
                        description="Load the model once and serve a page at / and a JSON API at /api "
                                    "(OpenAPI at /openapi.json). Binds to this machine only unless "
@@ -63,37 +60,3 @@ def _serve(a: argparse.Namespace) -> None:
 
 def _url_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
-
-
-class BackgroundServer:
-    """Serve an ASGI app with uvicorn in a daemon thread on a free loopback port.
-
-        with BackgroundServer(create_app(pipe)) as server:
-            httpx.get(server.url + "/api/health")
-    """
-
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.host, self.port = self._sock.getsockname()[:2]
-        self.url = f"http://{self.host}:{self.port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name="gouache-server", daemon=True)
-
-    def __enter__(self) -> "BackgroundServer":
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(15)
-        self._sock.close()

@@ -10,9 +10,7 @@ perfect model would reach at this N) and a ``floor`` (clipped Gaussian noise).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +33,9 @@ from gouache.evaluate.features import ImageFeatures, InceptionV3TF, metadata_che
 from gouache.evaluate.sweeps import run_sweeps
 from gouache.images import grid, save_png, to_pil
 from gouache.sampling.options import SamplingOptions
-from gouache.sampling.pipeline import Pipeline, default_model_dir
-from gouache.store.checkpoint import resolve_model_dir
+from gouache.sampling.pipeline import Pipeline
+from gouache.store.checkpoint import checkpoint_record, default_model_dir, resolve_model_dir
+from gouache.store.files import json_safe
 from gouache.training.heldout import HeldOut
 
 __all__ = ["evaluate", "format_report", "Sweeps"]
@@ -87,35 +86,6 @@ def heldout_loss(pipe: Pipeline, data: CaptionedImages) -> dict:
     return {"per_sigma": {f"{s:.4g}": v for s, v in per.items()}, "mean": sum(per.values()) / len(per)}
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _model_info(folder: Path) -> dict:
-    """The checkpoint's folder, the sha256 of its EMA weights and, in a run, its training step."""
-    ema = folder / "ema.safetensors"
-    if not ema.exists():
-        raise GouacheError(f"{ema} is missing")
-    info: dict = {"folder": str(folder), "ema_sha256": _sha256(ema)}
-    try:
-        info["step"] = int(json.loads((folder / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return info
-
-
-def _clean(x):
-    """JSON-safe: NaN/inf -> None, recursively."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
 def evaluate(model: Path | str | None, data: Path | str, options: SamplingOptions = SamplingOptions(), *,
              split: str = "test", num_images: int = 200, prompts: Path | None = None, seed: int = 0,
              out: Path | str | None = Path("eval"), references: bool = False, sweeps: Sweeps = Sweeps(),
@@ -136,7 +106,7 @@ def evaluate(model: Path | str | None, data: Path | str, options: SamplingOption
     if num_images < 2:
         raise GouacheError(f"evaluation needs at least 2 images (FID and KID compare sets), got {num_images}")
     folder = resolve_model_dir(model if model is not None else default_model_dir())
-    model_info = _model_info(folder)  # now: a training run may prune this checkpoint later
+    model_info = checkpoint_record(folder)  # now: a training run may prune this checkpoint later
     dev = pick_device(device)
     pipe = pipeline or Pipeline.load(folder, device=dev)
     options = pipe.resolve(options)  # "auto" named, for the report
@@ -180,7 +150,7 @@ def evaluate(model: Path | str | None, data: Path | str, options: SamplingOption
             steps_sweep=sweeps.steps, guidance_sweep=sweeps.guidance, seed=seed, batch_size=batch_size,
             progress=progress)
     report["seconds"] = round(time.time() - start, 1)
-    report = _clean(report)
+    report = json_safe(report)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

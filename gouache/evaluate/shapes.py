@@ -27,11 +27,11 @@ from gouache.data.build.shapes import read_shapes_info
 from gouache.device import pick_device
 from gouache.errors import GouacheError
 from gouache.evaluate.context import generate_images
-from gouache.evaluate.report import _clean, _model_info
 from gouache.images import grid, save_png, to_pil
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import resolve_model_dir
+from gouache.store.checkpoint import checkpoint_record, resolve_model_dir
+from gouache.store.files import json_safe
 
 __all__ = ["judge_shapes", "shapes_suite", "format_shapes"]
 
@@ -125,12 +125,13 @@ def shapes_suite(model: Path | str | None, data: Path | str, *, seeds: int = 8, 
                            "judged": [list(g) for g in got]}
     held = [c for c in combos.values() if c["heldout"]]
     seen = [c for c in combos.values() if not c["heldout"]]
-    report = {"suite": "shapes", "model": _model_info(folder), "data": str(data), "holdout": info["holdout"],
+    report = {"suite": "shapes", "model": checkpoint_record(folder), "data": str(data),
+              "holdout": info["holdout"],
               "sampler": options.sampler, "steps": options.steps, "guidance": options.guidance, "seed": seed, "seeds": seeds,
               "heldout_rate": _share(held), "seen_rate": _share(seen),
               "heldout_all_90": bool(held) and all(c["right"] >= 0.9 * seeds for c in held),
               "combinations": combos, "seconds": round(time.time() - start, 1)}
-    report = _clean(report)
+    report = json_safe(report)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

@@ -45,11 +45,11 @@ from gouache.errors import GouacheError
 from gouache.evaluate.context import generate_images, row_label
 from gouache.evaluate.features import ImageFeatures, InceptionV3TF, cache_path
 from gouache.evaluate.metrics import nearest
-from gouache.evaluate.report import _clean, _model_info
 from gouache.images import grid, load_rgb, save_png, to_pil, to_uint8_tensor
 from gouache.sampling.options import SamplingOptions
-from gouache.sampling.pipeline import Pipeline, default_model_dir
-from gouache.store.checkpoint import resolve_model_dir
+from gouache.sampling.pipeline import Pipeline
+from gouache.store.checkpoint import checkpoint_record, default_model_dir, resolve_model_dir
+from gouache.store.files import json_safe
 
 __all__ = ["SuitePrompt", "SUITES_DIR", "KINDS", "load_suite", "train_captions", "check_suite", "judge_objects",
            "understanding", "format_understanding"]
@@ -190,7 +190,7 @@ def understanding(model: Path | str | None, data: Path | str, *, seeds: int = 2,
     rows = read_records(data, split=None)
     check_suite(suite, rows)
     folder = resolve_model_dir(model if model is not None else default_model_dir())
-    info = _model_info(folder)
+    info = checkpoint_record(folder)
     dev = pick_device(device)
     pipe = pipeline or Pipeline.load(folder, device=dev)
     options = pipe.resolve(options)  # "auto" named, for the report
@@ -225,7 +225,7 @@ def understanding(model: Path | str | None, data: Path | str, *, seeds: int = 2,
     report["prompts"] = [{"prompt": p.prompt, "kind": p.kind, "seed": seed + k, "object": o, "colour": c}
                          for k, (p, o, c) in enumerate(zip(items, obj, col))]
     report["seconds"] = round(time.time() - start, 1)
-    report = _clean(report)
+    report = json_safe(report)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

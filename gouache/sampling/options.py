@@ -18,7 +18,6 @@ The pipeline turns it into a named sampler (``resolve``) before sampling.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -26,8 +25,7 @@ from dataclasses import dataclass
 from gouache.errors import GouacheError
 from gouache.sampling.samplers import SAMPLERS, Sampler
 
-__all__ = ["SamplingOptions", "Limits", "LIBRARY_LIMITS", "AUTO", "TEACHER_SAMPLER", "add_sampling_arguments",
-           "sampling_options"]
+__all__ = ["SamplingOptions", "Limits", "LIBRARY_LIMITS", "AUTO", "TEACHER_SAMPLER"]
 
 AUTO = "auto"  # the model's fastest sampler for the settings (see the module's docstring)
 TEACHER_SAMPLER = "dpmpp_2m"  # what ``auto`` uses without a student
@@ -98,23 +96,3 @@ class SamplingOptions:
                                f"prompt (folded in when it was distilled), not with {why}: use --sampler "
                                f"{TEACHER_SAMPLER}, the diffusion model, for that")
         return self
-
-
-def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """--sampler, --steps, --guidance, --negative-prompt, with the defaults above; read them back
-    with ``sampling_options``."""
-    d = SamplingOptions()
-    p.add_argument("--sampler", default=d.sampler, choices=[AUTO, *sorted(SAMPLERS)],
-                   help="auto: the model's few-step student (consistency) when it has one and the settings "
-                        "allow, else dpmpp_2m; dpmpp_2m/heun/euler: fast deterministic solvers; ddpm: the "
-                        "classic 100-step sampler; heun_stochastic (EDM's) and ddpm add fresh noise each "
-                        "step, which mends shapes, at 2 to 5 times the calls (docs/understanding.md)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the sampler's own, "
-                   + ", ".join(f"{s.name} {s.default_steps}" for s in SAMPLERS.values()) + ")")
-    p.add_argument("--guidance", type=float, default=d.guidance, help="classifier-free guidance scale (1 = none)")
-    p.add_argument("--negative-prompt", default=d.negative_prompt, help="what to steer away from")
-
-
-def sampling_options(a: argparse.Namespace) -> SamplingOptions:
-    """The options that ``add_sampling_arguments`` parsed: checked here, once."""
-    return SamplingOptions(sampler=a.sampler, steps=a.steps, guidance=a.guidance, negative_prompt=a.negative_prompt)

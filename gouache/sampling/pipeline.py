@@ -35,17 +35,13 @@ from gouache.sampling.options import SamplingOptions
 from gouache.sampling.rng import PerSampleNoise
 from gouache.sampling.start import Picture, StartPicture, check_start
 from gouache.store.adapters import apply_adapters, find_adapter, parse_lora_spec
-from gouache.store.checkpoint import load_network, read_model_config, resolve_model_dir
+from gouache.store.checkpoint import default_model_dir, load_network, read_model_config, resolve_model_dir
 from gouache.store.student import StudentInfo, load_student, refuse_bare_student
 
-__all__ = ["Pipeline", "LoadedAdapter", "Generation", "Frame", "default_model_dir", "check_prompts", "check_seeds", "MAX_SEED"]
+__all__ = ["Pipeline", "LoadedAdapter", "Generation", "Frame", "check_prompts", "check_seeds",
+           "MAX_GENERATOR_SEED"]
 
 PROMPT_CACHE_SIZE = 512  # prompts whose embeddings a pipeline keeps
-
-
-def default_model_dir() -> Path:
-    """The emoji model that ships inside the package."""
-    return Path(__file__).resolve().parent.parent / "models" / "emoji64"
 
 
 @dataclass
@@ -239,7 +235,7 @@ class Pipeline:
         return x.clamp(-1, 1).cpu(), frames
 
 
-MAX_SEED = 2**63 - 1  # torch generators take 64-bit seeds; seed + k must stay below this
+MAX_GENERATOR_SEED = 2**63 - 1  # torch generators take 64-bit seeds; seed + k must stay below this
 
 
 def check_prompts(prompts: Sequence[str], num_images: int = 1) -> None:
@@ -253,5 +249,5 @@ def check_prompts(prompts: Sequence[str], num_images: int = 1) -> None:
 def check_seeds(seeds: Sequence[int]) -> None:
     """Refuse a seed that a generator cannot take."""
     for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_GENERATOR_SEED:
             raise GouacheError(f"a seed must be a whole number from 0 to 2^63 - 1, got {s!r}")

@@ -18,10 +18,6 @@ class PerSampleNoise:
         # Draw on the CPU so that a seed gives the same picture on every device.
         self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
 
-    @classmethod
-    def from_seed(cls, seed: int, n: int, *, device: torch.device | str = "cpu") -> "PerSampleNoise":
-        return cls([seed + k for k in range(n)], device=device)
-
     def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
         """(len(seeds), *shape) unit noise."""
         return torch.stack([torch.randn(shape, generator=g) for g in self.generators]).to(self.device)

@@ -28,7 +28,7 @@ from gouache.sampling.options import AUTO, SamplingOptions
 from gouache.sampling.samplers import SAMPLERS
 from gouache.serve.adapters import AdapterChoice, adapter_choices, adapter_scales
 from gouache.serve.schemas import (
-    MAX_SEED,
+    MAX_REQUEST_SEED,
     AdapterOption,
     GenerateRequest,
     GenerateResponse,
@@ -145,7 +145,7 @@ def _submit(worker: Worker, req: GenerateRequest, adapters: dict[str, AdapterCho
     def sink(kind: str, data: dict[str, Any]) -> None:  # called from the worker thread
         loop.call_soon_threadsafe(events.put_nowait, (kind, data))
 
-    seed = req.seed if req.seed is not None else random.randint(0, MAX_SEED)
+    seed = req.seed if req.seed is not None else random.randint(0, MAX_REQUEST_SEED)
     scale = None if req.lora is None else req.lora_scale if req.lora_scale is not None \
         else adapters[req.lora].default_scale
     image, mask = req.start_pictures()

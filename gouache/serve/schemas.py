@@ -30,15 +30,15 @@ from gouache.sampling.samplers import SAMPLERS
 from gouache.sampling.start import check_start
 
 __all__ = ["GenerateRequest", "GeneratedImage", "GenerateResponse", "ProgressEvent", "InfoResponse",
-           "HealthResponse", "SamplerInfo", "AdapterOption", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS", "MAX_IMAGES",
-           "MAX_SEED"]
+           "HealthResponse", "SamplerInfo", "AdapterOption", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS",
+           "MAX_REQUEST_IMAGES", "MAX_REQUEST_SEED"]
 
 # The server's policy: stricter than the library's limits, so one request cannot hold the worker long.
 SERVER_LIMITS = SamplingLimits(max_steps=200, max_guidance=20.0)
 DEFAULTS = SamplingOptions()
 MAX_PROMPT_CHARS = 300
-MAX_IMAGES = 8
-MAX_SEED = 2**31 - 1
+MAX_REQUEST_IMAGES = 8  # pictures one request may ask for
+MAX_REQUEST_SEED = 2**31 - 1  # the seeds a request may give, and the range a random one is drawn from
 MAX_PICTURE_CHARS = 120_000  # a start picture or mask: a PNG of about 90 kB, base64 (the page sends the model's size)
 MAX_PICTURE_SIDE = 1024  # pixels, so that a small PNG cannot unpack into a huge picture
 MAX_LORA_SCALE = 2.0  # an adapter's scale from 0 (off) to this (1 = as trained)
@@ -62,9 +62,9 @@ class GenerateRequest(BaseModel):
                             description="classifier-free guidance scale (1 = none)")
     sampler: SamplerName = Field(DEFAULTS.sampler, description="the sampling method; auto: the model's few-step "
                                  "student when it has one and the settings allow, else dpmpp_2m")
-    seed: int | None = Field(None, ge=0, le=MAX_SEED, strict=True,
+    seed: int | None = Field(None, ge=0, le=MAX_REQUEST_SEED, strict=True,
                              description="image k uses seed+k; null: a random seed (returned)")
-    num_images: int = Field(1, ge=1, le=MAX_IMAGES, strict=True, description="pictures to paint")
+    num_images: int = Field(1, ge=1, le=MAX_REQUEST_IMAGES, strict=True, description="pictures to paint")
     _image: Image.Image | None = PrivateAttr(None)
     _mask: Image.Image | None = PrivateAttr(None)
     image: str | None = Field(None, max_length=MAX_PICTURE_CHARS,
@@ -180,8 +180,8 @@ class Limits(BaseModel):
     max_prompt_chars: int = MAX_PROMPT_CHARS
     max_steps: int = SERVER_LIMITS.max_steps
     max_guidance: float = SERVER_LIMITS.max_guidance
-    max_images: int = MAX_IMAGES
-    max_seed: int = MAX_SEED
+    max_images: int = MAX_REQUEST_IMAGES
+    max_seed: int = MAX_REQUEST_SEED
     max_lora_scale: float = MAX_LORA_SCALE
 
 

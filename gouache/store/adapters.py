@@ -1,11 +1,10 @@
 """Adapter files: ``NAME.safetensors`` (tensors ``<module>.down`` and ``<module>.up``) and
-``NAME.json`` (``AdapterInfo``: rank, alpha, and the base model's name and the sha256 of its
-``ema.safetensors``), so that loading an adapter onto another base is refused by name.
+``NAME.json`` (``AdapterInfo``: rank, alpha, and the base model's name and weights fingerprint,
+``fingerprint.py``), so that loading an adapter onto other weights is refused, naming its base.
 The layer itself is ``gouache.model.lora``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,10 +23,10 @@ from gouache.model.lora import (
     load_adapter_tensors,
     set_scale,
 )
+from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
 from gouache.store.tensors import save_tensors
 
-__all__ = ["AdapterInfo", "save_adapter", "read_adapter", "find_adapter", "weights_sha256",
-           "apply_adapters", "parse_lora_spec"]
+__all__ = ["AdapterInfo", "save_adapter", "read_adapter", "find_adapter", "apply_adapters", "parse_lora_spec"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,8 @@ class AdapterInfo:
     alpha: float  # the update is scaled by alpha / rank
     convs: bool  # whether the ResBlocks' convolutions have adapters too (always the attention projections)
     base_model: str  # the base model's folder name, e.g. "emoji64"
-    base_sha256: str  # sha256 of the base model's ema.safetensors: the adapter only fits those weights
+    base_sha256: str  # the base's ``weights_fingerprint`` (older files: the sha256 of its ema.safetensors):
+    # the adapter only fits those weights
     format: str = FORMAT  # this file layout's version
 
     def __post_init__(self) -> None:
@@ -46,15 +46,6 @@ class AdapterInfo:
                             "base_model": (non_blank, "a name"),
                             "base_sha256": (lambda s: len(s) == 64, "64 hex digits"),
                             "format": (lambda f: f == FORMAT, FORMAT)}, what="adapter config")
-
-
-def weights_sha256(model_folder: Path) -> str:
-    """The sha256 of a model folder's ``ema.safetensors``: what an adapter was trained on."""
-    h = hashlib.sha256()
-    with open(Path(model_folder) / "ema.safetensors", "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def save_adapter(net: nn.Module, name: str, info: AdapterInfo, path: Path) -> Path:
@@ -113,14 +104,14 @@ def parse_lora_spec(spec: LoraSpec) -> tuple[Path, float]:
 def apply_adapters(net: nn.Module, base_folder: Path, specs: Sequence[LoraSpec]) -> list[str]:
     """Load each adapter (``FILE[:SCALE]``) onto ``net``, whose weights are ``base_folder``'s;
     an adapter made for other weights is refused. Returns the adapters' names on ``net``."""
-    names, sha = [], None
+    names, ours = [], None
     for k, spec in enumerate(specs):
         path, scale = parse_lora_spec(spec)
         info, tensors = read_adapter(path)
-        sha = sha or weights_sha256(base_folder)
-        if info.base_sha256 != sha:
-            raise GouacheError(f"adapter {path} was made for base model {info.base_model!r} (weights sha256 "
-                               f"{info.base_sha256[:12]}), not for {base_folder} (sha256 {sha[:12]}); "
+        ours = ours or weights_fingerprint(base_folder)
+        if not fingerprint_matches(info.base_sha256, base_folder, ours):
+            raise GouacheError(f"adapter {path} was made for base model {info.base_model!r} (weights "
+                               f"{info.base_sha256[:12]}), not for {base_folder} (weights {ours[:12]}); "
                                f"load it with --model pointing at {info.base_model}")
         name = f"lora{k}"
         add_adapter(net, name, rank=info.rank, alpha=info.alpha, convs=info.convs)

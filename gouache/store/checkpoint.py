@@ -31,12 +31,12 @@ from gouache.model.lora import merge
 from gouache.model.noinit import no_initial_weights
 from gouache.model.unet import UNet
 from gouache.store.adapters import apply_adapters
-from gouache.store.files import check_output_folder, write_json
+from gouache.store.files import check_output_folder, file_sha256, write_json
 from gouache.store.tensors import contiguous, read_tensors, save_tensors
 
 __all__ = ["save_checkpoint", "save_run_state", "clear_partial_checkpoints",
-           "load_weights", "load_network", "load_train_state", "resolve_model_dir", "read_model_config",
-           "export_model", "average_weights"]
+           "load_weights", "load_network", "load_train_state", "default_model_dir", "resolve_model_dir",
+           "read_model_config", "checkpoint_record", "export_model", "average_weights"]
 
 
 def clear_partial_checkpoints(run: Path) -> None:
@@ -93,6 +93,11 @@ def _prune(folder: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def default_model_dir() -> Path:
+    """The emoji model that ships inside the package."""
+    return Path(__file__).resolve().parent.parent / "models" / "emoji64"
+
+
 def resolve_model_dir(path: Path | str) -> Path:
     """A model folder, or a run folder (followed to its latest checkpoint)."""
     path = Path(path)
@@ -114,6 +119,20 @@ def read_model_config(folder: Path) -> ModelConfig:
         raise GouacheError(f"{path} is missing: a model folder needs its config.json") from None
     except (json.JSONDecodeError, KeyError, TypeError) as e:
         raise GouacheError(f"{path}: not a gouache model config ({e})") from None
+
+
+def checkpoint_record(folder: Path) -> dict:
+    """What a report records of the checkpoint it measured: its folder, the sha256 of its
+    ``ema.safetensors`` and, in a run, its training step."""
+    ema = Path(folder) / "ema.safetensors"
+    if not ema.exists():
+        raise GouacheError(f"{ema} is missing")
+    record: dict = {"folder": str(folder), "ema_sha256": file_sha256(ema)}
+    try:
+        record["step"] = int(json.loads((Path(folder) / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return record
 
 
 def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:

@@ -1,16 +1,18 @@
 """Where a command's output goes, checked before the work starts: an hour of training or a
 thousand pictures must not end in "cannot write" (nor overwrite a device such as /dev/null);
-and weights written with the permissions any new file gets.
+JSON written atomically; a file's checksum.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
 from gouache.errors import GouacheError
 
-__all__ = ["check_output_file", "check_output_folder", "write_json"]
+__all__ = ["check_output_file", "check_output_folder", "write_json", "json_safe", "file_sha256"]
 
 
 def _writable_parent(path: Path, what: str) -> None:
@@ -56,3 +58,20 @@ def write_json(obj: dict, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def json_safe(x):
+    """``x`` with every NaN or infinite float replaced by None, recursively (JSON has neither)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    return x
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex sha256 of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -11,7 +11,6 @@ refusing a student distilled from other weights.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -23,10 +22,10 @@ from gouache.checks import at_least, check_fields, non_blank
 from gouache.errors import GouacheError
 from gouache.store.checkpoint import export_model, load_network, resolve_model_dir
 from gouache.store.files import write_json
-from gouache.store.tensors import read_tensors
+from gouache.store.fingerprint import weights_fingerprint
 
-__all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "attach_student",
-           "check_student", "copy_student", "refuse_bare_student", "weights_fingerprint"]
+__all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "check_student",
+           "copy_student", "refuse_bare_student"]
 
 STUDENT_DIR = "student"
 INFO_FILE = "student.json"
@@ -38,7 +37,7 @@ class StudentInfo:
 
     guidance: float
     teacher: str  # the teacher folder's name
-    teacher_sha256: str  # ``weights_fingerprint`` of the teacher
+    teacher_sha256: str  # the teacher's ``weights_fingerprint`` (``fingerprint.py``)
     method: str = "consistency distillation"
     solver: str = "heun"
     intervals: int = 40
@@ -47,18 +46,6 @@ class StudentInfo:
     def __post_init__(self) -> None:
         check_fields(self, {"guidance": (at_least(0), "0 or more"), "teacher_sha256": (non_blank, "a checksum"),
                             "intervals": (at_least(2), "2 or more")}, what=INFO_FILE)
-
-
-def weights_fingerprint(model: Path) -> str:
-    """sha256 of a model folder's EMA weights as float16 values, by name: the same for the run
-    a teacher came from and for its exported (float16) model folder."""
-    h = hashlib.sha256()
-    tensors = read_tensors(Path(model) / "ema.safetensors")
-    for name in sorted(tensors):
-        t = tensors[name]
-        t = t.to(torch.float16) if t.is_floating_point() else t
-        h.update(name.encode() + str(t.dtype).encode() + t.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def read_student_info(folder: Path) -> StudentInfo:
@@ -97,12 +84,6 @@ def check_student(teacher: Path | str, run: Path | str) -> tuple[Path, StudentIn
         raise GouacheError(f"--student {run} was distilled from {info.teacher} ({info.teacher_sha256[:12]}), "
                            f"not from these weights ({theirs[:12]}): export its own teacher")
     return src, info
-
-
-def attach_student(model: Path, run: Path | str, *, dtype: torch.dtype = torch.float16) -> Path:
-    """Copy the student of ``run`` (a distillation run or checkpoint) into the model folder
-    ``model``, written just before from its teacher. Refuses a student of another teacher."""
-    return copy_student(model, *check_student(model, run), dtype=dtype)
 
 
 def copy_student(model: Path, src: Path, info: StudentInfo, *, dtype: torch.dtype = torch.float16) -> Path:

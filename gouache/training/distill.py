@@ -46,12 +46,12 @@ from gouache.store.checkpoint import (
     save_run_state,
 )
 from gouache.store.files import check_output_folder, write_json
+from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.student import (
     INFO_FILE,
     StudentInfo,
     read_student_info,
     refuse_bare_student,
-    weights_fingerprint,
 )
 from gouache.store.tensors import contiguous, save_tensors
 from gouache.training.config import read_recipe

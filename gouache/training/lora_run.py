@@ -21,12 +21,7 @@ from typing import TYPE_CHECKING
 from gouache.errors import GouacheError
 from gouache.model.config import ModelConfig
 from gouache.model.lora import add_adapter, load_adapter_tensors
-from gouache.store.adapters import (
-    AdapterInfo,
-    read_adapter,
-    save_adapter,
-    weights_sha256,
-)
+from gouache.store.adapters import AdapterInfo, read_adapter, save_adapter
 from gouache.store.checkpoint import (
     load_train_state,
     load_weights,
@@ -34,6 +29,7 @@ from gouache.store.checkpoint import (
     resolve_model_dir,
     save_run_state,
 )
+from gouache.store.fingerprint import weights_fingerprint
 from gouache.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -56,7 +52,7 @@ class LoRARun:
         self.base = resolve_model_dir(cfg.init)
         name = Path(cfg.init).resolve().name
         self.info = AdapterInfo(rank=cfg.lora, alpha=float(cfg.lora_alpha or cfg.lora), convs=cfg.lora_convs,
-                                base_model=name, base_sha256=weights_sha256(self.base))
+                                base_model=name, base_sha256=weights_fingerprint(self.base))
 
     def model_config(self) -> ModelConfig:
         """The run's model: the base's network, schedule and prompt encoder."""

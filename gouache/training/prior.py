@@ -30,7 +30,7 @@ from gouache.errors import GouacheError
 from gouache.images import to_uint8
 from gouache.model.text import TextEncoder
 from gouache.sampling.options import SamplingOptions
-from gouache.store.adapters import weights_sha256
+from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.tensors import save_tensors
 
 __all__ = ["PriorOptions", "paint_prior", "with_prior", "PriorSource", "prior_loss_weights", "PRIOR_FILE"]
@@ -71,7 +71,7 @@ def paint_prior(base: Path, options: PriorOptions, *, encoder: TextEncoder, devi
     )
 
     prompts = [options.prompts[k % len(options.prompts)] for k in range(options.count)]
-    key = json.dumps({"base_sha256": weights_sha256(base), **asdict(options), "prompts": prompts},
+    key = json.dumps({"base_sha256": weights_fingerprint(base), **asdict(options), "prompts": prompts},
                      sort_keys=True)
     images = _cached(cache, key)
     if images is None:

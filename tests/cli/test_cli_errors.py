@@ -35,12 +35,13 @@ def _truncate(config: dict, folder: Path) -> None:
 def _adapter(tmp: Path, model: Path, change: str) -> Path:
     """A real adapter file for the tiny model, with its .json spoiled as ``change`` says."""
     from gouache.model.lora import add_adapter
-    from gouache.store.adapters import AdapterInfo, save_adapter, weights_sha256
+    from gouache.store.adapters import AdapterInfo, save_adapter
     from gouache.store.checkpoint import load_network
+    from gouache.store.fingerprint import weights_fingerprint
 
     net, _ = load_network(model)
     add_adapter(net, "a", rank=2, alpha=2)
-    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model="tiny", base_sha256=weights_sha256(model))
+    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model="tiny", base_sha256=weights_fingerprint(model))
     path = save_adapter(net, "a", info, tmp / f"adapter-{change}.safetensors")
     meta = json.loads(path.with_suffix(".json").read_text())
     meta |= {"otherbase": {"base_model": "elsewhere", "base_sha256": "f" * 64}, "rank0": {"rank": 0}}[change]

@@ -26,9 +26,9 @@ from gouache.store.adapters import (
     parse_lora_spec,
     read_adapter,
     save_adapter,
-    weights_sha256,
 )
 from gouache.store.checkpoint import export_model, load_network
+from gouache.store.fingerprint import weights_fingerprint
 
 OPTIONS = SamplingOptions(steps=3)
 
@@ -65,7 +65,7 @@ def _adapter_file(model: Path, folder: Path, *, seed: int = 0, rank: int = 4) ->
     add_adapter(net, "a", rank=rank, alpha=rank, convs=True)
     _trained_like(net, "a", seed)
     info = AdapterInfo(rank=rank, alpha=float(rank), convs=True, base_model=model.name,
-                       base_sha256=weights_sha256(model))
+                       base_sha256=weights_fingerprint(model))
     folder.mkdir(parents=True, exist_ok=True)
     return save_adapter(net, "a", info, folder / f"adapter{seed}.safetensors")
 

@@ -297,7 +297,8 @@ def test_cancel_stops_sampling_midway(tiny_pipeline):
 
 def test_client_that_disconnects_cancels_its_job(tiny_pipeline):
     import httpx
-    from gouache.cli.serve import BackgroundServer
+
+    from gouache.serve.background import BackgroundServer
 
     app = create_app(Slow(tiny_pipeline), preview_every=1)
     with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:

@@ -20,8 +20,9 @@ from gouache.sampling.options import SamplingOptions  # noqa: E402
 from gouache.sampling.pipeline import Pipeline  # noqa: E402
 from gouache.serve.app import create_app  # noqa: E402
 from gouache.serve.worker import Job, Worker  # noqa: E402
-from gouache.store.adapters import AdapterInfo, save_adapter, weights_sha256
+from gouache.store.adapters import AdapterInfo, save_adapter
 from gouache.store.checkpoint import load_network  # noqa: E402
+from gouache.store.fingerprint import weights_fingerprint
 
 OPTIONS = SamplingOptions(steps=3)
 REQUEST = {"prompt": "red circle", "steps": 3, "seed": 4, "num_images": 2}
@@ -35,7 +36,7 @@ def _adapter(model: Path, path: Path, seed: int) -> Path:
     with torch.no_grad():
         for t in adapter_tensors(net, "a").values():
             t.copy_(0.05 * torch.randn(t.shape, generator=g))
-    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model=model.name, base_sha256=weights_sha256(model))
+    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model=model.name, base_sha256=weights_fingerprint(model))
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_adapter(net, "a", info, path)
 

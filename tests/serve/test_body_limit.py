@@ -53,9 +53,8 @@ def test_chunked_body_is_cut_at_the_limit(tiny_pipeline):
     """No Content-Length to refuse up front: the bytes are counted as they arrive and reading
     stops at the message that passes the limit (uvicorn hands on up to its 64 KiB buffer plus one
     socket read at once), so the app holds about the limit, not the 8 MiB sent here."""
-    from gouache.cli.serve import BackgroundServer
-
     from gouache.serve.app import MAX_BODY_BYTES
+    from gouache.serve.background import BackgroundServer
 
     app = CountingReads(create_app(tiny_pipeline))
     with BackgroundServer(app) as server:

@@ -45,9 +45,8 @@ def browser_page(tmp_path):
 @pytest.fixture()
 def server(tiny_pipeline):
     pytest.importorskip("fastapi")
-    from gouache.cli.serve import BackgroundServer
-
     from gouache.serve.app import create_app
+    from gouache.serve.background import BackgroundServer
 
     with BackgroundServer(create_app(tiny_pipeline)) as running:
         yield running
@@ -153,11 +152,11 @@ def test_the_shipped_model_answers_a_click_with_a_finished_picture(browser_page,
     pytest.importorskip("fastapi")
     import time
 
-    from gouache.cli.serve import BackgroundServer
     from playwright.sync_api import expect
 
     from gouache.sampling.pipeline import Pipeline
     from gouache.serve.app import create_app
+    from gouache.serve.background import BackgroundServer
 
     pipe = Pipeline.load(device="cpu")
     with BackgroundServer(create_app(pipe)) as running:
@@ -190,21 +189,23 @@ def test_page_offers_the_servers_adapters_by_name_and_paints_with_the_chosen_one
 
     pytest.importorskip("fastapi")
     import torch
-    from gouache.cli.serve import BackgroundServer
 
     from gouache.model.lora import adapter_tensors, add_adapter
     from gouache.sampling.options import SamplingOptions
     from gouache.sampling.pipeline import Pipeline
     from gouache.serve.app import create_app
-    from gouache.store.adapters import AdapterInfo, save_adapter, weights_sha256
+    from gouache.serve.background import BackgroundServer
+    from gouache.store.adapters import AdapterInfo, save_adapter
     from gouache.store.checkpoint import load_network
+    from gouache.store.fingerprint import weights_fingerprint
 
     net, _ = load_network(tiny_model_dir)
     add_adapter(net, "a", rank=2, alpha=2.0)
     with torch.no_grad():
         for t in adapter_tensors(net, "a").values():
             t.copy_(0.05 * torch.randn(t.shape, generator=torch.Generator().manual_seed(0)))
-    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model="tiny", base_sha256=weights_sha256(tiny_model_dir))
+    info = AdapterInfo(rank=2, alpha=2.0, convs=True, base_model="tiny",
+                       base_sha256=weights_fingerprint(tiny_model_dir))
     cat = save_adapter(net, "a", info, tmp_path / "cat.safetensors")
     pipe = Pipeline.load(tiny_model_dir, device="cpu", text_encoder=text_encoder, lora=[cat])
     page, errors = browser_page

@@ -9,7 +9,7 @@ from gouache.errors import GouacheError
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import export_model, resolve_model_dir
-from gouache.store.student import attach_student, read_student_info
+from gouache.store.student import check_student, copy_student, read_student_info
 from gouache.store.tensors import read_tensors
 from gouache.training.distill import DistillConfig, distill, load_distill_config
 
@@ -51,7 +51,7 @@ def test_resume_repeats_an_uninterrupted_run(tiny_model_dir, shapes_dir, tmp_pat
 @pytest.fixture()
 def with_student(distilled, tiny_model_dir, tmp_path):
     model = export_model(tiny_model_dir, tmp_path / "model")
-    attach_student(model, distilled.run)
+    copy_student(model, *check_student(model, distilled.run))
     return model
 
 
@@ -81,7 +81,7 @@ def test_the_student_joins_only_its_own_teacher(distilled, tmp_path, text_encode
     other = tmp_path / "other"
     export_model(resolve_model_dir(distilled.run), other)  # another network: the student's own weights
     with pytest.raises(GouacheError, match="was distilled from"):
-        attach_student(other, distilled.run)
+        check_student(other, distilled.run)
     with pytest.raises(GouacheError, match="few-step student on its own"):
         Pipeline.load(distilled.run, device="cpu", text_encoder=text_encoder)
 

@@ -12,7 +12,8 @@ from gouache.errors import GouacheError
 from gouache.model.lora import LoRALayer
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.adapters import read_adapter, weights_sha256
+from gouache.store.adapters import read_adapter
+from gouache.store.fingerprint import weights_fingerprint
 from gouache.training.config import LORA_DEFAULTS, TrainConfig, load_train_config
 from gouache.training.train import train
 
@@ -52,7 +53,7 @@ def test_only_the_adapter_trains_and_the_base_stays_as_it_was(shapes_dir, tiny_m
             assert torch.equal(module.base.weight, base[f"{name}.weight"].float())
     assert torch.equal(t.net.stem.weight, base["stem.weight"].float())
     info, tensors = read_adapter(tmp_path / "run")  # the run folder leads to its latest adapter
-    assert info.rank == 2 and info.base_sha256 == weights_sha256(tiny_model_dir)
+    assert info.rank == 2 and info.base_sha256 == weights_fingerprint(tiny_model_dir)
     assert any(v.abs().max() > 0 for k, v in tensors.items() if k.endswith(".up"))  # it learned something
     assert not (tmp_path / "run" / "checkpoints" / "step-00000006" / "ema.safetensors").exists()
 

@@ -8,7 +8,6 @@ its attribution was written for.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from gouache.errors import GouacheError
 
 __all__ = ["NPM_MISSING", "default_cache", "tarball_name", "fetch_package", "fetch_all",
-           "read_tar_members", "package_licence", "file_sha256"]
+           "read_tar_members", "package_licence"]
 
 NPM_MISSING = "npm is needed to fetch emoji artwork: apt-get install npm (or install Node.js)"
 
@@ -94,9 +93,3 @@ def package_licence(package_json: bytes) -> str:
     if licence is None and isinstance(meta.get("licenses"), list):
         licence = " OR ".join(str(x.get("type")) for x in meta["licenses"])
     return str(licence or "")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

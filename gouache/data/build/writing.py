@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gouache.data.build.npm import file_sha256
+from gouache.store.files import file_sha256
 
 __all__ = ["write_if_changed", "remove_stale_images", "dumps_line", "finish_build"]
 
