@@ -12,6 +12,7 @@ import torch
 
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
+from gouache.data.sources import PriorSource
 from gouache.errors import GouacheError
 from gouache.images import to_uint8
 from gouache.model.denoiser import Denoiser
@@ -21,7 +22,6 @@ from gouache.training.config import TrainConfig
 from gouache.training.lora_run import LoRARun
 from gouache.training.prior import (
     PriorOptions,
-    PriorSource,
     paint_prior,
     prior_loss_weights,
     with_prior,
