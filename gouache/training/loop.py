@@ -154,8 +154,8 @@ def run_loop(run: Run, *, log: TrainLog | None, sample: Callable[[Path], None] |
                     log.write(step=step, heldout_loss=heldout())
             if lead and (_due(step, cfg.checkpoint_every) or last or stopped):
                 save(run)  # before the grid: a failure there must not cost the step's weights
-            if lead and not stopped and sample is not None and cfg.sample_every and (_due(step, cfg.sample_every)
-                                                                                    or last):
+            grid = sample is not None and cfg.sample_every > 0 and (_due(step, cfg.sample_every) or last)
+            if lead and not stopped and grid:
                 sample(Path(cfg.out) / "samples" / f"step-{step:08d}.png")
             if writes:
                 dist.barrier()
