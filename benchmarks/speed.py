@@ -32,10 +32,10 @@ from gouache.sampling.pipeline import Pipeline
 sys.path.insert(0, str(Path(__file__).parent))
 import gpu_table  # noqa: E402  (the GPU table; it imports nothing of this file)
 from timing import (  # noqa: E402  (the equal-work pair stays importable from here: quality_per_minute.py)
+    PAIRS,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
     NetTimer,
-    PAIRS,
     autocast,
     diffusers,
     diffusers_unet,

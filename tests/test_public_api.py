@@ -8,7 +8,14 @@ PUBLIC = ("Pipeline", "SamplingOptions", "Generation", "GouacheError", "train", 
 
 
 def test_the_public_names_are_the_library_s_own():
-    from gouache import Generation, GouacheError, Pipeline, SamplingOptions, TrainConfig, train
+    from gouache import (
+        Generation,
+        GouacheError,
+        Pipeline,
+        SamplingOptions,
+        TrainConfig,
+        train,
+    )
     from gouache.errors import GouacheError as error
     from gouache.sampling.options import SamplingOptions as options
     from gouache.sampling.pipeline import Generation as generation

@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gouache.cli.arguments import HELP, add_lora_argument, add_sampling_arguments, sampling_options
+from gouache.cli.arguments import (
+    HELP,
+    add_lora_argument,
+    add_sampling_arguments,
+    sampling_options,
+)
 
 __all__ = ["add_generate", "add_noise"]
 

@@ -1,11 +1,12 @@
-"""Batch sources: where ``Trainer`` gets each step's images and caption ids.
+"""Batch sources: where a run gets each step's images and caption ids (``batches.py`` chooses).
 
 Two kinds, one interface (``BatchSource``):
 
 * ``MemorySource``: an imagefolder held in memory. Every rank draws the same
   global batch of indices and captions from the shared data generator and keeps
   its contiguous share, so a run is exactly reproducible and resumes exactly,
-  with any number of processes.
+  with any number of processes. ``PriorSource`` is one whose batches are half
+  new pictures, half the base model's own (a LoRA run's prior preservation).
 * ``StreamSource``: WebDataset shards streamed by a DataLoader (``ShardStream``);
   each rank reads its own shards. The data generator still draws the caption
   variant and the caption dropout for the global batch, but which images come
@@ -28,9 +29,10 @@ from gouache.data.prompts import (
     CaptionTable,
     load_prompt_embeddings,
 )
+from gouache.errors import GouacheError
 from gouache.model.text import TextEncoder
 
-__all__ = ["BatchSource", "MemorySource", "StreamSource"]
+__all__ = ["BatchSource", "MemorySource", "PriorSource", "StreamSource"]
 
 
 class BatchSource(Protocol):
@@ -52,13 +54,14 @@ class MemorySource:
     def __init__(self, data: CaptionedImages, table: CaptionTable, weights: torch.Tensor | None = None) -> None:
         self.data, self.table, self.weights = data, table, weights
 
+    def picks(self, batch_size: int, *, generator: torch.Generator) -> torch.Tensor:
+        """The image indices of a global batch, (batch_size,) long."""
+        return _uniform_or_weighted(len(self.data), self.weights, batch_size, generator)
+
     def indices(self, batch_size: int, *, generator: torch.Generator,
                 dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of a global batch: image indices and caption ids (both (b,) long)."""
-        if self.weights is None:
-            idx = torch.randint(len(self.data), (batch_size,), generator=generator)
-        else:
-            idx = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
+        idx = self.picks(batch_size, generator=generator)
         ids = self.table.draw(idx, generator=generator, dropout=dropout)
         return dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
 
@@ -69,6 +72,33 @@ class MemorySource:
 
     def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
         return self.table.cond(ids, device)
+
+
+class PriorSource(MemorySource):
+    """Prior preservation (``training/prior.py``): the data is the new pictures followed by the
+    base's own (``with_prior``); a global batch is ``batch_size`` new pictures (uniform, or by
+    ``weights`` over them) followed by ``batch_size`` of the base's own, which the loss weighs
+    apart (``prior_loss_weights``)."""
+
+    def __init__(self, data: CaptionedImages, table: CaptionTable, new: int,
+                 weights: torch.Tensor | None = None) -> None:
+        if not 0 < new < len(data):
+            raise GouacheError(f"prior preservation needs new pictures and the base's: {new} of {len(data)}")
+        super().__init__(data, table, weights)
+        self.new = new
+
+    def picks(self, batch_size: int, *, generator: torch.Generator) -> torch.Tensor:
+        new = _uniform_or_weighted(self.new, self.weights, batch_size, generator)
+        prior = self.new + torch.randint(len(self.data) - self.new, (batch_size,), generator=generator)
+        return torch.cat([new, prior])  # (2 batch_size,)
+
+
+def _uniform_or_weighted(n: int, weights: torch.Tensor | None, batch_size: int,
+                         generator: torch.Generator) -> torch.Tensor:
+    """``batch_size`` indices below ``n``: uniform, or drawn by ``weights`` (n,)."""
+    if weights is None:
+        return torch.randint(n, (batch_size,), generator=generator)
+    return torch.multinomial(weights, batch_size, replacement=True, generator=generator)
 
 
 def _pick(variants: list[str], probs: list[float], u: float) -> str:

@@ -34,7 +34,11 @@ from gouache.evaluate.sweeps import run_sweeps
 from gouache.images import grid, save_png, to_pil
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import checkpoint_record, default_model_dir, resolve_model_dir
+from gouache.store.checkpoint import (
+    checkpoint_record,
+    default_model_dir,
+    resolve_model_dir,
+)
 from gouache.store.files import json_safe
 from gouache.training.heldout import HeldOut
 

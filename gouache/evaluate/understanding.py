@@ -48,7 +48,11 @@ from gouache.evaluate.metrics import nearest
 from gouache.images import grid, load_rgb, save_png, to_pil, to_uint8_tensor
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import checkpoint_record, default_model_dir, resolve_model_dir
+from gouache.store.checkpoint import (
+    checkpoint_record,
+    default_model_dir,
+    resolve_model_dir,
+)
 from gouache.store.files import json_safe
 
 __all__ = ["SuitePrompt", "SUITES_DIR", "KINDS", "load_suite", "train_captions", "check_suite", "judge_objects",

@@ -22,7 +22,8 @@ Denoise = Callable[..., torch.Tensor]
 def guided(denoiser: Denoise, cond: PromptEmbedding, uncond: PromptEmbedding | None,
            scale: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Bind the prompts and the guidance scale: returns ``model(x, sigma) -> denoised``.
-    ``uncond`` may be None only with ``scale`` 1, which never uses it."""
+    ``uncond`` may be None only with ``scale`` 1, which never uses it. ``sigma`` is one level
+    for the batch (0-d) or one per image, (B,) (distillation's teacher)."""
     if scale == 1.0:
         return lambda x, sigma: denoiser(x, sigma, **cond.as_cond())
     if uncond is None:
@@ -30,7 +31,8 @@ def guided(denoiser: Denoise, cond: PromptEmbedding, uncond: PromptEmbedding | N
     both = PromptEmbedding.cat([uncond, cond]).as_cond()
 
     def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        d_uncond, d_cond = denoiser(torch.cat([x, x]), sigma, **both).chunk(2)
+        sigmas = sigma if sigma.ndim == 0 else torch.cat([sigma, sigma])
+        d_uncond, d_cond = denoiser(torch.cat([x, x]), sigmas, **both).chunk(2)
         return d_uncond + scale * (d_cond - d_uncond)
 
     return model

@@ -35,7 +35,12 @@ from gouache.sampling.options import SamplingOptions
 from gouache.sampling.rng import PerSampleNoise
 from gouache.sampling.start import Picture, StartPicture, check_start
 from gouache.store.adapters import apply_adapters, find_adapter, parse_lora_spec
-from gouache.store.checkpoint import default_model_dir, load_network, read_model_config, resolve_model_dir
+from gouache.store.checkpoint import (
+    default_model_dir,
+    load_network,
+    read_model_config,
+    resolve_model_dir,
+)
 from gouache.store.student import StudentInfo, load_student, refuse_bare_student
 
 __all__ = ["Pipeline", "LoadedAdapter", "Generation", "Frame", "check_prompts", "check_seeds",

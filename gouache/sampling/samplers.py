@@ -19,7 +19,7 @@ import torch
 from gouache.model.schedule import NoiseSchedule, ddpm_sigmas, karras_sigmas
 
 __all__ = ["SAMPLERS", "Sampler", "Callback", "sample_ddpm", "sample_euler", "sample_heun", "sample_heun_stochastic",
-           "sample_dpmpp_2m", "sample_consistency"]
+           "sample_dpmpp_2m", "sample_consistency", "euler_step", "heun_step"]
 
 Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Noise = Callable[[torch.Tensor], torch.Tensor]
@@ -37,6 +37,31 @@ def _check(sigmas: torch.Tensor) -> None:
 def _notify(callback: Callback | None, i: int, x, denoised, sigma) -> None:
     if callback is not None:
         callback(i, x, denoised, sigma)
+
+
+# The probability-flow ODE's steps (Karras et al., EDM (2022), Algorithm 1, lines 4-8), written once
+# for the samplers below and for distillation's teacher (``consistency.py``). ``t_cur`` and ``t_next``
+# are 0-d (one level for the batch) or shaped to broadcast per image, (B, 1, 1, 1); ``denoised`` is
+# D(x; t_cur), which the caller has (it shows it to the callback).
+
+
+def euler_step(x: torch.Tensor, denoised: torch.Tensor, t_cur: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+    """One Euler step of dx/dt = (x - D(x; t)) / t from t_cur to t_next: EDM Algorithm 1 without
+    its correction, which is DDIM (Song et al., 2021) in sigma form."""
+    d_cur = (x - denoised) / t_cur  # Evaluate dx/dt at t_i.
+    return x + (t_next - t_cur) * d_cur  # Take Euler step from t_i to t_{i+1}.
+
+
+def heun_step(model: Model, x: torch.Tensor, denoised: torch.Tensor, t_cur: torch.Tensor,
+              t_next: torch.Tensor) -> torch.Tensor:
+    """EDM Algorithm 1's step (and Algorithm 2's after the churn): Euler, then the trapezoidal
+    2nd-order correction, one more call of ``model``, unless t_next is 0."""
+    d_cur = (x - denoised) / t_cur  # Evaluate dx/dt at t_i.
+    x_next = x + (t_next - t_cur) * d_cur  # Take Euler step from t_i to t_{i+1}.
+    if bool((t_next > 0).all()):  # Apply 2nd order correction.
+        d_prime = (x_next - model(x_next, t_next)) / t_next
+        x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
+    return x_next
 
 
 @torch.no_grad()
@@ -72,8 +97,7 @@ def sample_euler(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
     for i in range(len(sigmas) - 1):
         denoised = model(x, sigmas[i])
         _notify(callback, i, x, denoised, sigmas[i])
-        d = (x - denoised) / sigmas[i]  # ODE derivative
-        x = x + (sigmas[i + 1] - sigmas[i]) * d  # Euler step
+        x = euler_step(x, denoised, sigmas[i], sigmas[i + 1])
     return x
 
 
@@ -86,19 +110,8 @@ def sample_heun(model: Model, x: torch.Tensor, sigmas: torch.Tensor, *,
         t_cur, t_next = sigmas[i], sigmas[i + 1]
         denoised = model(x, t_cur)
         _notify(callback, i, x, denoised, t_cur)
-        x = _heun_step(model, x, denoised, t_cur, t_next)
+        x = heun_step(model, x, denoised, t_cur, t_next)
     return x
-
-
-def _heun_step(model: Model, x: torch.Tensor, denoised: torch.Tensor, t_cur: torch.Tensor,
-               t_next: torch.Tensor) -> torch.Tensor:
-    """EDM's Heun step from t_cur to t_next, given denoised = D(x; t_cur) (Algorithms 1 and 2)."""
-    d_cur = (x - denoised) / t_cur
-    x_next = x + (t_next - t_cur) * d_cur  # Euler step.
-    if t_next > 0:  # Apply 2nd order correction.
-        d_prime = (x_next - model(x_next, t_next)) / t_next
-        x_next = x + (t_next - t_cur) * (0.5 * d_cur + 0.5 * d_prime)
-    return x_next
 
 
 # EDM's stochastic sampler adds noise only inside [S_TMIN, S_TMAX] and at most
@@ -130,7 +143,7 @@ def sample_heun_stochastic(model: Model, x: torch.Tensor, sigmas: torch.Tensor, 
             x = x + (t_hat ** 2 - t_cur ** 2).sqrt() * S_NOISE * noise(x)
         denoised = model(x, t_hat)
         _notify(callback, i, x, denoised, t_hat)
-        x = _heun_step(model, x, denoised, t_hat, t_next)  # Euler step, then the 2nd order correction.
+        x = heun_step(model, x, denoised, t_hat, t_next)  # Euler step, then the 2nd order correction.
     return x
 
 

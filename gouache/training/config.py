@@ -25,7 +25,7 @@ __all__ = ["ModelConfig", "TrainConfig", "load_train_config"]
 
 DEFAULT_SAMPLE_PROMPTS = ("red apple", "watermelon", "banana", "grinning face", "cat face",
                           "rocket", "pizza", "sun", "red heart", "christmas tree")
-# What the base paints for a LoRA run's prior preservation (lora_prior.py) unless a recipe says:
+# What the base paints for a LoRA run's prior preservation (prior.py) unless a recipe says:
 # 32 names from the shipped emoji model's training captions, none of them a showcase prompt above
 PRIOR_PROMPTS = ("dog face", "tiger face", "strawberry", "grapes", "cherries", "hamburger", "bicycle",
                  "automobile", "house", "star", "crescent moon", "cloud", "umbrella", "snowman", "ghost",
@@ -91,11 +91,11 @@ class TrainConfig:
     balance_by: str = ""
     init: str = ""  # start from these weights (a model or run folder): fine-tuning; "" = random
     # train only low-rank adapters of this rank on the frozen `init` model (0 = train every weight);
-    # see lora.py and lora_train.py; the run's model config is then init's
+    # see model/lora.py and lora_run.py; the run's model config is then init's
     lora: int = 0
     lora_alpha: float = 0.0  # the adapters' update is scaled by lora_alpha / lora (0 = alpha = rank: scale 1)
     lora_convs: bool = True  # adapters on the ResBlocks' 3x3 convolutions too, not only the attention
-    # prior preservation (lora_prior.py): the frozen base first paints this many pictures of
+    # prior preservation (prior.py): the frozen base first paints this many pictures of
     # lora_prior_prompts, and each step trains on as many of them as of the new pictures (0 = off)
     lora_prior: int = 0
     lora_prior_weight: float = 1.0  # the base pictures' loss weight beside the new pictures' (DreamBooth: 1)

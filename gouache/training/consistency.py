@@ -40,8 +40,9 @@ from typing import Callable
 import torch
 
 from gouache.model.schedule import karras_sigmas
+from gouache.sampling.samplers import euler_step, heun_step
 
-__all__ = ["ConsistencyLoss", "boundaries", "pseudo_huber", "SOLVERS"]
+__all__ = ["ConsistencyLoss", "boundaries", "pseudo_huber", "teacher_step", "SOLVERS"]
 
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, sigma (B,)) -> denoised
 
@@ -59,22 +60,17 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ((a - b).float().pow(2).flatten(1).sum(1) + c * c).sqrt() - c
 
 
-def euler_step(teacher: Denoise, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """One Euler step of the probability-flow ODE dx/dt = (x - D(x; t)) / t from t to s
-    (per image, (B, 1, 1, 1)); in this parametrisation it is DDIM's update."""
-    d = (x - teacher(x, t.flatten())) / t
-    return x + (s - t) * d
+def teacher_step(solver: str, teacher: Denoise, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The teacher's step of the probability-flow ODE from t to s (per image, (B, 1, 1, 1)), with
+    the samplers' own steps (``samplers.euler_step``, ``samplers.heun_step``: EDM Algorithm 1)."""
+    def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return teacher(x, sigma.flatten())  # the teacher takes one sigma per image, (B,)
+
+    denoised = model(x, t)
+    return euler_step(x, denoised, t, s) if solver == "euler" else heun_step(model, x, denoised, t, s)
 
 
-def heun_step(teacher: Denoise, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """EDM Algorithm 1's step: Euler, then the trapezoidal correction (s > 0 here)."""
-    d = (x - teacher(x, t.flatten())) / t
-    x_euler = x + (s - t) * d
-    d_prime = (x_euler - teacher(x_euler, s.flatten())) / s
-    return x + (s - t) * (0.5 * d + 0.5 * d_prime)
-
-
-SOLVERS = {"euler": euler_step, "heun": heun_step}
+SOLVERS = ("euler", "heun")  # Euler is DDIM here; Heun (2 teacher calls) is Song et al.'s
 
 
 @dataclass(frozen=True)
@@ -97,7 +93,7 @@ class ConsistencyLoss:
         z = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
         x_next = x0 + t_next * z  # x_{t_{n+1}} on the forward process
         with torch.no_grad():
-            x_cur = SOLVERS[self.solver](teacher, x_next, t_next, t_cur)  # the teacher's ODE step back to t_n
+            x_cur = teacher_step(self.solver, teacher, x_next, t_next, t_cur)  # the teacher's ODE step back to t_n
             aim = target(x_cur, t_cur.flatten())  # f_target(x_n, t_n): the target, no gradient
         pred = student(x_next, t_next.flatten())  # f_theta(x_{n+1}, t_{n+1})
         weight = 1 / (t_next - t_cur).flatten()  # iCT's lambda(t_n)

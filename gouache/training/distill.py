@@ -12,39 +12,33 @@ only place the trajectories, the teacher decides where they go). Four networks:
 
 A checkpoint folder is a student model folder (``student.py``: config.json,
 ema.safetensors, student.json) plus model.safetensors, target.safetensors and the
-optimiser and generators, so that a resumed run repeats an uninterrupted one.
+optimiser and generators, so that a resumed run repeats an uninterrupted one. The loop
+around the steps (logs, checkpoints, sample grids, time limit) is training's (``loop.py``).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from gouache.checks import at_least, between, check_fields, non_blank, positive
+from gouache.data.batches import batch_source
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
-from gouache.data.sources import MemorySource
+from gouache.data.sources import BatchSource
 from gouache.device import pick_device
 from gouache.errors import GouacheError
 from gouache.images import grid, save_png
 from gouache.model.config import ModelConfig
 from gouache.model.denoiser import Denoiser
-from gouache.model.text import TextEncoder
+from gouache.model.text import PromptEmbedding, TextEncoder
+from gouache.sampling.guidance import guided
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import (
-    clear_partial_checkpoints,
-    load_network,
-    load_train_state,
-    load_weights,
-    resolve_model_dir,
-    save_run_state,
-)
+from gouache.store.checkpoint import load_network, load_weights, resolve_model_dir
 from gouache.store.files import check_output_folder, write_json
 from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.student import (
@@ -54,12 +48,14 @@ from gouache.store.student import (
     refuse_bare_student,
 )
 from gouache.store.tensors import contiguous, save_tensors
+from gouache.training import loop
 from gouache.training.config import read_recipe
 from gouache.training.consistency import SOLVERS, ConsistencyLoss, boundaries
 from gouache.training.ema import lerp_weights, update_ema
-from gouache.training.log import StopSignal, TrainLog
+from gouache.training.loop import RunResult, open_run, run_loop
+from gouache.training.lr_schedule import lr_at
 
-__all__ = ["DistillConfig", "DistillResult", "distill", "load_distill_config"]
+__all__ = ["DistillConfig", "distill", "load_distill_config"]
 
 SAMPLE_STEPS = (1, 2, 4)  # the rows of a run's sample grids
 
@@ -108,6 +104,14 @@ class DistillConfig:
             "keep_checkpoints": (at_least(1), "1 or more"), "sample_every": count,
         }, what="distillation option")
 
+    @property
+    def cooldown(self) -> int:
+        """No cool-down: the rate stays at ``lr`` after the warm-up (``lr_schedule.lr_at``)."""
+        return 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 def load_distill_config(path: Path | None, **overrides) -> DistillConfig:
     """A TOML recipe (or the defaults), then the command line's overrides."""
@@ -121,19 +125,10 @@ def load_distill_config(path: Path | None, **overrides) -> DistillConfig:
     return DistillConfig(**d)
 
 
-@dataclass
-class DistillResult:
-    run: Path
-    step: int
-    losses: list[float]
-    images_per_second: float
-    stopped: bool = False
-
-
 class Distiller:
-    """The four networks, the data and the optimiser of one run; ``step`` does one step."""
+    """The four networks, the data and the optimiser of one run; ``step`` does one step (``loop.Run``)."""
 
-    def __init__(self, cfg: DistillConfig, teacher: torch.nn.Module, model: ModelConfig, source: MemorySource,
+    def __init__(self, cfg: DistillConfig, teacher: torch.nn.Module, model: ModelConfig, source: BatchSource,
                  info: StudentInfo, device: torch.device) -> None:
         self.cfg, self.model, self.source, self.info, self.device = cfg, model, source, info, device
         sd = model.schedule.sigma_data
@@ -149,28 +144,23 @@ class Distiller:
                                     cfg.solver)
         self.step_no = 0
 
-    def _guided_teacher(self, both: dict[str, torch.Tensor]):
-        """The teacher guided at the folded scale; ``both``: the "" prompts, then the captions."""
-        w = self.cfg.guidance
+    def _teacher_bf16(self, x: torch.Tensor, sigma: torch.Tensor, **cond: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.teacher_bf16):
+            return self.teacher(x, sigma, **cond)
 
-        def teacher(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.teacher_bf16):
-                d_uncond, d_cond = self.teacher(torch.cat([x, x]), torch.cat([sigma, sigma]), **both).chunk(2)
-            return (d_uncond + w * (d_cond - d_uncond)).float()  # classifier-free guidance at w
-
-        return teacher
-
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
         cfg = self.cfg
         for group in self.opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (self.step_no + 1) / max(1, cfg.warmup))
+            group["lr"] = lr_at(self.step_no, cfg)
         images, ids = self.source.draw(cfg.batch_size, generator=self.gen["data"], dropout=0.0)
         x0 = images.to(self.device).float() / 127.5 - 1  # (B, 3, H, W) in [-1, 1]
-        both = self.source.cond(torch.cat([torch.zeros_like(ids), ids]), self.device)  # caption id 0 is ""
-        cond = {k: v[len(ids):] for k, v in both.items()}
-        losses = self.loss(x0, self._guided_teacher(both),
-                           lambda x, s: self.student(x, s, **cond), lambda x, s: self.target(x, s, **cond),
-                           generator=self.gen["noise"])
+        # the "" prompts (caption id 0), then the captions: one lookup, one padded length
+        both = PromptEmbedding(**self.source.cond(torch.cat([torch.zeros_like(ids), ids]), self.device))
+        uncond, cond = both.index(slice(0, len(ids))), both.index(slice(len(ids), None))
+        guided_teacher = guided(self._teacher_bf16, cond, uncond, cfg.guidance)  # classifier-free, at w
+        prompt = cond.as_cond()
+        losses = self.loss(x0, guided_teacher, lambda x, s: self.student(x, s, **prompt),
+                           lambda x, s: self.target(x, s, **prompt), generator=self.gen["noise"])
         loss = losses.mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
@@ -179,27 +169,22 @@ class Distiller:
         lerp_weights(self.target, self.student, cfg.target_decay)  # Song et al.: theta- <- mu theta- + (1 - mu) theta
         update_ema(self.ema, self.student, self.step_no, cfg.ema_decay)
         self.step_no += 1
-        return float(loss.detach())
+        return loss.detach()
 
-    def save(self) -> Path:
-        def weights(folder: Path) -> None:
-            write_json(self.model.to_dict(), folder / "config.json")
-            write_json(asdict(dataclasses.replace(self.info, step=self.step_no)), folder / INFO_FILE)
-            for name, net in (("ema", self.ema), ("model", self.student), ("target", self.target)):
-                save_tensors(contiguous(net.net.state_dict()), folder / f"{name}.safetensors")
+    def write_weights(self, folder: Path) -> None:
+        """A student model folder (config, EMA, student.json) plus the trained and target weights."""
+        write_json(self.model.to_dict(), folder / "config.json")
+        write_json(asdict(dataclasses.replace(self.info, step=self.step_no)), folder / INFO_FILE)
+        for name, net in (("ema", self.ema), ("model", self.student), ("target", self.target)):
+            save_tensors(contiguous(net.net.state_dict()), folder / f"{name}.safetensors")
 
-        return save_run_state(Path(self.cfg.out), step=self.step_no, weights=weights, optimizer=self.opt,
-                              generators=self.gen, train_config=asdict(self.cfg), keep=self.cfg.keep_checkpoints)
-
-    def resume(self, run: Path) -> None:
-        folder = resolve_model_dir(run)
+    def read_weights(self, folder: Path) -> None:
         theirs = read_student_info(folder)
         if theirs.teacher_sha256 != self.info.teacher_sha256:
-            raise GouacheError(f"--resume {run}: distilled from another teacher ({theirs.teacher}); "
+            raise GouacheError(f"--resume {folder}: distilled from another teacher ({theirs.teacher}); "
                                "give the same teacher")
         for name, net in (("ema", self.ema), ("model", self.student), ("target", self.target)):
             load_weights(net.net, folder / f"{name}.safetensors")
-        self.step_no = load_train_state(folder, self.opt, self.gen)
 
     def sample_grid(self, text_encoder: TextEncoder, path: Path) -> None:
         """The sample prompts at 1, 2 and 4 steps, a row each."""
@@ -214,7 +199,7 @@ class Distiller:
 
 
 def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = True,
-            text_encoder: TextEncoder | None = None) -> DistillResult:
+            text_encoder: TextEncoder | None = None) -> RunResult:
     """Distill ``cfg.teacher`` into a few-step student in ``cfg.out``; return the run's summary."""
     check_output_folder(cfg.out, what="the run folder")
     teacher_dir = resolve_model_dir(cfg.teacher)
@@ -228,40 +213,9 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
     table = CaptionTable.build(data, text_encoder, progress=progress, folder=Path(cfg.data))
     info = StudentInfo(guidance=cfg.guidance, teacher=Path(cfg.teacher).resolve().name,
                        teacher_sha256=weights_fingerprint(teacher_dir), solver=cfg.solver, intervals=cfg.intervals)
-    d = Distiller(cfg, teacher, model, MemorySource(data, table), info, device)
+    d = Distiller(cfg, teacher, model, batch_source(data, table, device), info, device)
     if resume is not None:
-        d.resume(resume)
-    run = Path(cfg.out)
-    run.mkdir(parents=True, exist_ok=True)
-    clear_partial_checkpoints(run)
-    write_json(asdict(cfg), run / "distill_config.json")
-    return _loop(d, text_encoder, TrainLog(run / "log.csv", step=d.step_no), progress)
-
-
-def _loop(d: Distiller, text_encoder: TextEncoder, log: TrainLog, progress: bool) -> DistillResult:
-    cfg, run = d.cfg, Path(d.cfg.out)
-    losses: list[float] = []
-    start, first, stopped = time.time(), d.step_no, False
-    bar = tqdm(total=cfg.steps, initial=d.step_no, desc="distilling", unit="step", disable=not progress)
-    with StopSignal() as stop:
-        while d.step_no < cfg.steps:
-            losses.append(d.step())
-            bar.update(1)
-            n = d.step_no
-            ips = (n - first) * cfg.batch_size / max(time.time() - start, 1e-9)
-            if n % cfg.log_every == 0:
-                log.write(step=n, loss=sum(losses[-cfg.log_every:]) / len(losses[-cfg.log_every:]),
-                          lr=d.opt.param_groups[0]["lr"], images_per_second=ips)
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            out_of_time = cfg.max_minutes > 0 and time.time() - start >= 60 * cfg.max_minutes
-            if stop.requested or out_of_time or n % cfg.checkpoint_every == 0 or n == cfg.steps:
-                d.save()
-            if cfg.sample_every and (n % cfg.sample_every == 0 or n == cfg.steps):
-                (run / "samples").mkdir(exist_ok=True)
-                d.sample_grid(text_encoder, run / "samples" / f"step-{n:08d}.png")
-            if stop.requested or out_of_time:
-                stopped = stop.requested
-                break
-    bar.close()
-    ips = (d.step_no - first) * cfg.batch_size / max(time.time() - start, 1e-9)
-    return DistillResult(run, d.step_no, losses, ips, stopped)
+        loop.resume(d, resolve_model_dir(resume))
+    log = open_run(cfg, "distill_config.json", step=d.step_no)
+    return run_loop(d, log=log, sample=lambda path: d.sample_grid(text_encoder, path), progress=progress,
+                    desc="distilling")

@@ -10,32 +10,23 @@ and the run's EMA copy averages only it. A checkpoint folder holds
     train.safetensors, state.json       AdamW's moments, the generators, the step (as any run)
 
 so that a resumed run repeats an uninterrupted one. The model's config is the base's.
-With prior preservation (``lora_prior.py``) the run folder also holds ``prior.safetensors``,
+With prior preservation (``prior.py``) the run folder also holds ``prior.safetensors``,
 the base's own pictures that every step trains on beside the new ones.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
 
 from gouache.errors import GouacheError
 from gouache.model.config import ModelConfig
 from gouache.model.lora import add_adapter, load_adapter_tensors
 from gouache.store.adapters import AdapterInfo, read_adapter, save_adapter
-from gouache.store.checkpoint import (
-    load_train_state,
-    load_weights,
-    read_model_config,
-    resolve_model_dir,
-    save_run_state,
-)
-from gouache.store.fingerprint import weights_fingerprint
+from gouache.store.checkpoint import load_weights, read_model_config, resolve_model_dir
+from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
 from gouache.training.config import TrainConfig
-
-if TYPE_CHECKING:
-    import torch
-
-    from gouache.training.train import Trainer
 
 __all__ = ["LoRARun", "ADAPTER"]
 
@@ -58,30 +49,30 @@ class LoRARun:
         """The run's model: the base's network, schedule and prompt encoder."""
         return read_model_config(self.base)
 
-    def prepare(self, net: "torch.nn.Module") -> None:
+    def prepare(self, net: torch.nn.Module) -> None:
         """Base weights in, everything frozen, then the (trainable) adapter added."""
         load_weights(net, self.base / "ema.safetensors")
         net.requires_grad_(False)
         add_adapter(net, ADAPTER, rank=self.info.rank, alpha=self.info.alpha, convs=self.info.convs)
 
-    def save(self, trainer: "Trainer") -> Path:
-        def weights(folder: Path) -> None:
-            save_adapter(trainer.ema, ADAPTER, self.info, folder / "adapter.safetensors")
-            save_adapter(trainer.net, ADAPTER, self.info, folder / "adapter_raw.safetensors")
+    def write_weights(self, folder: Path, *, net: torch.nn.Module, ema: torch.nn.Module) -> None:
+        """A checkpoint's weights: the EMA adapter (what ``--lora`` loads) and the trained one."""
+        save_adapter(ema, ADAPTER, self.info, folder / "adapter.safetensors")
+        save_adapter(net, ADAPTER, self.info, folder / "adapter_raw.safetensors")
 
-        cfg = trainer.cfg
-        return save_run_state(Path(cfg.out), step=trainer.step_no, weights=weights, optimizer=trainer.opt,
-                              generators=trainer.gen, train_config=cfg.to_dict(), keep=cfg.keep_checkpoints)
-
-    def resume(self, trainer: "Trainer", folder: Path) -> int:
-        """Load a checkpoint of this run; return its step."""
-        for path, net in ((folder / "adapter_raw.safetensors", trainer.net), (folder / "adapter.safetensors",
-                                                                               trainer.ema)):
+    def read_weights(self, folder: Path, *, net: torch.nn.Module, ema: torch.nn.Module) -> None:
+        """A checkpoint's adapters onto ``net`` and ``ema``, refused unless they are this run's."""
+        for path, module in ((folder / "adapter_raw.safetensors", net), (folder / "adapter.safetensors", ema)):
             info, tensors = read_adapter(path)
-            if info != self.info:
+            if not self._same_run(info):
                 raise GouacheError(f"--resume {folder}: its adapter (rank {info.rank}, base {info.base_model} "
                                    f"{info.base_sha256[:12]}) is not this run's (rank {self.info.rank}, base "
                                    f"{self.info.base_model} {self.info.base_sha256[:12]}): give the same "
                                    "--lora and --init")
-            load_adapter_tensors(net, ADAPTER, tensors, what=str(path))
-        return load_train_state(folder, trainer.opt, trainer.gen)
+            load_adapter_tensors(module, ADAPTER, tensors, what=str(path))
+
+    def _same_run(self, info: AdapterInfo) -> bool:
+        """Whether a checkpoint's adapter record is this run's: the same shape and the same base
+        (a run started before there was one fingerprint recorded its base's file hash)."""
+        ours = dataclasses.replace(self.info, base_sha256=info.base_sha256)
+        return info == ours and fingerprint_matches(info.base_sha256, self.base, self.info.base_sha256)

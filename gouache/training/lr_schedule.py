@@ -2,12 +2,23 @@
 (warmup-stable-decay), and the time budget that fits the cool-down into the minutes given."""
 from __future__ import annotations
 
-from gouache.training.config import TrainConfig
+from typing import Protocol
 
-__all__ = ["lr_at", "TimeBudget"]
+__all__ = ["lr_at", "TimeBudget", "Schedule"]
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+class Schedule(Protocol):
+    """A recipe's schedule fields (``TrainConfig``, ``DistillConfig``); a time budget changes
+    ``steps`` and ``cooldown`` of a mutable one."""
+
+    lr: float  # the peak rate
+    warmup: int  # steps of linear warm-up
+    steps: int  # optimiser steps
+    cooldown: int  # the last steps, a linear decay to 0 (0 = none)
+    max_minutes: float  # the time budget (0 = none)
+
+
+def lr_at(step: int, cfg: Schedule) -> float:
     """Linear warm-up to ``cfg.lr``, constant, then (with ``cfg.cooldown``) a linear decay to 0
     over the last steps: the warmup-stable-decay schedule, so that a run at a constant rate
     can be resumed into a final cool-down without knowing its length in advance."""
@@ -28,7 +39,7 @@ class TimeBudget:
     (``state.json``); a run resumed with its recipe goes on with the recipe's ``steps``.
     """
 
-    def __init__(self, cfg: TrainConfig, first_step: int, *, margin: float = 0.05, min_steps: int = 5) -> None:
+    def __init__(self, cfg: Schedule, first_step: int, *, margin: float = 0.05, min_steps: int = 5) -> None:
         self.cfg, self.margin, self.min_steps = cfg, margin, min_steps
         self.planned, self.share = cfg.steps, cfg.cooldown / max(1, cfg.steps)
         self.first_step = first_step

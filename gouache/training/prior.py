@@ -25,7 +25,6 @@ from safetensors import safe_open
 from gouache import distributed as dist
 from gouache.checks import at_least, between, check_fields
 from gouache.data.imagefolder import CaptionedImages
-from gouache.data.prompts import CaptionTable
 from gouache.errors import GouacheError
 from gouache.images import to_uint8
 from gouache.model.text import TextEncoder
@@ -33,7 +32,7 @@ from gouache.sampling.options import SamplingOptions
 from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.tensors import save_tensors
 
-__all__ = ["PriorOptions", "paint_prior", "with_prior", "PriorSource", "prior_loss_weights", "PRIOR_FILE"]
+__all__ = ["PriorOptions", "paint_prior", "with_prior", "prior_loss_weights", "PRIOR_FILE"]
 
 PRIOR_FILE = "prior.safetensors"  # in the run folder
 
@@ -63,15 +62,16 @@ class PriorOptions:
 
 
 def paint_prior(base: Path, options: PriorOptions, *, encoder: TextEncoder, device: torch.device,
-                cache: Path, progress: bool = False) -> CaptionedImages:
+                cache: Path, progress: bool = False, base_sha256: str | None = None) -> CaptionedImages:
     """The base model's own pictures, ``options.count`` of them: read from ``cache`` when it
-    holds exactly these, else painted (in batches of 16) and written there."""
+    holds exactly these, else painted (in batches of 16) and written there. ``base_sha256``:
+    the base's ``weights_fingerprint`` when the caller has it, not hashed again."""
     from gouache.sampling.pipeline import (
         Pipeline,  # the pipeline is for sampling; imported only when painting
     )
 
     prompts = [options.prompts[k % len(options.prompts)] for k in range(options.count)]
-    key = json.dumps({"base_sha256": weights_fingerprint(base), **asdict(options), "prompts": prompts},
+    key = json.dumps({"base_sha256": base_sha256 or weights_fingerprint(base), **asdict(options), "prompts": prompts},
                      sort_keys=True)
     images = _cached(cache, key)
     if images is None:
@@ -100,7 +100,7 @@ def _cached(path: Path, key: str) -> torch.Tensor | None:
 
 
 def with_prior(data: CaptionedImages, prior: CaptionedImages) -> CaptionedImages:
-    """The new pictures followed by the base's own (``PriorSource`` tells them apart by place)."""
+    """The new pictures followed by the base's own (``sources.PriorSource`` tells them apart by place)."""
     if data.images.shape[1:] != prior.images.shape[1:]:
         raise GouacheError(f"the base paints {tuple(prior.images.shape[1:])} pictures, the data is "
                            f"{tuple(data.images.shape[1:])}")
@@ -108,34 +108,7 @@ def with_prior(data: CaptionedImages, prior: CaptionedImages) -> CaptionedImages
                            probs=data.probs + prior.probs, records=data.records + prior.records)
 
 
-class PriorSource:
-    """A batch source over ``with_prior`` data: a global batch of ``batch_size`` new pictures
-    (uniform, or by ``weights`` over them) followed by ``batch_size`` of the base's own; the
-    loss weighs the halves with ``prior_loss_weights``."""
-
-    def __init__(self, data: CaptionedImages, table: CaptionTable, new: int,
-                 weights: torch.Tensor | None = None) -> None:
-        if not 0 < new < len(data):
-            raise GouacheError(f"prior preservation needs new pictures and the base's: {new} of {len(data)}")
-        self.data, self.table, self.new, self.weights = data, table, new, weights
-
-    def draw(self, batch_size: int, *, generator: torch.Generator, dropout: float,
-             step: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.weights is None:
-            new = torch.randint(self.new, (batch_size,), generator=generator)
-        else:
-            new = torch.multinomial(self.weights, batch_size, replacement=True, generator=generator)
-        prior = self.new + torch.randint(len(self.data) - self.new, (batch_size,), generator=generator)
-        idx = torch.cat([new, prior])  # (2 batch_size,)
-        ids = self.table.draw(idx, generator=generator, dropout=dropout)
-        idx, ids = dist.shard(idx), dist.shard(ids)  # every rank draws all, keeps its part
-        return self.data.images[idx], ids
-
-    def cond(self, ids: torch.Tensor, device: torch.device) -> dict[str, torch.Tensor]:
-        return self.table.cond(ids, device)
-
-
 def prior_loss_weights(batch_size: int, weight: float) -> torch.Tensor:
-    """Per row of a ``PriorSource`` batch, (2 batch_size,): summed with the rows' losses they give
+    """Per row of a ``sources.PriorSource`` batch, (2 batch_size,): summed with the rows' losses they give
     the new pictures' mean loss plus ``weight`` x the base pictures' mean loss."""
     return torch.cat([torch.full((batch_size,), 1.0 / batch_size), torch.full((batch_size,), weight / batch_size)])

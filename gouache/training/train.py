@@ -16,9 +16,11 @@ Prompt embeddings are computed once per unique caption before the first step
 All randomness comes from two generators (data, noise) seeded from the config
 and saved in every checkpoint, so a resumed run repeats an uninterrupted one.
 
-Data comes from a batch source (``data/sources.py``): an imagefolder in memory,
-or WebDataset shards streamed when ``--data`` names .tar files (a resumed
+Data comes from a batch source (``data/batches.py`` chooses it): an imagefolder in
+memory, or WebDataset shards streamed when ``--data`` names .tar files (a resumed
 streamed run sees freshly shuffled data, not exactly the uninterrupted run's).
+The loop around the steps (logs, checkpoints, samples, time budget) is ``loop.py``'s,
+shared with distillation.
 
 Several processes (``torchrun --nproc-per-node N -m gouache train ...``): each
 rank trains on its share of every global batch and DDP averages the gradients,
@@ -28,21 +30,18 @@ checkpoints, samples and logs (see ``distributed.py``).
 from __future__ import annotations
 
 import copy
-import math
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from gouache import distributed as dist
-from gouache.data.imagefolder import CaptionedImages, balanced_weights, load_imagefolder
+from gouache.data.batches import batch_source
+from gouache.data.imagefolder import CaptionedImages, load_imagefolder
 from gouache.data.prompts import CaptionTable
-from gouache.data.recolour import RecolourOptions, RecolourSource
-from gouache.data.resident import ResidentSource, fits_on, resident_bytes
+from gouache.data.recolour import RecolourOptions
+from gouache.data.resident import ResidentSource
 from gouache.data.shards import is_shard_spec
-from gouache.data.sources import BatchSource, MemorySource, StreamSource
+from gouache.data.sources import BatchSource, StreamSource
 from gouache.device import pick_device
 from gouache.errors import GouacheError
 from gouache.images import grid, save_png
@@ -51,81 +50,47 @@ from gouache.model.text import TextEncoder
 from gouache.model.unet import UNet
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import (
-    clear_partial_checkpoints,
-    load_train_state,
-    load_weights,
-    read_model_config,
-    resolve_model_dir,
-    save_checkpoint,
-)
+from gouache.store.checkpoint import load_weights, read_model_config, resolve_model_dir
 from gouache.store.files import check_output_folder, write_json
+from gouache.store.tensors import contiguous, save_tensors
+from gouache.training import loop
 from gouache.training.compiling import CompiledNet, compile_mode
 from gouache.training.config import TrainConfig
 from gouache.training.ema import update_ema
 from gouache.training.heldout import HeldOut
-from gouache.training.log import StopSignal, TrainLog
+from gouache.training.loop import RunResult, open_run, run_loop
 from gouache.training.lora_run import LoRARun
-from gouache.training.lr_schedule import TimeBudget, lr_at
+from gouache.training.lr_schedule import lr_at
 from gouache.training.prior import (
     PRIOR_FILE,
     PriorOptions,
-    PriorSource,
     paint_prior,
     prior_loss_weights,
     with_prior,
 )
 
-__all__ = ["train", "TrainResult"]
-
-
-@dataclass
-class TrainResult:
-    run: Path  # the run folder
-    step: int  # the last step done
-    losses: list[float]  # the training loss of every step of this call (read back at each log row)
-    images_per_second: float
-    stopped: bool = False  # ended early by Ctrl-C or SIGTERM (a checkpoint was written)
-
-
-def _resident(cfg: TrainConfig, data: CaptionedImages, table: CaptionTable, device: torch.device) -> bool:
-    """Whether the images and prompt states go to the device (``TrainConfig.resident_data``)."""
-    if cfg.resident_data == "on" and cfg.recolour > 0:
-        raise GouacheError("resident_data = \"on\" cannot recolour: recolouring works on the CPU's images")
-    if cfg.resident_data == "off" or cfg.recolour > 0:
-        return False
-    return cfg.resident_data == "on" or fits_on(device, resident_bytes(data, table))
+__all__ = ["train", "Trainer"]
 
 
 class Trainer:
-    """Holds the pieces of one run; ``step`` does one optimiser step."""
+    """Holds the pieces of one run; ``step`` does one optimiser step (``loop.Run``)."""
 
     def __init__(self, cfg: TrainConfig, data: CaptionedImages | BatchSource, table: CaptionTable | None,
-                 device: torch.device, *, prior: int = 0) -> None:
+                 device: torch.device, *, prior: int = 0, lora: LoRARun | None = None,
+                 encoder: TextEncoder | None = None) -> None:
         """``data`` is in-memory images with their ``table``, or any batch source (table None).
-        ``prior``: the last this many images are the base's own (``lora_prior.py``): each batch
-        then holds as many of them as of the others, weighted by ``cfg.lora_prior_weight``."""
-        self.cfg, self.data, self.table, self.device = cfg, data, table, device
-        if isinstance(data, CaptionedImages):
-            new = len(data) - prior
-            weights = balanced_weights(data.records[:new], cfg.balance_by) if cfg.balance_by else None
-            self.source: BatchSource = PriorSource(data, table, new, weights) if prior else \
-                MemorySource(data, table, weights)
-            if not prior and _resident(cfg, data, table, device):  # the same draws, gathered on the device
-                self.source = ResidentSource(self.source, device)
-        elif cfg.balance_by or prior:  # a stream decides itself which images come
-            raise GouacheError(f"{'balance_by' if cfg.balance_by else 'lora_prior'} needs the images in memory "
-                               "(an imagefolder), not streamed shards")
-        elif cfg.resident_data == "on":
-            raise GouacheError("resident_data = \"on\" needs the images in memory (an imagefolder), "
-                               "not streamed shards")
-        else:
-            self.source = data
+        ``prior``: the last this many images are the base's own (``prior.py``): each batch
+        then holds as many of them as of the others, weighted by ``cfg.lora_prior_weight``.
+        ``lora``: a LoRA run's base and adapter (made from ``cfg`` when not given); ``encoder``
+        encodes recoloured captions."""
+        self.cfg, self.device = cfg, device
+        self.source = batch_source(data, table, device, balance_by=cfg.balance_by, resident=cfg.resident_data,
+                                   prior=prior, recolour=RecolourOptions.from_config(cfg), encoder=encoder)
         # per-row loss weights of a batch with the base's pictures (None: the plain mean)
         self.row_weights = prior_loss_weights(cfg.batch_size, cfg.lora_prior_weight) if prior else None
         torch.manual_seed(cfg.seed)  # the network's initial weights
         net = UNet(cfg.model.unet).set_grad_checkpointing(cfg.grad_checkpointing)
-        self.lora = LoRARun(cfg) if cfg.lora else None
+        self.lora = lora or (LoRARun(cfg) if cfg.lora else None)
         if self.lora:  # the base's weights, frozen, and a trainable adapter on them
             self.lora.prepare(net)
         if cfg.channels_last:
@@ -220,12 +185,21 @@ class Trainer:
         # are broken even where the loss itself was still finite
         return (total + 0 * norm).detach()
 
-    def save(self) -> Path:
+    def write_weights(self, folder: Path) -> None:
+        """A checkpoint's weights: the model's config, EMA and trained weights, or a LoRA's adapters."""
         if self.lora:
-            return self.lora.save(self)
-        return save_checkpoint(Path(self.cfg.out), step=self.step_no, model_config=self.cfg.model,
-                               net=self.net, ema=self.ema, optimizer=self.opt, generators=self.gen,
-                               train_config=self.cfg.to_dict(), keep=self.cfg.keep_checkpoints)
+            self.lora.write_weights(folder, net=self.net, ema=self.ema)
+            return
+        write_json(self.cfg.model.to_dict(), folder / "config.json")
+        save_tensors(contiguous(self.ema.state_dict()), folder / "ema.safetensors")
+        save_tensors(contiguous(self.net.state_dict()), folder / "model.safetensors")
+
+    def read_weights(self, folder: Path) -> None:
+        if self.lora:
+            self.lora.read_weights(folder, net=self.net, ema=self.ema)
+            return
+        load_weights(self.net, folder / "model.safetensors")
+        load_weights(self.ema, folder / "ema.safetensors")
 
     def init_from(self, model: Path | str) -> None:
         """Fine-tuning: this run's network and EMA start as ``model``'s weights (a model folder,
@@ -241,24 +215,15 @@ class Trainer:
         load_weights(self.net, trained if trained.exists() else folder / "ema.safetensors")
         load_weights(self.ema, folder / "ema.safetensors")
 
-    def resume(self, run: Path) -> None:
-        folder = resolve_model_dir(run)
-        if self.lora:
-            self.step_no = self.lora.resume(self, folder)
-            return
-        load_weights(self.net, folder / "model.safetensors")
-        load_weights(self.ema, folder / "ema.safetensors")
-        self.step_no = load_train_state(folder, self.opt, self.gen)
-
 
 def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True,
-          data: CaptionedImages | None = None, text_encoder: TextEncoder | None = None) -> TrainResult:
+          data: CaptionedImages | None = None, text_encoder: TextEncoder | None = None) -> RunResult:
     """Train (or continue training) a model as ``cfg`` says; return the run's summary.
 
     ``data`` and ``text_encoder``, when given, replace loading ``cfg.data`` and
     the configured encoder. Under torchrun every rank calls this.
     """
-    recolour = RecolourOptions.from_config(cfg)  # validated before any data is loaded
+    RecolourOptions.from_config(cfg)  # validated before any data is loaded
     prior = PriorOptions.from_config(cfg)
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
     check_output_folder(cfg.out, what="the run folder")  # before an hour of work, not after
@@ -270,131 +235,41 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         raise GouacheError(f"batch size {cfg.batch_size} must divide by processes x grad_accum "
                            f"({dist.world_size()} x {cfg.grad_accum})")
     lead = dist.is_main()
-    if cfg.lora:  # the model is the base's
-        cfg.model = LoRARun(cfg).model_config()
+    lora = LoRARun(cfg) if cfg.lora else None  # the base, resolved and hashed once
+    if lora:  # the model is the base's
+        cfg.model = lora.model_config()
     text_encoder = text_encoder or TextEncoder(cfg.model.text_model, max_length=cfg.model.text_max_length)
     if text_encoder.dim != cfg.model.unet.text_dim:
         raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
                            f"but the model expects text_dim={cfg.model.unet.text_dim}")
-    if data is None and cfg.data and is_shard_spec(cfg.data):
-        source = StreamSource(cfg.data, size=cfg.model.unet.image_size, encoder=text_encoder,
-                              split=cfg.split, num_workers=cfg.num_workers, seed=cfg.seed,
-                              pin_memory=device.type == "cuda")
-        trainer = Trainer(cfg, source, None, device, prior=prior.count)
-    else:
-        if data is None:
-            data = load_imagefolder(Path(cfg.data), size=cfg.model.unet.image_size, split=cfg.split,
-                                    progress=progress and lead)
-        if prior.count:  # the base's own pictures, painted before tuning (or read from the run folder)
-            data = with_prior(data, paint_prior(resolve_model_dir(cfg.init), prior, encoder=text_encoder,
-                                                device=device, cache=Path(cfg.out) / PRIOR_FILE,
-                                                progress=progress and lead))
-        table = CaptionTable.build(data, text_encoder, progress=progress and lead,
-                                   folder=Path(cfg.data) if cfg.data else None)
-        trainer = Trainer(cfg, data, table, device, prior=prior.count)
-    if recolour.prob > 0:  # where a training image gets its caption: recoloured and recaptioned
-        trainer.source = RecolourSource(trainer.source, recolour, text_encoder)
-    run = Path(cfg.out)
+    data, table = _load_data(cfg, data, text_encoder, device, prior, lora, progress=progress and lead)
+    trainer = Trainer(cfg, data, table, device, prior=prior.count, lora=lora, encoder=text_encoder)
     if resume is not None:
-        trainer.resume(resume)
+        loop.resume(trainer, resolve_model_dir(resume))
     elif cfg.init and not cfg.lora:
         trainer.init_from(cfg.init)
-    if lead:
-        run.mkdir(parents=True, exist_ok=True)
-        clear_partial_checkpoints(run)  # a save cut short by a crash
-        write_json(cfg.to_dict(), run / "train_config.json")
+    log = open_run(cfg, "train_config.json", step=trainer.step_no) if lead else None
     heldout = HeldOut.from_folder(cfg, text_encoder, device) if lead and cfg.eval_every else None
-    log = TrainLog(run / "log.csv", step=trainer.step_no) if lead else None
-    return _loop(trainer, text_encoder, heldout, log, lead=lead, progress=progress and lead)
+    return run_loop(trainer, log=log, sample=lambda path: _sample_grid(trainer, text_encoder, path),
+                    heldout=None if heldout is None else lambda: heldout.loss(trainer.ema),
+                    eval_every=cfg.eval_every, lead=lead, progress=progress and lead)
 
 
-def _loop(trainer: Trainer, text_encoder: TextEncoder, heldout: "HeldOut | None",
-          log: "TrainLog | None", *, lead: bool, progress: bool) -> TrainResult:
-    """Train to ``cfg.steps``. ``lead`` (rank 0) writes the log, samples and checkpoints;
-    ``heldout`` and ``log`` are None on the other ranks."""
-    cfg, run = trainer.cfg, Path(trainer.cfg.out)
-    losses: list[float] = []
-    pending: list[torch.Tensor] = []  # the losses of the steps since the last read-back, on the device
-    start, seen, stopped, out_of_time = time.perf_counter(), 0, False, False
-    bar = tqdm(total=cfg.steps, initial=trainer.step_no, desc="training", unit="step", disable=not progress)
-    budget = TimeBudget(cfg, trainer.step_no)
-    with StopSignal() as stop:
-        while trainer.step_no < cfg.steps:
-            pending.append(trainer.step())  # queued on the device: nothing here waits for it
-            seen += cfg.batch_size
-            step = trainer.step_no
-            elapsed = time.perf_counter() - start
-            scheduled = any(_due(step, n) for n in (cfg.checkpoint_every, cfg.sample_every, cfg.eval_every))
-            logs = _due(step, cfg.log_every)
-            # the shared decisions: every step in one process; with several, each is a collective
-            # that waits for the device, so every _DECIDE_EVERY steps and wherever the loop writes
-            if not dist.is_distributed() or _due(step, _DECIDE_EVERY) or scheduled or logs or step == cfg.steps:
-                # rank 0's clock decides for all (a rank shortening alone would hang the others)
-                if budget.open(step) and budget.update(step, dist.broadcast_float(elapsed)):
-                    if bar.total == budget.planned and progress:
-                        tqdm.write(f"time budget: about {cfg.steps} of {budget.planned} steps fit in "
-                                   f"{cfg.max_minutes:g} minutes at this pace; the cool-down is shortened to match")
-                    bar.total = cfg.steps
-                out_of_time = cfg.max_minutes > 0 and dist.any_rank(elapsed > 60 * cfg.max_minutes)  # unanimous
-                stopped = dist.any_rank(stop.requested)
-            ips = seen / elapsed
-            bar.update(1)
-            last = step == cfg.steps or out_of_time
-            # rank 0's slow work below: every rank knows when it happens, and waits for it
-            writes = last or stopped or scheduled
-            if writes or logs:  # the one host sync: the losses so far, checked before anything is saved
-                losses += _read_back(trainer, pending)
-                pending.clear()
-                bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{ips:.1f}")
-            if lead and not stopped:
-                if _due(step, cfg.log_every) or last:
-                    recent = losses[-cfg.log_every:]
-                    log.write(step=step, loss=sum(recent) / len(recent), lr=lr_at(step - 1, cfg),
-                              images_per_second=ips)
-                if heldout is not None and (_due(step, cfg.eval_every) or last):
-                    log.write(step=step, heldout_loss=heldout.loss(trainer.ema))
-            if lead and (_due(step, cfg.checkpoint_every) or last or stopped):
-                trainer.save()  # before the grid: a failure there must not cost the step's weights
-            if lead and not stopped and cfg.sample_every and (_due(step, cfg.sample_every) or last):
-                _sample_grid(trainer, text_encoder, run / "samples" / f"step-{step:08d}.png")
-            if writes:
-                dist.barrier()
-            if out_of_time or stopped:
-                break
-    bar.close()
-    return TrainResult(run, trainer.step_no, losses, seen / max(1e-9, time.perf_counter() - start),
-                       stopped=stopped)
-
-
-def _read_back(trainer: Trainer, pending: list[torch.Tensor]) -> list[float]:
-    """The pending steps' losses as numbers, averaged over ranks (the same on every rank):
-    one copy from the device. A non-finite one stops training before anything of it is saved."""
-    values = dist.mean(torch.stack(pending)).tolist() if pending else []
-    first = trainer.step_no - len(values) + 1  # the step of values[0]
-    for k, loss in enumerate(values):
-        if not math.isfinite(loss):
-            raise GouacheError(_diverged(trainer, first + k, loss))
-    return values
-
-
-def _diverged(trainer: Trainer, step: int, loss: float) -> str:
-    """What to tell the user when training has diverged at ``step``; nothing since the last
-    read-back is saved, so the last checkpoint is from before that step."""
-    cfg = trainer.cfg
-    latest = Path(cfg.out) / "latest.txt"
-    kept = (f"the last checkpoint, {latest.read_text().strip()}, is kept" if latest.exists()
-            else "no checkpoint was written")
-    return (f"training diverged at step {step}: the loss (or its gradient) is {loss}; {kept}. "
-            f"Lower lr (now {cfg.lr:g}) or grad_clip (now {cfg.grad_clip:g}), or raise warmup "
-            f"(now {cfg.warmup})")
-
-
-_DECIDE_EVERY = 10  # steps between the shared decisions (time, stop) of several processes
-
-
-def _due(step: int, every: int) -> bool:
-    """Whether a task done every ``every`` steps (0 = never) falls on ``step``."""
-    return every > 0 and step % every == 0
+def _load_data(cfg: TrainConfig, data: CaptionedImages | None, encoder: TextEncoder, device: torch.device,
+               prior: PriorOptions, lora: LoRARun | None, *,
+               progress: bool) -> tuple[CaptionedImages | StreamSource, CaptionTable | None]:
+    """The run's data: WebDataset shards streamed, or an imagefolder in memory (with the base's
+    own pictures, for prior preservation) and its caption table."""
+    if data is None and cfg.data and is_shard_spec(cfg.data):
+        return StreamSource(cfg.data, size=cfg.model.unet.image_size, encoder=encoder, split=cfg.split,
+                            num_workers=cfg.num_workers, seed=cfg.seed, pin_memory=device.type == "cuda"), None
+    if data is None:
+        data = load_imagefolder(Path(cfg.data), size=cfg.model.unet.image_size, split=cfg.split, progress=progress)
+    if prior.count:  # the base's own pictures, painted before tuning (or read from the run folder)
+        data = with_prior(data, paint_prior(lora.base, prior, encoder=encoder, device=device,
+                                            cache=Path(cfg.out) / PRIOR_FILE, progress=progress,
+                                            base_sha256=lora.info.base_sha256))
+    return data, CaptionTable.build(data, encoder, progress=progress, folder=Path(cfg.data) if cfg.data else None)
 
 
 def _sample_grid(trainer: Trainer, text_encoder: TextEncoder, path: Path) -> None:

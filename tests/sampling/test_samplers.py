@@ -5,7 +5,14 @@ import torch
 from gouache.model.schedule import NoiseSchedule
 from gouache.sampling.guidance import guided
 from gouache.sampling.rng import PerSampleNoise
-from gouache.sampling.samplers import CONSISTENCY_SIGMA_LAST, S_TMAX, S_TMIN, SAMPLERS
+from gouache.sampling.samplers import (
+    CONSISTENCY_SIGMA_LAST,
+    S_TMAX,
+    S_TMIN,
+    SAMPLERS,
+    euler_step,
+    heun_step,
+)
 
 NAMES = sorted(SAMPLERS)
 SD = 0.5
@@ -162,3 +169,18 @@ def test_heun_stochastic_churns_inside_its_range():
     a = SAMPLERS["heun_stochastic"].sample(gaussian_denoiser, x, s, noise=PerSampleNoise([0]))
     b = SAMPLERS["heun_stochastic"].sample(gaussian_denoiser, x, s, noise=PerSampleNoise([1]))
     assert not torch.equal(a, b)
+
+
+def test_the_ode_steps_take_one_level_for_the_batch_or_one_per_image():
+    """Samplers step the whole batch at one sigma; distillation's teacher each image at its own."""
+    x = torch.randn(4, 3, 8, 8)
+    t, s = torch.tensor(2.0), torch.tensor(1.5)
+    per = lambda v: v.expand(4).view(4, 1, 1, 1)  # noqa: E731
+    for step in (lambda *a: euler_step(*a[1:]), heun_step):
+        batch = step(gaussian_denoiser, x, gaussian_denoiser(x, t), t, s)
+        each = step(gaussian_denoiser, x, gaussian_denoiser(x, per(t)), per(t), per(s))
+        assert torch.equal(batch, each)
+    calls = []
+    counted = lambda x, sigma: calls.append(1) or gaussian_denoiser(x, sigma)  # noqa: E731
+    last = heun_step(counted, x, gaussian_denoiser(x, t), t, torch.tensor(0.0))
+    assert calls == [] and torch.equal(last, euler_step(x, gaussian_denoiser(x, t), t, torch.tensor(0.0)))

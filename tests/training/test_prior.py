@@ -12,6 +12,7 @@ import torch
 
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
+from gouache.data.sources import PriorSource
 from gouache.errors import GouacheError
 from gouache.images import to_uint8
 from gouache.model.denoiser import Denoiser
@@ -21,7 +22,6 @@ from gouache.training.config import TrainConfig
 from gouache.training.lora_run import LoRARun
 from gouache.training.prior import (
     PriorOptions,
-    PriorSource,
     paint_prior,
     prior_loss_weights,
     with_prior,
@@ -119,3 +119,17 @@ def test_a_step_trains_on_the_new_mean_plus_weight_times_the_prior_mean(shapes_d
         losses = Denoiser(net, sigma_data=cfg.model.schedule.sigma_data).loss(
             images.float() / 127.5 - 1, noise, sigma, **trainer.source.cond(ids, torch.device("cpu")))
     assert loss == pytest.approx(float(losses[:4].mean() + 0.3 * losses[4:].mean()), rel=1e-5)
+
+
+def test_a_run_hashes_its_base_once(shapes_dir, tiny_model_dir, tmp_path, text_encoder, monkeypatch):
+    import gouache.training.lora_run as lora_run
+    import gouache.training.prior as prior
+
+    hashed = []
+    for module in (lora_run, prior):
+        real = module.weights_sha256
+        monkeypatch.setattr(module, "weights_sha256", lambda folder, real=real: hashed.append(folder) or real(folder))
+    cfg = _cfg(shapes_dir, tmp_path / "run", tiny_model_dir, lora_prior=2, steps=1)
+    train(cfg, data=load_imagefolder(shapes_dir, size=16, progress=False), text_encoder=text_encoder,
+          progress=False)
+    assert len(hashed) == 1 and (tmp_path / "run" / "prior.safetensors").exists()

@@ -30,10 +30,10 @@ def tiny_cfg(data: Path, out: Path, **kw) -> TrainConfig:
 def test_a_run_out_of_time_ends_cooled_down(shapes_dir, tmp_path, text_encoder, monkeypatch):
     import types
 
-    import gouache.training.train as train_module
+    import gouache.training.loop as loop_module
 
     clock = iter(0.1 * k for k in range(10**6))  # a step takes 0.1 s whatever else the machine does
-    monkeypatch.setattr(train_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock),
+    monkeypatch.setattr(loop_module, "time", types.SimpleNamespace(perf_counter=lambda: next(clock),
                                                                     time=time.time))
     data = load_imagefolder(shapes_dir, size=16, progress=False)
     cfg = tiny_cfg(shapes_dir, tmp_path / "run", steps=10**6, cooldown=5 * 10**5, max_minutes=0.05,
@@ -348,11 +348,11 @@ def test_a_step_never_reads_a_number_back_from_the_device(shapes_dir, tmp_path, 
 
 
 def test_losses_are_read_back_at_log_rows_only(shapes_dir, tmp_path, text_encoder, monkeypatch):
-    import gouache.training.train as train_module
+    import gouache.training.loop as loop_module
 
-    read, real = [], train_module._read_back
-    monkeypatch.setattr(train_module, "_read_back", lambda trainer, pending: read.append(len(pending))
-                        or real(trainer, pending))
+    read, real = [], loop_module._read_back
+    monkeypatch.setattr(loop_module, "_read_back", lambda run, pending: read.append(len(pending))
+                        or real(run, pending))
     result = train(tiny_cfg(shapes_dir, tmp_path / "run", steps=8, log_every=4, checkpoint_every=8),
                    text_encoder=text_encoder, progress=False)
     assert read == [4, 4] and len(result.losses) == 8 and all(isinstance(x, float) for x in result.losses)
