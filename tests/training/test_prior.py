@@ -127,8 +127,8 @@ def test_a_run_hashes_its_base_once(shapes_dir, tiny_model_dir, tmp_path, text_e
 
     hashed = []
     for module in (lora_run, prior):
-        real = module.weights_sha256
-        monkeypatch.setattr(module, "weights_sha256", lambda folder, real=real: hashed.append(folder) or real(folder))
+        real = module.weights_fingerprint
+        monkeypatch.setattr(module, "weights_fingerprint", lambda folder, real=real: hashed.append(folder) or real(folder))
     cfg = _cfg(shapes_dir, tmp_path / "run", tiny_model_dir, lora_prior=2, steps=1)
     train(cfg, data=load_imagefolder(shapes_dir, size=16, progress=False), text_encoder=text_encoder,
           progress=False)
