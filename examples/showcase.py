@@ -13,9 +13,9 @@ import argparse
 from pathlib import Path
 
 from gouache.cli.arguments import add_sampling_arguments, sampling_options
+from gouache.data.emoji_prompts import DEFAULT_SAMPLE_PROMPTS
 from gouache.images import grid, save_png
 from gouache.sampling.pipeline import Pipeline
-from gouache.training.config import DEFAULT_SAMPLE_PROMPTS
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ same pictures):
   zorbles and 48 real emoji of the test split (so chance is 16/64 = 25%): in Inception space
   and in pixels (16x16);
 * base-prompt KID and prompt fidelity (top-1): the ten showcase prompts
-  (training.config.DEFAULT_SAMPLE_PROMPTS), 5 seeds each; KID against the emoji data set's test split (384 images), fidelity among the test
+  (data.emoji_prompts.DEFAULT_SAMPLE_PROMPTS), 5 seeds each; KID against the emoji data set's test split (384 images), fidelity among the test
   split and every real image of a showcase prompt (the functions of ``gouache eval``, on a subset).
 
 It also draws the before/after grid. Usage (after examples/zorble.py and the runs of docs/lora.md):
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from gouache.data.emoji_prompts import DEFAULT_SAMPLE_PROMPTS
 from gouache.data.imagefolder import load_imagefolder, read_records
 from gouache.evaluate.context import generate_images, row_label
 from gouache.evaluate.features import InceptionV3TF
@@ -40,7 +41,6 @@ from gouache.images import grid, save_png, to_pil
 from gouache.model.text import TextEncoder
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.training.config import DEFAULT_SAMPLE_PROMPTS
 
 NEW_PROMPTS = ("a blue and white zorble badge", "a zorble", "an emoji of a zorble badge")  # never in training
 EMOJI_POOL = 48  # real emoji in the nearest-neighbour pool beside the 16 zorbles

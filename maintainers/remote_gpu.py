@@ -64,9 +64,9 @@ def used_token_ids(folder: Path, prompts: list[str]) -> torch.Tensor:
 
 
 def pack(data: Path, out: Path, extra: list[str]) -> None:
+    from gouache.data.emoji_prompts import DEFAULT_SAMPLE_PROMPTS
     from gouache.data.prompts import dataset_captions
     from gouache.model.text import default_text_model
-    from gouache.training.config import DEFAULT_SAMPLE_PROMPTS
 
     src = default_text_model()
     prompts = dataset_captions(data)[1:] + list(DEFAULT_SAMPLE_PROMPTS) + extra

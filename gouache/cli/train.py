@@ -32,7 +32,7 @@ def add_train(sub) -> None:
                    "gouache/models/emoji64), with the same [model] preset")
     p.add_argument("--lora", type=int, nargs="?", const=DEFAULT_RANK, default=None, metavar="RANK",
                    help=f"train only low-rank adapters of this rank (alone: {DEFAULT_RANK}) on the frozen --init "
-                        "model; the other options' defaults then fit about 10 minutes on a CPU (see README)")
+                        "model; the other options' defaults then fit about 10 minutes on a CPU (see docs/lora.md)")
     p.add_argument("--prior", type=int, default=None, metavar="N", dest="lora_prior",
                    help="with --lora: the base first paints N pictures of its own (lora_prior_prompts) and "
                         "each step trains on them beside yours, so it forgets less (DreamBooth); 0 = off "

@@ -34,7 +34,7 @@ from gouache.store.adapters import apply_adapters
 from gouache.store.files import check_output_folder, file_sha256, write_json
 from gouache.store.tensors import contiguous, read_tensors, save_tensors
 
-__all__ = ["save_checkpoint", "save_run_state", "clear_partial_checkpoints",
+__all__ = ["write_model_weights", "save_run_state", "clear_partial_checkpoints",
            "load_weights", "load_network", "load_train_state", "default_model_dir", "resolve_model_dir",
            "read_model_config", "checkpoint_record", "export_model", "average_weights"]
 
@@ -51,17 +51,12 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, sd["param_groups"]
 
 
-def save_checkpoint(run: Path, *, step: int, model_config: ModelConfig, net: torch.nn.Module,
-                    ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generators: dict[str, torch.Generator], train_config: dict, keep: int = 2) -> Path:
-    """Write ``run/checkpoints/step-N`` atomically and point ``run/latest.txt`` at it."""
-    def weights(folder: Path) -> None:
-        write_json(model_config.to_dict(), folder / "config.json")
-        save_tensors(contiguous(ema.state_dict()), folder / "ema.safetensors")
-        save_tensors(contiguous(net.state_dict()), folder / "model.safetensors")
-
-    return save_run_state(run, step=step, weights=weights, optimizer=optimizer, generators=generators,
-                          train_config=train_config, keep=keep)
+def write_model_weights(folder: Path, *, model_config: ModelConfig, net: torch.nn.Module,
+                        ema: torch.nn.Module) -> None:
+    """A checkpoint's model: its config, the EMA weights (what sampling loads) and the trained ones."""
+    write_json(model_config.to_dict(), folder / "config.json")
+    save_tensors(contiguous(ema.state_dict()), folder / "ema.safetensors")
+    save_tensors(contiguous(net.state_dict()), folder / "model.safetensors")
 
 
 def save_run_state(run: Path, *, step: int, weights: Callable[[Path], None], optimizer: torch.optim.Optimizer,

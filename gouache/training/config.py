@@ -18,21 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gouache.checks import Rule, at_least, between, check_fields, non_blank, positive
+from gouache.data.emoji_prompts import DEFAULT_SAMPLE_PROMPTS, PRIOR_PROMPTS
 from gouache.errors import GouacheError
 from gouache.model.config import ModelConfig, model_config_from_table
 
 __all__ = ["ModelConfig", "TrainConfig", "load_train_config"]
-
-DEFAULT_SAMPLE_PROMPTS = ("red apple", "watermelon", "banana", "grinning face", "cat face",
-                          "rocket", "pizza", "sun", "red heart", "christmas tree")
-# What the base paints for a LoRA run's prior preservation (prior.py) unless a recipe says:
-# 32 names from the shipped emoji model's training captions, none of them a showcase prompt above
-PRIOR_PROMPTS = ("dog face", "tiger face", "strawberry", "grapes", "cherries", "hamburger", "bicycle",
-                 "automobile", "house", "star", "crescent moon", "cloud", "umbrella", "snowman", "ghost",
-                 "smiling face with sunglasses", "thumbs up", "soccer ball", "light bulb", "bell", "wrapped gift",
-                 "trophy", "books", "fire", "rainbow", "four leaf clover", "sunflower", "butterfly", "fish",
-                 "frog", "penguin", "mushroom")
-
 
 # torch.compile of the network: "auto" compiles on CUDA and runs eagerly elsewhere (on a 2-core CPU
 # compiling costs minutes and gains little, benchmarks/README.md); the others are torch.compile's modes
@@ -67,10 +57,10 @@ _TRAIN_RULES: dict[str, Rule] = {
 
 # What a LoRA run (`lora` > 0) uses for the options its recipe and command line leave out: 60 steps
 # of 8 new pictures and 8 of the base's own (prior preservation, 64 painted first), with a cool-down
-# over the last fifth, at most 10 minutes. Chosen by measurement on the README's zorble example: 60
+# over the last fifth, at most 10 minutes. Chosen by measurement on the zorble example (docs/lora.md): 60
 # such steps keep the showcase prompts' KID within 8% of the base's and their fidelity at the base's,
 # and still paint the new subject; 120 steps, or 120 without the prior, do not keep the base
-# (README, "Teach it"). A step with the prior costs about twice one without.
+# (docs/lora.md). A step with the prior costs about twice one without.
 LORA_DEFAULTS: dict = {
     "out": "runs/lora", "steps": 60, "batch_size": 8, "lr": 2e-3, "warmup": 20,
     "weight_decay": 0.0, "ema_decay": 0.98, "max_minutes": 10.0, "log_every": 10,
@@ -117,7 +107,7 @@ class TrainConfig:
     recolour_never: tuple[str, ...] = ()
     seed: int = 0  # the whole run's randomness
     max_minutes: float = 0.0  # stop after this wall time (0 = no limit), with a checkpoint;
-    # with a cooldown, `steps` shrinks to what fits in it (train.TimeBudget)
+    # with a cooldown, `steps` shrinks to what fits in it (training/lr_schedule.TimeBudget)
     log_every: int = 50  # steps between log.csv rows
     checkpoint_every: int = 1000  # steps between checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted

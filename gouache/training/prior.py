@@ -11,7 +11,7 @@ base's pictures are painted once, from a fixed seed (picture k from seed + k, pr
 cycling through the prompts), and cached in the run folder (``prior.safetensors``, keyed by
 the base's weights, the prompts, the count, the steps and the seed), so a resumed run trains
 on the same pictures. In a recipe: ``lora_prior = 64``, ``lora_prior_weight = 1.0``,
-``lora_prior_prompts = [...]`` (``config.PRIOR_PROMPTS`` when not given).
+``lora_prior_prompts = [...]`` (``data.emoji_prompts.PRIOR_PROMPTS`` when not given).
 """
 from __future__ import annotations
 

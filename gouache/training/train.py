@@ -50,9 +50,13 @@ from gouache.model.text import TextEncoder
 from gouache.model.unet import UNet
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import load_weights, read_model_config, resolve_model_dir
-from gouache.store.files import check_output_folder, write_json
-from gouache.store.tensors import contiguous, save_tensors
+from gouache.store.checkpoint import (
+    load_weights,
+    read_model_config,
+    resolve_model_dir,
+    write_model_weights,
+)
+from gouache.store.files import check_output_folder
 from gouache.training import loop
 from gouache.training.compiling import CompiledNet, compile_mode
 from gouache.training.config import TrainConfig
@@ -190,9 +194,7 @@ class Trainer:
         if self.lora:
             self.lora.write_weights(folder, net=self.net, ema=self.ema)
             return
-        write_json(self.cfg.model.to_dict(), folder / "config.json")
-        save_tensors(contiguous(self.ema.state_dict()), folder / "ema.safetensors")
-        save_tensors(contiguous(self.net.state_dict()), folder / "model.safetensors")
+        write_model_weights(folder, model_config=self.cfg.model, net=self.net, ema=self.ema)
 
     def read_weights(self, folder: Path) -> None:
         if self.lora:

@@ -1,7 +1,7 @@
 """Prior preservation: the base's own pictures are painted once from a fixed seed and cached,
 every batch holds them beside the new pictures, a step minimises the new pictures' mean loss
 plus the weight times the base pictures', and a run with them resumes exactly. (Whether it
-keeps the base better is measured at full size in the README: at this tiny size, 8 or 16
+keeps the base better is measured at full size in docs/lora.md: at this tiny size, 8 or 16
 steps on a random network, it drifted less on the base's prompts for 9 of 10 seeds and
 steps tried, not for all.)"""
 import copy
