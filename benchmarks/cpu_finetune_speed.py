@@ -29,13 +29,16 @@ from pathlib import Path
 
 import torch
 
-from gouache.checkpoint import read_model_config, resolve_model_dir
-from gouache.config import load_train_config
 from gouache.data.imagefolder import load_imagefolder
 from gouache.data.prompts import CaptionTable
-from gouache.pipeline import default_model_dir
-from gouache.text import TextEncoder
-from gouache.train import Trainer
+from gouache.model.text import TextEncoder
+from gouache.store.checkpoint import (
+    default_model_dir,
+    read_model_config,
+    resolve_model_dir,
+)
+from gouache.training.config import load_train_config
+from gouache.training.train import Trainer
 
 # name: (recipe options, threads); the reference is the first
 VARIANTS: dict[str, tuple[dict, int | None]] = {
