@@ -1,0 +1,84 @@
+"""``gouache export MODEL --web OUT``: a static site that paints with the model's few-step student
+in the browser, with no server behind it.
+
+    OUT/index.html, app.js, sampler.js, tokenizer.js, style.css, sw.js   the page (gouache/web/static)
+    OUT/student.onnx      the student with its preconditioning (``onnx_export``)
+    OUT/text.onnx         the prompt encoder
+    OUT/vocab.txt         the tokenizer's vocabulary, one token a line, in id order
+    OUT/model.json        what the page needs to know: sizes, noise levels, the folded-in guidance
+    OUT/files.json        every file of the site and its size
+    OUT/ort/              onnxruntime-web (``runtime``)
+
+Any static host serves it; ``python -m http.server -d OUT`` does on this machine.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from gouache.errors import GouacheError
+from gouache.sampling.samplers import CONSISTENCY_SIGMA_LAST, SAMPLERS
+from gouache.store.checkpoint import resolve_model_dir
+from gouache.store.files import write_json
+from gouache.web.onnx_export import WeightType, export_student, export_text_encoder, require_student
+from gouache.web.runtime import ORT_WEB_VERSION, WASM_FILES, WEBGPU_FILES, runtime_dir
+
+__all__ = ["write_site", "export_site", "STATIC", "PAGE_FILES", "MAX_STEPS"]
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_FILES = ("index.html", "app.js", "sampler.js", "tokenizer.js", "style.css", "sw.js")
+MAX_STEPS = 4  # the student's steps on the page, as on `gouache serve`'s
+
+
+def write_site(model: Path | str, out: Path | str, *, student_weights: WeightType = "int8",
+               text_weights: WeightType = "int8") -> Path:
+    """Write the site for the model folder ``model`` (it must carry a student) into ``out``."""
+    model, out = resolve_model_dir(model), Path(out)
+    if out.exists() and not out.is_dir():
+        raise GouacheError(f"--web {out}: a file is in the way; name a folder")
+    require_student(model)
+    runtime = runtime_dir()  # before the slow part: a missing runtime is said at once
+    out.mkdir(parents=True, exist_ok=True)
+    meta = export_student(model, out / "student.onnx", weights=student_weights)
+    text_folder = export_text_encoder(meta["text_model"], out / "text.onnx", weights=text_weights)
+    wordpiece = _write_vocab(text_folder / "tokenizer.json", out / "vocab.txt")
+    for name in PAGE_FILES:
+        shutil.copyfile(STATIC / name, out / name)
+    (out / "ort").mkdir(exist_ok=True)
+    for name in WASM_FILES + WEBGPU_FILES:
+        shutil.copyfile(runtime / name, out / "ort" / name)
+    spec = SAMPLERS["consistency"]
+    write_json({"name": model.name, "image_size": meta["image_size"], "channels": meta["channels"],
+                "text_dim": meta["text_dim"], "text_max_length": meta["text_max_length"],
+                "guidance": meta["guidance"], "sigma_max": meta["sigma_max"], "sigma_last": CONSISTENCY_SIGMA_LAST,
+                "default_steps": spec.default_steps, "max_steps": MAX_STEPS,
+                "tokenizer": wordpiece, "weights": {"student": student_weights, "text": text_weights},
+                "runtime": f"onnxruntime-web {ORT_WEB_VERSION}"}, out / "model.json")
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "files.json")
+    write_json({str(p.relative_to(out).as_posix()): p.stat().st_size for p in files}, out / "files.json")
+    return out
+
+
+def _write_vocab(tokenizer_json: Path, path: Path) -> dict:
+    """The WordPiece vocabulary of ``tokenizer.json`` in id order, one token a line; returns its
+    settings."""
+    model = json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]
+    if model.get("type") != "WordPiece":
+        raise GouacheError(f"{tokenizer_json}: the page tokenizes with WordPiece, not {model.get('type')}")
+    vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+    if [i for _, i in vocab] != list(range(len(vocab))) or any("\n" in t for t, _ in vocab):
+        raise GouacheError(f"{tokenizer_json}: the vocabulary is not one token per id")
+    path.write_text("".join(f"{t}\n" for t, _ in vocab), encoding="utf-8")
+    return {"unk": model["unk_token"], "prefix": model["continuing_subword_prefix"],
+            "max_word_chars": model["max_input_chars_per_word"]}
+
+
+def export_site(runs: list[Path], out: Path | None, *, alone: bool) -> Path:
+    """``gouache export MODEL --web OUT``: one model folder, no other output (``alone``)."""
+    if out is None:
+        raise GouacheError("gouache export needs --out (a model folder) or --web (a static site)")
+    if len(runs) != 1 or not alone:
+        raise GouacheError("--web writes the site of one model folder: name one, without --out, --student "
+                           "or --merge-lora (export the model first, then its site)")
+    return write_site(runs[0], out)
