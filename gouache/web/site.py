@@ -13,8 +13,12 @@ Any static host serves it; ``python -m http.server -d OUT`` does on this machine
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from gouache.errors import GouacheError
@@ -24,7 +28,7 @@ from gouache.store.files import write_json
 from gouache.web.onnx_export import WeightType, export_student, export_text_encoder, require_student
 from gouache.web.runtime import ORT_WEB_VERSION, WASM_FILES, WEBGPU_FILES, runtime_dir
 
-__all__ = ["write_site", "export_site", "STATIC", "PAGE_FILES", "MAX_STEPS"]
+__all__ = ["write_site", "export_site", "StaticServer", "STATIC", "PAGE_FILES", "MAX_STEPS"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_FILES = ("index.html", "app.js", "sampler.js", "tokenizer.js", "style.css", "sw.js")
@@ -55,8 +59,12 @@ def write_site(model: Path | str, out: Path | str, *, student_weights: WeightTyp
                 "default_steps": spec.default_steps, "max_steps": MAX_STEPS,
                 "tokenizer": wordpiece, "weights": {"student": student_weights, "text": text_weights},
                 "runtime": f"onnxruntime-web {ORT_WEB_VERSION}"}, out / "model.json")
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "files.json")
-    write_json({str(p.relative_to(out).as_posix()): p.stat().st_size for p in files}, out / "files.json")
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name not in ("files.json", "sw.js"))
+    sizes = {str(p.relative_to(out).as_posix()): p.stat().st_size for p in files}
+    fingerprint = hashlib.sha256(b"".join(p.read_bytes() for p in files if p.suffix != ".wasm")).hexdigest()[:16]
+    sw = (STATIC / "sw.js").read_text(encoding="utf-8").replace("gouache-web-SITE", f"gouache-web-{fingerprint}")
+    (out / "sw.js").write_text(sw, encoding="utf-8")  # the offline copy is named after these files
+    write_json({**sizes, "sw.js": (out / "sw.js").stat().st_size}, out / "files.json")
     return out
 
 
@@ -82,3 +90,29 @@ def export_site(runs: list[Path], out: Path | None, *, alone: bool) -> Path:
         raise GouacheError("--web writes the site of one model folder: name one, without --out, --student "
                            "or --merge-lora (export the model first, then its site)")
     return write_site(runs[0], out)
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # no line per request
+        pass
+
+
+class StaticServer:
+    """``python -m http.server -d FOLDER`` on a free port of 127.0.0.1, in a daemon thread:
+
+        with StaticServer(site) as server:
+            page.goto(server.url + "/")
+    """
+
+    def __init__(self, folder: Path | str) -> None:
+        handler = functools.partial(_Quiet, directory=str(folder))
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def __enter__(self) -> "StaticServer":
+        threading.Thread(target=self.httpd.serve_forever, name="gouache-web", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

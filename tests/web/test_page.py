@@ -101,7 +101,8 @@ def test_the_page_paints_red_apple_the_same_twice_and_as_python(site_server, bro
     assert errors == []
 
 
-def test_the_page_paints_offline_once_loaded(site_server, browser):
+def test_the_page_paints_offline_once_loaded(site_server, shipped_site, browser):
+    assert "gouache-web-SITE" not in (shipped_site / "sw.js").read_text()  # its cache named after the files
     context, page, errors = browser
     page.goto(site_server.url + "/")
     wait_ready(page)

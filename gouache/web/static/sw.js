@@ -1,11 +1,20 @@
-// Offline once loaded: every file the page fetched from its own site is kept, and served from
-// the cache before the network (a new export is a new site: clear the browser's data for it).
+// Offline once loaded: the page and every file it fetched from its own site are kept, and served
+// from the cache before the network. The export names the cache after the site's files, so a new
+// export at the same address replaces the old copy (once the browser has fetched the new sw.js).
 "use strict";
 
-const CACHE = "gouache-web-v1";
+const CACHE = "gouache-web-SITE";  // SITE: the export's fingerprint
 
-self.addEventListener("install", () => self.skipWaiting());
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+// The page itself, fetched before this worker took it over; the rest is kept as it is fetched.
+const SHELL = ["./", "index.html", "app.js", "sampler.js", "tokenizer.js", "style.css", "model.json", "vocab.txt"];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+self.addEventListener("activate", (event) => event.waitUntil((async () => {
+  for (const name of await caches.keys()) if (name !== CACHE) await caches.delete(name);  // older exports
+  await self.clients.claim();
+})()));
 
 self.addEventListener("fetch", (event) => {
   const request = event.request;
