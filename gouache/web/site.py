@@ -92,21 +92,28 @@ def export_site(runs: list[Path], out: Path | None, *, alone: bool) -> Path:
     return write_site(runs[0], out)
 
 
-class _Quiet(SimpleHTTPRequestHandler):
+class _Handler(SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:  # no line per request
         pass
 
+    def copyfile(self, source, outputfile) -> None:
+        start = source.tell()
+        super().copyfile(source, outputfile)
+        self.server.bytes_sent += source.tell() - start  # type: ignore[attr-defined]
+
 
 class StaticServer:
-    """``python -m http.server -d FOLDER`` on a free port of 127.0.0.1, in a daemon thread:
+    """``python -m http.server -d FOLDER`` on a free port of 127.0.0.1, in a daemon thread, that
+    counts the bytes it sends (``bytes_sent``):
 
         with StaticServer(site) as server:
             page.goto(server.url + "/")
     """
 
     def __init__(self, folder: Path | str) -> None:
-        handler = functools.partial(_Quiet, directory=str(folder))
+        handler = functools.partial(_Handler, directory=str(folder))
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.bytes_sent = 0  # bodies of the files served so far
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __enter__(self) -> "StaticServer":
@@ -116,3 +123,7 @@ class StaticServer:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.httpd.bytes_sent
