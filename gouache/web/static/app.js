@@ -58,18 +58,20 @@ async function keepOffline() {
   } catch (err) { console.warn("no offline copy:", err); }
 }
 
-// onnxruntime-web: WebGPU where the browser has an adapter (and ?backend=wasm does not say
-// otherwise), else WebAssembly; threads only where the page is cross-origin isolated.
+// onnxruntime-web: WebGPU where the browser has an adapter and JavaScript Promise Integration
+// (the smaller of the WebGPU builds), else WebAssembly; ?backend=wasm or ?backend=webgpu decides
+// instead (webgpu without an adapter: the WebGPU build on its WebAssembly backend). Threads only
+// where the page is cross-origin isolated.
 async function loadRuntime() {
-  let gpu = false;
   const asked = new URLSearchParams(location.search).get("backend");
-  if (asked !== "wasm" && navigator.gpu) {
+  let gpu = asked === "webgpu";
+  if (!asked && navigator.gpu && typeof WebAssembly.Suspending === "function") {
     try { gpu = Boolean(await navigator.gpu.requestAdapter()); } catch (err) { gpu = false; }
   }
   state.backend = gpu ? "webgpu" : "wasm";
   await new Promise((done, fail) => {
     const script = document.createElement("script");
-    script.src = gpu ? "ort/ort.webgpu.min.js" : "ort/ort.wasm.min.js";
+    script.src = gpu ? "ort/ort.jspi.min.js" : "ort/ort.wasm.min.js";
     script.onload = done;
     script.onerror = () => fail(new Error(`cannot load ${script.src}`));
     document.head.append(script);
