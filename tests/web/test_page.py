@@ -112,3 +112,17 @@ def test_the_page_paints_offline_once_loaded(site_server, shipped_site, browser)
     wait_ready(page)
     assert np.array_equal(paint(page, "green apple", 3, 2), first)
     assert errors == []
+
+
+def test_the_webgpu_build_paints_what_the_webassembly_build_paints(site_server, browser):
+    """?backend=webgpu loads onnxruntime-web's JSPI build; without a GPU adapter here it runs its
+    WebAssembly backend, and must paint the same pixels."""
+    context, page, errors = browser
+    pictures = []
+    for k, backend in enumerate(("wasm", "webgpu")):
+        page.goto(f"{site_server.url}/?backend={backend}")
+        wait_ready(page)
+        pictures.append(paint(page, "blue heart", 11, k + 1))
+    assert "WebGPU" in page.inner_text("#status")
+    assert np.array_equal(*pictures)
+    assert errors == []
