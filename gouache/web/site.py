@@ -28,7 +28,7 @@ from gouache.store.files import write_json
 from gouache.web.onnx_export import WeightType, export_student, export_text_encoder, require_student
 from gouache.web.runtime import ORT_WEB_VERSION, WASM_FILES, WEBGPU_FILES, runtime_dir
 
-__all__ = ["write_site", "export_site", "StaticServer", "STATIC", "PAGE_FILES", "MAX_STEPS"]
+__all__ = ["write_site", "export_site", "write_vocab", "StaticServer", "STATIC", "PAGE_FILES", "MAX_STEPS"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_FILES = ("index.html", "app.js", "sampler.js", "tokenizer.js", "style.css", "sw.js")
@@ -46,7 +46,7 @@ def write_site(model: Path | str, out: Path | str, *, student_weights: WeightTyp
     out.mkdir(parents=True, exist_ok=True)
     meta = export_student(model, out / "student.onnx", weights=student_weights)
     text_folder = export_text_encoder(meta["text_model"], out / "text.onnx", weights=text_weights)
-    wordpiece = _write_vocab(text_folder / "tokenizer.json", out / "vocab.txt")
+    wordpiece = write_vocab(text_folder / "tokenizer.json", out / "vocab.txt")
     for name in PAGE_FILES:
         shutil.copyfile(STATIC / name, out / name)
     (out / "ort").mkdir(exist_ok=True)
@@ -68,18 +68,24 @@ def write_site(model: Path | str, out: Path | str, *, student_weights: WeightTyp
     return out
 
 
-def _write_vocab(tokenizer_json: Path, path: Path) -> dict:
+def write_vocab(tokenizer_json: Path, path: Path) -> dict:
     """The WordPiece vocabulary of ``tokenizer.json`` in id order, one token a line; returns its
     settings."""
-    model = json.loads(tokenizer_json.read_text(encoding="utf-8"))["model"]
-    if model.get("type") != "WordPiece":
-        raise GouacheError(f"{tokenizer_json}: the page tokenizes with WordPiece, not {model.get('type')}")
+    spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    model, norm = spec["model"], spec.get("normalizer") or {}
+    uncased_bert = (norm.get("type") == "BertNormalizer" and norm.get("lowercase") and norm.get("clean_text")
+                    and norm.get("handle_chinese_chars") and norm.get("strip_accents") in (None, True)
+                    and (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer")
+    if model.get("type") != "WordPiece" or not uncased_bert:
+        raise GouacheError(f"{tokenizer_json}: the page tokenizes as uncased BERT (BertNormalizer, "
+                           f"BertPreTokenizer, WordPiece); this tokenizer is another")
     vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
     if [i for _, i in vocab] != list(range(len(vocab))) or any("\n" in t for t, _ in vocab):
         raise GouacheError(f"{tokenizer_json}: the vocabulary is not one token per id")
     path.write_text("".join(f"{t}\n" for t, _ in vocab), encoding="utf-8")
     return {"unk": model["unk_token"], "prefix": model["continuing_subword_prefix"],
-            "max_word_chars": model["max_input_chars_per_word"]}
+            "max_word_chars": model["max_input_chars_per_word"],
+            "special": [t["content"] for t in spec.get("added_tokens", []) if t.get("special")]}
 
 
 def export_site(runs: list[Path], out: Path | None, *, alone: bool) -> Path:

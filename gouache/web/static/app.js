@@ -20,7 +20,8 @@ async function init() {
     const model = state.model = await (await fetch("model.json")).json();
     const vocab = await (await fetch("vocab.txt")).text();
     state.tokenizer = GouacheTokenizer.WordPieceTokenizer.fromText(vocab, { maxLength: model.text_max_length,
-      unk: model.tokenizer.unk, prefix: model.tokenizer.prefix, maxWordChars: model.tokenizer.max_word_chars });
+      unk: model.tokenizer.unk, prefix: model.tokenizer.prefix, maxWordChars: model.tokenizer.max_word_chars,
+      special: model.tokenizer.special });
     setStatus("busy", "loading the networks…");
     const ort = state.ort = await loadRuntime();
     // the prompt encoder runs once a prompt: WebAssembly; the student on WebGPU where there is one
