@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-browser bench clean
+.PHONY: venv demo test test-browser bench clean web
 
 venv: $(STAMP)
 
@@ -33,3 +33,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) out
+
+# A static site that paints with the shipped model in the browser (docs/browser.md); needs npm once.
+web: $(STAMP)
+	$(VENV)/bin/gouache export gouache/models/emoji64 --web out/web

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gouache"
-LAYERS = {"model": 1, "store": 2, "data": 3, "sampling": 4, "training": 5, "evaluate": 6, "serve": 6, "cli": 7}
+LAYERS = {"model": 1, "store": 2, "data": 3, "sampling": 4, "training": 5, "evaluate": 6, "serve": 6, "web": 6, "cli": 7}
 TOP_LEVEL = {"__init__": 6, "api": 6, "__main__": 7}  # other modules directly in gouache/ are utilities (0)
 MAX_TOP_MODULES = 8
 MAX_LINES = 400

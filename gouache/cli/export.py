@@ -17,7 +17,9 @@ def add_export(sub) -> None:
                                    "fine-tuned from each other), their EMA weights are averaged "
                                    "uniformly (a model soup, Wortsman et al. 2022).")
     p.add_argument("run", type=Path, nargs="+", help="run folder or checkpoint folder; several to average")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="the model folder to write")
+    p.add_argument("--web", type=Path, default=None, metavar="OUT",
+                   help="instead: a static site that paints with the model's student in the browser")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
     add_lora_argument(p, "--merge-lora")
     p.add_argument("--student", type=Path, default=None, metavar="RUN",
@@ -29,4 +31,9 @@ def add_export(sub) -> None:
 def _export(a: argparse.Namespace) -> None:
     from gouache.api import export
 
+    if a.web is not None or a.out is None:
+        from gouache.web.site import export_site
+
+        print(export_site(a.run, a.web, alone=a.out is None and a.student is None and not a.merge_lora))
+        return
     print(export(a.run, a.out, fp32=a.fp32, merge_lora=a.merge_lora, student=a.student))
