@@ -53,10 +53,8 @@ class CountingEncoder(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def emoji_shards(tmp_path_factory) -> Path:
-    from conftest import FIXTURES
-
     out = tmp_path_factory.mktemp("emoji_shards")
-    main(["data", "shard", str(FIXTURES / "emoji"), "--out", str(out), "--shard-size", "10"])
+    main(["data", "shard", str(Path(__file__).resolve().parents[1] / "fixtures" / "emoji"), "--out", str(out), "--shard-size", "10"])
     return out
 
 
