@@ -103,3 +103,29 @@ def client(tiny_pipeline):
 
     with testclient.TestClient(create_app(tiny_pipeline)) as c:
         yield c
+
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium; playwright drives it, downloads none
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture()
+def chromium(tmp_path):
+    """A fresh headless Chromium profile: its context, its page, and the list its console errors
+    collect in. Skipped without /usr/bin/chromium or playwright."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900})
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            yield context, page, errors
+        finally:
+            context.close()

@@ -25,13 +25,20 @@ from gouache.errors import GouacheError
 from gouache.sampling.samplers import CONSISTENCY_SIGMA_LAST, SAMPLERS
 from gouache.store.checkpoint import resolve_model_dir
 from gouache.store.files import write_json
-from gouache.web.onnx_export import WeightType, export_student, export_text_encoder, require_student
+from gouache.web.onnx_export import (
+    WeightType,
+    export_student,
+    export_text_encoder,
+    require_student,
+)
 from gouache.web.runtime import ORT_WEB_VERSION, WASM_FILES, WEBGPU_FILES, runtime_dir
 
 __all__ = ["write_site", "export_site", "write_vocab", "StaticServer", "STATIC", "PAGE_FILES", "MAX_STEPS"]
 
 STATIC = Path(__file__).resolve().parent / "static"
-PAGE_FILES = ("index.html", "app.js", "sampler.js", "tokenizer.js", "style.css", "sw.js")
+PAGE_FILES = ("index.html", "app.js", "sampler.js", "tokenizer.js", "sw.js")
+# the page wears the server page's stylesheet, copied, not kept twice
+STYLE = STATIC.parent.parent / "serve" / "static" / "style.css"
 MAX_STEPS = 4  # the student's steps on the page, as on `gouache serve`'s
 
 
@@ -49,6 +56,7 @@ def write_site(model: Path | str, out: Path | str, *, student_weights: WeightTyp
     wordpiece = write_vocab(text_folder / "tokenizer.json", out / "vocab.txt")
     for name in PAGE_FILES:
         shutil.copyfile(STATIC / name, out / name)
+    shutil.copyfile(STYLE, out / "style.css")
     (out / "ort").mkdir(exist_ok=True)
     for name in WASM_FILES + WEBGPU_FILES:
         shutil.copyfile(runtime / name, out / "ort" / name)

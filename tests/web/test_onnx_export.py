@@ -1,7 +1,6 @@
 """The ONNX files the page runs give what the PyTorch modules give (onnxruntime in Python)."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -13,8 +12,13 @@ pytest.importorskip("onnx")
 
 from gouache.errors import GouacheError  # noqa: E402
 from gouache.store.files import write_json  # noqa: E402
-from gouache.web.onnx_export import (check_onnx, export_student, export_text_encoder, student_module,  # noqa: E402
-                                     text_module)
+from gouache.web.onnx_export import (  # noqa: E402
+    check_onnx,
+    export_student,
+    export_text_encoder,
+    student_module,
+    text_module,
+)
 
 
 @pytest.fixture(scope="module")

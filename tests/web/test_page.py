@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,30 +16,13 @@ from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAINT_TIMEOUT_MS = 240_000  # a busy 2-core CPU: loading the networks and four steps
 
 
 @pytest.fixture()
-def browser(tmp_path):
-    """A fresh headless Chromium profile: its context, page, and the console errors."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS,
-            viewport={"width": 1280, "height": 900})
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            yield context, page, errors
-        finally:
-            context.close()
+def browser(chromium):
+    """Headless Chromium (tests/conftest.py): its context, page and console errors."""
+    return chromium
 
 
 def picture(url: str) -> np.ndarray:
