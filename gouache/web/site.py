@@ -1,7 +1,7 @@
 """``gouache export MODEL --web OUT``: a static site that paints with the model's few-step student
 in the browser, with no server behind it.
 
-    OUT/index.html, app.js, sampler.js, tokenizer.js, style.css, sw.js   the page (gouache/web/static)
+    OUT/index.html, app.js, history.js, sampler.js, tokenizer.js, style.css, sw.js   the page (gouache/web/static)
     OUT/student.onnx      the student with its preconditioning (``onnx_export``)
     OUT/text.onnx         the prompt encoder
     OUT/vocab.txt         the tokenizer's vocabulary, one token a line, in id order
@@ -37,8 +37,9 @@ __all__ = ["write_site", "export_site", "write_vocab", "StaticServer", "STATIC",
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_FILES = ("index.html", "app.js", "sampler.js", "tokenizer.js", "sw.js")
-# the page wears the server page's stylesheet, copied, not kept twice
-STYLE = STATIC.parent.parent / "serve" / "static" / "style.css"
+# what the page shares with the server's page (its stylesheet, its history): copied, not kept twice
+SHARED = STATIC.parent.parent / "serve" / "static"
+SHARED_FILES = ("style.css", "history.js")
 MAX_STEPS = 4  # the student's steps on the page, as on `gouache serve`'s
 
 
@@ -56,7 +57,8 @@ def write_site(model: Path | str, out: Path | str, *, student_weights: WeightTyp
     wordpiece = write_vocab(text_folder / "tokenizer.json", out / "vocab.txt")
     for name in PAGE_FILES:
         shutil.copyfile(STATIC / name, out / name)
-    shutil.copyfile(STYLE, out / "style.css")
+    for name in SHARED_FILES:
+        shutil.copyfile(SHARED / name, out / name)
     (out / "ort").mkdir(exist_ok=True)
     for name in WASM_FILES + WEBGPU_FILES:
         shutil.copyfile(runtime / name, out / "ort" / name)

@@ -274,40 +274,6 @@ function setBusy(busy) {
   }
 }
 
-function setStatus(kind, text) {
-  const el = $("status");
-  el.className = `status ${kind}`;
-  el.textContent = text;
-}
-
-function showError(message) {
-  const el = $("error");
-  el.hidden = !message;
-  el.textContent = message || "";
-}
-
-// ---------- history ----------
-function loadHistory() {
-  try { state.history = JSON.parse(localStorage.getItem(HISTORY_KEY)) || []; } catch (err) { state.history = []; }
-  if (!Array.isArray(state.history)) state.history = [];
-}
-
-function saveHistory() {
-  for (;;) {
-    try { localStorage.setItem(HISTORY_KEY, JSON.stringify(state.history)); return; } catch (err) {
-      if (!state.history.length) return;
-      state.history.pop(); // storage full: forget the oldest
-    }
-  }
-}
-
-function addHistory(result) {
-  state.history.unshift({ ...result, created: Date.now() });
-  state.history.length = Math.min(state.history.length, HISTORY_MAX);
-  saveHistory();
-  renderHistory();
-}
-
 function renderHistory() {
   const list = $("history");
   const template = $("card-template");

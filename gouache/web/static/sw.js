@@ -6,7 +6,7 @@
 const CACHE = "gouache-web-SITE";  // SITE: the export's fingerprint
 
 // The page itself, fetched before this worker took it over; the rest is kept as it is fetched.
-const SHELL = ["./", "index.html", "app.js", "sampler.js", "tokenizer.js", "style.css", "model.json", "vocab.txt"];
+const SHELL = ["./", "index.html", "history.js", "app.js", "sampler.js", "tokenizer.js", "style.css", "model.json", "vocab.txt"];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
