@@ -285,18 +285,10 @@ function renderHistory() {
     card.querySelector(".card-prompt").textContent = entry.prompt;
     card.querySelector(".card-negative").textContent = entry.negative_prompt ? `not: ${entry.negative_prompt}` : "";
     const chips = card.querySelector(".chips");
-    for (const [name, value] of [["sampler", SAMPLER_LABELS[entry.sampler] || entry.sampler], ["steps", entry.steps],
+    appendChips(chips, [["sampler", SAMPLER_LABELS[entry.sampler] || entry.sampler], ["steps", entry.steps],
       ["guidance", Number(entry.guidance).toFixed(1)], ["seed", entry.seed],
       ...(entry.strength == null ? [] : [["strength", Number(entry.strength).toFixed(2)]]),
-      ...(entry.lora == null ? [] : [["adapter", `${entry.lora} × ${Number(entry.lora_scale).toFixed(2)}`]])]) {
-      const div = document.createElement("div");
-      const dt = document.createElement("dt");
-      const dd = document.createElement("dd");
-      dt.textContent = name;
-      dd.textContent = value;
-      div.append(dt, dd);
-      chips.append(div);
-    }
+      ...(entry.lora == null ? [] : [["adapter", `${entry.lora} × ${Number(entry.lora_scale).toFixed(2)}`]])]);
     card.querySelector(".reuse").addEventListener("click", () => reuse(entry));
     return card;
   }));

@@ -36,3 +36,15 @@ function addHistory(entry) {
   renderHistory();
 }
 
+// A history card's settings: one <div><dt>name</dt><dd>value</dd></div> for each pair.
+function appendChips(chips, pairs) {
+  for (const [name, value] of pairs) {
+    const div = document.createElement("div");
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = name;
+    dd.textContent = value;
+    div.append(dt, dd);
+    chips.append(div);
+  }
+}

@@ -220,15 +220,7 @@ function renderHistory() {
     card.querySelector(".thumbs").append(thumb(entry));
     card.querySelector(".card-prompt").textContent = entry.prompt;
     const chips = card.querySelector(".chips");
-    for (const [name, value] of [["steps", entry.steps], ["seed", entry.seed], ["time", `${entry.elapsed_s.toFixed(1)} s`]]) {
-      const div = document.createElement("div");
-      const dt = document.createElement("dt");
-      const dd = document.createElement("dd");
-      dt.textContent = name;
-      dd.textContent = value;
-      div.append(dt, dd);
-      chips.append(div);
-    }
+    appendChips(chips, [["steps", entry.steps], ["seed", entry.seed], ["time", `${entry.elapsed_s.toFixed(1)} s`]]);
     card.querySelector(".reuse").addEventListener("click", () => reuse(entry));
     return card;
   }));
