@@ -150,7 +150,7 @@ def run_loop(run: Run, *, log: TrainLog | None, sample: Callable[[Path], None] |
                 pending.clear()
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{ips:.1f}")
             if lead and not stopped:
-                if _due(step, cfg.log_every) or last:
+                if logs or last:
                     recent = losses[-cfg.log_every:]
                     log.write(step=step, loss=sum(recent) / len(recent), lr=lr_at(step - 1, cfg),
                               images_per_second=ips)
