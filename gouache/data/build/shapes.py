@@ -27,6 +27,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 SHAPES_FILE = "shapes.json"  # what the folder holds: colours, shapes, held-out captions
+SIZES = (8, 1024)  # smallest and largest side of a picture (drawn 4x larger, then downsampled)
+MAX_PER_CAPTION = 10_000  # pictures of one caption
 
 
 def _draw(shape: str, colour: tuple[int, int, int], size: int, rng: random.Random) -> Image.Image:
@@ -72,8 +74,14 @@ def build_shapes_dataset(out: Path, *, size: int = 32, per_caption: int = 64, se
                          holdout: Sequence[str] = (), progress: bool = True) -> int:
     """Write ``per_caption`` images for each colour x shape caption but the ``holdout`` ones;
     return the count."""
+    if not SIZES[0] <= size <= SIZES[1]:
+        raise GouacheError(f"--size must be from {SIZES[0]} to {SIZES[1]} pixels, got {size}")
+    if not 1 <= per_caption <= MAX_PER_CAPTION:
+        raise GouacheError(f"--per-caption must be from 1 to {MAX_PER_CAPTION}, got {per_caption}")
     out = Path(out)
     held = set(parse_holdout(holdout))
+    if len(held) == len(COLOURS) * len(SHAPES):
+        raise GouacheError("--holdout holds out every caption: the data set would be empty")
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     rows = []
