@@ -34,6 +34,7 @@ from tqdm import tqdm
 from gouache.data.build.emoji_names import (
     NAMES_FILES,
     EmojiNames,
+    check_hexcode,
     concept_of,
     load_names,
     normalize_hexcode,
@@ -65,6 +66,7 @@ __all__ = ["build_emoji_dataset", "SIZES", "NAMES_PACKAGE", "licenses_markdown",
            "DEFAULT_STYLES"]
 
 SIZES = (64, 128, 256)
+MAX_JOBS = 64  # rendering processes
 NAMES_PACKAGE = ("emojibase-data", "17.0.0")
 DEFAULT_STYLES = STYLE_NAMES  # every style's licence allows sharing a model trained on it
 NAMES_ATTRIBUTION = ("Names, keywords, groups and shortcodes from emojibase-data, Copyright Miles "
@@ -248,6 +250,10 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
     out, cache = Path(out), Path(cache_dir or default_cache())
     if not 0.0 <= test_fraction < 1.0:
         raise GouacheError(f"test fraction must be in [0, 1), got {test_fraction}")
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+        raise GouacheError(f"--jobs must be from 1 to {MAX_JOBS}, got {jobs}")
+    only = None if only is None else [check_hexcode(h.strip(), source="--only") for h in only]
+    test = None if test is None else [check_hexcode(h.strip(), source="--test") for h in test]
     if source == "png":
         from gouache.data.build.emoji_png import build_png_dataset
         manifest = build_png_dataset(out, size=size or 64, cache_dir=cache, seed=seed,
@@ -278,6 +284,8 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
         row = metadata_row(pic, names[pic.code], split)
         write_if_changed(inside_out(out, row["file_name"]), png)
         rows.append(row)
+    if not rows:
+        raise GouacheError("no pictures to build: the styles have none of the emoji asked for (--only)")
     subset = None if keep is None and forced is None else {
         "only": sorted(keep or []), "test": sorted(forced or [])}
     settings = {"source": "svg", "size": size, "seed": seed, "test_fraction": test_fraction,

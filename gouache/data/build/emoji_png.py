@@ -196,6 +196,8 @@ def build_png_dataset(out: Path, *, size: int = SOURCE_SIZE, styles: Sequence[st
             row = metadata_row(img, label, style, split)
             write_if_changed(inside_out(out, row["file_name"]), convert_png(files[prefix + img.image], size))
             rows.append(row)
+    if not rows:
+        raise GouacheError("no pictures to build: the styles have none of the emoji asked for (--only)")
     if unlabelled:
         print(f"skipped {len(unlabelled)} images with no label or file: {sorted(unlabelled)[:20]}")
     subset = None if keep is None and forced is None else {
