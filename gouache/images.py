@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gouache.errors import GouacheError
 
-__all__ = ["read_picture", "MAX_PIXELS", "load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid", "labelled_strip", "save_png"]
+__all__ = ["read_picture", "MAX_PIXELS", "load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid",
+           "labelled_strip", "save_png"]
 
 
 MAX_SIDE = 4096
