@@ -18,6 +18,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from gouache.data.inputs import parse_json, read_bounded
 from gouache.errors import GouacheError
 
 __all__ = ["COLOURS", "SHAPES", "SHAPES_FILE", "build_shapes_dataset", "parse_holdout", "read_shapes_info"]
@@ -65,9 +66,14 @@ def parse_holdout(text: str | Sequence[str]) -> tuple[str, ...]:
 def read_shapes_info(folder: Path) -> dict:
     """The folder's ``shapes.json`` (colours, shapes, holdout); the defaults for an older folder."""
     path = Path(folder) / SHAPES_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return {"colours": list(COLOURS), "shapes": list(SHAPES), "holdout": []}
-    return json.loads(path.read_text(encoding="utf-8"))
+    info = parse_json(read_bounded(path, 2**20, what=SHAPES_FILE), where=str(path))
+    if not isinstance(info, dict) or not all(
+            isinstance(info.get(k), list) and all(isinstance(x, str) for x in info[k])
+            for k in ("colours", "shapes", "holdout")):
+        raise GouacheError(f"{path}: must be a JSON object with lists of texts colours, shapes and holdout")
+    return info
 
 
 def build_shapes_dataset(out: Path, *, size: int = 32, per_caption: int = 64, seed: int = 0,
