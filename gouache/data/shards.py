@@ -102,6 +102,7 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
     if out.exists() and any(out.glob("*.tar")):
         raise GouacheError(f"{out} already holds .tar shards; choose an empty folder")
     rows = read_records(Path(imagefolder), split=split)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     skipped: list[str] = []
@@ -129,6 +130,8 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
             tmp.unlink()
     bar.close()
     if not paths:
+        if made:
+            out.rmdir()  # nothing was written: no empty folder is left behind
         raise GouacheError(f"no readable images in {imagefolder}: {skipped[0]}")
     return Sharded(paths, skipped)
 
