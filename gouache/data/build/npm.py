@@ -114,8 +114,9 @@ def fetch_package(name: str, version: str, cache_dir: Path, pins: Mapping[str, s
 
 def fetch_all(packages: dict[str, str], cache_dir: Path, *, progress: bool,
               pins: Mapping[str, str] | None = None) -> dict[str, Path]:
-    """Fetch every ``{name: version}`` package, with a progress bar."""
-    bar = tqdm(sorted(packages), desc="npm pack", unit="pkg", disable=not progress)
+    """Fetch every ``{name: version}`` package, with a progress bar when any is not cached yet."""
+    cached = all((Path(cache_dir) / tarball_name(n, v)).exists() for n, v in packages.items())
+    bar = tqdm(sorted(packages), desc="npm pack", unit="pkg", disable=not progress or cached)
     return {name: fetch_package(name, packages[name], cache_dir, pins) for name in bar}
 
 
