@@ -233,11 +233,11 @@ def load_imagefolder(root: Path, *, size: int, split: str | None = "train",
     """Read every captioned image of ``split`` into memory at ``size`` x ``size``."""
     rows = read_records(root, split=split)
     images = torch.empty(len(rows), 3, size, size, dtype=torch.uint8)  # (N, 3, H, W)
-    for k, row in enumerate(tqdm(rows, desc=f"loading {Path(root).name}", unit="img",
-                                 disable=not progress)):
-        path = Path(row["path"])
-        if not path.exists():
-            raise GouacheError(f"{path}: listed in metadata.jsonl but missing")
-        images[k] = to_uint8_tensor(load_rgb(path, size))
+    with tqdm(rows, desc=f"loading {Path(root).name}", unit="img", disable=not progress) as bar:
+        for k, row in enumerate(bar):  # a bad picture ends the bar's line before the error is printed
+            path = Path(row["path"])
+            if not path.exists():
+                raise GouacheError(f"{path}: listed in metadata.jsonl but missing")
+            images[k] = to_uint8_tensor(load_rgb(path, size))
     variants, probs = zip(*(caption_variants(r) for r in rows))
     return CaptionedImages(images, list(variants), list(probs), rows)
