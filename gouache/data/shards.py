@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import random
 import re
 import tarfile
@@ -142,7 +143,7 @@ def is_shard_spec(data: str | Path) -> bool:
     if text.endswith(".tar") or ".tar::" in text:
         return True
     folder = Path(text)
-    return (folder.is_dir() and not (folder / "metadata.jsonl").exists()
+    return (os.path.isdir(folder) and not (folder / "metadata.jsonl").exists()
             and any(folder.glob("*.tar")))
 
 
@@ -157,13 +158,13 @@ def _local(url: str) -> str:
 def expand_shards(spec: str | Path) -> list[str]:
     """The local shard files of a pattern (``a/{000000..000009}.tar``, ``::`` joins) or a folder."""
     text = str(spec)
-    if Path(text).is_dir():
+    if os.path.isdir(text):  # False for a name too long to be a path, where Path.is_dir raises
         urls = sorted(str(p) for p in Path(text).glob("*.tar"))
     else:
         urls = [_local(u) for u in _expand(text)]
     if not urls:
         raise GouacheError(f"no .tar shards in {text}")
-    missing = [u for u in urls if not Path(u).is_file()]
+    missing = [u for u in urls if not os.path.isfile(u)]
     if missing:
         raise GouacheError(f"{len(missing)} of {len(urls)} shards are missing, e.g. {missing[0]}")
     return urls
@@ -271,7 +272,7 @@ def _checked(sample: dict) -> dict:
 
 def shards_folder(spec: str | Path) -> Path:
     """The folder the shards live in (where ``prompt_embeddings.safetensors`` goes)."""
-    return Path(spec) if Path(spec).is_dir() else Path(expand_shards(spec)[0]).parent
+    return Path(spec) if os.path.isdir(spec) else Path(expand_shards(spec)[0]).parent
 
 
 def read_samples(spec: str | Path) -> Iterator[dict]:
