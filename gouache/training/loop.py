@@ -121,7 +121,7 @@ def run_loop(run: Run, *, log: TrainLog | None, sample: Callable[[Path], None] |
     start, seen, stopped, out_of_time = time.perf_counter(), 0, False, False
     bar = tqdm(total=cfg.steps, initial=run.step_no, desc=desc, unit="step", disable=not progress)
     budget = TimeBudget(cfg, run.step_no)
-    with StopSignal() as stop:
+    with bar, StopSignal() as stop:  # an error ends the bar's line before it is printed
         while run.step_no < cfg.steps:
             pending.append(run.step())  # queued on the device: nothing here waits for it
             seen += cfg.batch_size

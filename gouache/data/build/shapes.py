@@ -18,6 +18,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from gouache.data.inputs import parse_json, read_bounded
 from gouache.errors import GouacheError
 
 __all__ = ["COLOURS", "SHAPES", "SHAPES_FILE", "build_shapes_dataset", "parse_holdout", "read_shapes_info"]
@@ -27,6 +28,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 SHAPES_FILE = "shapes.json"  # what the folder holds: colours, shapes, held-out captions
+SIZES = (8, 1024)  # smallest and largest side of a picture (drawn 4x larger, then downsampled)
+MAX_PER_CAPTION = 10_000  # pictures of one caption
 
 
 def _draw(shape: str, colour: tuple[int, int, int], size: int, rng: random.Random) -> Image.Image:
@@ -63,17 +66,28 @@ def parse_holdout(text: str | Sequence[str]) -> tuple[str, ...]:
 def read_shapes_info(folder: Path) -> dict:
     """The folder's ``shapes.json`` (colours, shapes, holdout); the defaults for an older folder."""
     path = Path(folder) / SHAPES_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return {"colours": list(COLOURS), "shapes": list(SHAPES), "holdout": []}
-    return json.loads(path.read_text(encoding="utf-8"))
+    info = parse_json(read_bounded(path, 2**20, what=SHAPES_FILE), where=str(path))
+    if not isinstance(info, dict) or not all(
+            isinstance(info.get(k), list) and all(isinstance(x, str) for x in info[k])
+            for k in ("colours", "shapes", "holdout")):
+        raise GouacheError(f"{path}: must be a JSON object with lists of texts colours, shapes and holdout")
+    return info
 
 
 def build_shapes_dataset(out: Path, *, size: int = 32, per_caption: int = 64, seed: int = 0,
                          holdout: Sequence[str] = (), progress: bool = True) -> int:
     """Write ``per_caption`` images for each colour x shape caption but the ``holdout`` ones;
     return the count."""
+    if not SIZES[0] <= size <= SIZES[1]:
+        raise GouacheError(f"--size must be from {SIZES[0]} to {SIZES[1]} pixels, got {size}")
+    if not 1 <= per_caption <= MAX_PER_CAPTION:
+        raise GouacheError(f"--per-caption must be from 1 to {MAX_PER_CAPTION}, got {per_caption}")
     out = Path(out)
     held = set(parse_holdout(holdout))
+    if len(held) == len(COLOURS) * len(SHAPES):
+        raise GouacheError("--holdout holds out every caption: the data set would be empty")
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     rows = []

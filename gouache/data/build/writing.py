@@ -13,9 +13,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from gouache.errors import GouacheError
 from gouache.store.files import file_sha256
 
-__all__ = ["write_if_changed", "remove_stale_images", "dumps_line", "finish_build"]
+__all__ = ["write_if_changed", "remove_stale_images", "dumps_line", "finish_build", "inside_out"]
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
@@ -73,3 +74,11 @@ def finish_build(out: Path, rows: list[dict[str, Any]], tarballs: dict[str, Path
     text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     write_if_changed(out / "manifest.json", text.encode("utf-8"))
     return manifest
+
+
+def inside_out(out: Path, file_name: str) -> Path:
+    """``out / file_name``, refused unless it lies in ``out``: names come from packages."""
+    path = Path(out) / file_name
+    if Path(file_name).is_absolute() or not path.resolve().is_relative_to(Path(out).resolve()):
+        raise GouacheError(f"{file_name!r} would be written outside the output folder {out}")
+    return path
