@@ -1,6 +1,7 @@
 """Images in and out: tensors in [-1, 1] <-> PIL, grids, and the noising/denoising strips."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -8,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from gouache.errors import GouacheError
+from gouache.errors import GouacheError, raise_if_disk_full
 
 __all__ = ["load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid", "labelled_strip", "save_png"]
 
@@ -111,13 +112,17 @@ def labelled_strip(rows: list[list[Image.Image]], labels: list[str], *, row_name
 
 
 def save_png(img: Image.Image, path: Path) -> Path:
-    """Write a PNG atomically (temp file, then rename), creating the folder."""
+    """Write a PNG atomically (temp file, then rename), creating the folder; a full disk is one
+    GouacheError line and leaves the previous file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         img.save(tmp, format="PNG")
         tmp.replace(path)
+    except OSError as e:
+        raise_if_disk_full(e, path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)  # gone after the rename; left only by a failure
     return path
