@@ -113,8 +113,8 @@ def _names(out: Path, stem: str, seeds: range, inputs: Inputs, overwrite: bool) 
     return [free(f"{stem}-seed{s}") for s in seeds], free(f"{stem}-grid") if many else None
 
 
-def _lora_inputs(specs: Sequence[LoraSpec]) -> Inputs:
-    return [("the --lora", parse_lora_spec(spec)[0]) for spec in specs]
+def _lora_inputs(specs: Sequence[LoraSpec], flag: str = "--lora") -> Inputs:
+    return [(f"the {flag} adapter", parse_lora_spec(spec)[0]) for spec in specs]
 
 
 MAX_SIZE = 1024  # side of the noising strip's pictures
@@ -142,7 +142,7 @@ def export(runs: Path | str | Sequence[Path | str], out: Path | str, *, fp32: bo
         raise GouacheError("--student joins a student to the one model it was distilled from: name one "
                            "model, without --merge-lora")
     check_export_folder(out, [("the exported folder", run) for run in runs] + [("the --student run", student)]
-                        + _lora_inputs(merge_lora), overwrite=overwrite)
+                        + _lora_inputs(merge_lora, "--merge-lora"), overwrite=overwrite)
     found = None if student is None else check_student(runs[0], student)
     with replacing_folder(out) as folder:
         export_model(runs, folder, dtype=dtype, lora=merge_lora)

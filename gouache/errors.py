@@ -12,8 +12,12 @@ class GouacheError(Exception):
     """A user-facing error: bad input, a missing file, an incompatible checkpoint."""
 
 
+class DiskFull(GouacheError):
+    """A write that failed for want of space."""
+
+
 def raise_if_disk_full(e: OSError, path: Path | str) -> None:
-    """A write of ``path`` that failed for want of space is one GouacheError line; any other
+    """A write of ``path`` that failed for want of space is one line (``DiskFull``); any other
     failure is left to the caller."""
     if e.errno in DISK_FULL:
-        raise GouacheError(f"disk full while writing {path}") from None
+        raise DiskFull(f"disk full while writing {path}") from None

@@ -25,7 +25,7 @@ from typing import Callable, Collection, Sequence
 
 import torch
 
-from gouache.errors import GouacheError, raise_if_disk_full
+from gouache.errors import DiskFull, GouacheError, raise_if_disk_full
 from gouache.model.config import ModelConfig
 from gouache.model.lora import merge
 from gouache.model.noinit import no_initial_weights
@@ -80,10 +80,12 @@ def save_run_state(run: Path, *, step: int, weights: Callable[[Path], None], opt
         tmp.rename(final)
         with replacing(run / "latest.txt") as latest:
             latest.write_text(str(final.relative_to(run)) + "\n")
+    except DiskFull:
+        raise DiskFull(f"disk full while writing {final}; the checkpoints before it are kept") from None
     except OSError as e:
         if old.exists() and not final.exists():
             old.rename(final)
-        raise_if_disk_full(e, tmp)
+        raise_if_disk_full(e, final)
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from gouache.errors import GouacheError, raise_if_disk_full
+from gouache.errors import DiskFull, GouacheError, raise_if_disk_full
 
 __all__ = ["check_output_file", "check_output_folder", "Inputs", "replacing", "replacing_folder",
            "write_json", "json_safe", "file_sha256"]
@@ -117,7 +117,7 @@ def replacing(path: Path | str) -> Iterator[Path]:
 def replacing_folder(path: Path | str) -> Iterator[Path]:
     """A temporary folder beside ``path`` for the body to fill, renamed into place (replacing
     ``path`` and what it held) when the body is done; a failed body leaves no trace of it."""
-    path = Path(path).absolute()
+    given, path = path, Path(path).absolute()
     tmp, old = (path.with_name(f".{path.name}.{os.getpid()}.{end}") for end in ("tmp", "old"))
     for stale in (tmp, old):  # left by a process of this pid that was killed
         shutil.rmtree(stale, ignore_errors=True)
@@ -133,8 +133,10 @@ def replacing_folder(path: Path | str) -> Iterator[Path]:
             if there:
                 old.rename(path)  # the old folder back in its place
             raise
+    except DiskFull:  # named by the file inside the temporary folder: name the folder
+        raise DiskFull(f"disk full while writing {given}") from None
     except OSError as e:
-        raise_if_disk_full(e, path)
+        raise_if_disk_full(e, given)
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

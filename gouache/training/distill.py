@@ -202,7 +202,7 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
             text_encoder: TextEncoder | None = None) -> RunResult:
     """Distill ``cfg.teacher`` into a few-step student in ``cfg.out``; return the run's summary."""
     loop.check_run_folder(cfg, "distill_config.json", resume=resume,
-                          inputs=[("the teacher", cfg.teacher), ("the --data", cfg.data)])
+                          inputs=[("the teacher", cfg.teacher), ("the --data", cfg.data), ("the --resume run", resume)])
     teacher_dir = resolve_model_dir(cfg.teacher)
     refuse_bare_student(teacher_dir)
     if resume is not None:

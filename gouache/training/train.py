@@ -228,7 +228,8 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     prior = PriorOptions.from_config(cfg)
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
     loop.check_run_folder(cfg, "train_config.json", resume=resume,  # before an hour of work, not after
-                          inputs=[("the --init model", cfg.init or None), ("the --data", cfg.data or None)])
+                          inputs=[("the --init model", cfg.init or None), ("the --data", cfg.data or None),
+                                  ("the --resume run", resume)])
     if resume is not None or cfg.init:
         resolve_model_dir(resume if resume is not None else cfg.init)  # refused before the data loads
     device = pick_device(cfg.device)  # under torchrun: this rank's GPU
