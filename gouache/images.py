@@ -1,7 +1,6 @@
 """Images in and out: tensors in [-1, 1] <-> PIL, grids, and the noising/denoising strips."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import BinaryIO
 
@@ -115,7 +114,7 @@ def save_png(img: Image.Image, path: Path) -> Path:
     """Write a PNG atomically (temp file, then rename), creating the folder; a full disk is one
     GouacheError line and leaves the previous file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(tmp, format="PNG")

@@ -120,9 +120,12 @@ def resolve_model_dir(path: Path | str) -> Path:
 
 
 def run_step(run: Path | str) -> int | None:
-    """The step of a run folder's last checkpoint; None when it holds none."""
-    steps = [int(p.name[5:]) for p in (Path(run) / "checkpoints").glob("step-*") if p.name[5:].isdigit()]
-    return max(steps) if steps else None
+    """The step of a run folder's latest checkpoint (``latest.txt``); None when it has none."""
+    latest = Path(run) / "latest.txt"
+    if not latest.is_file():
+        return None
+    digits = latest.read_text(errors="replace").strip().rpartition("step-")[2]
+    return int(digits) if digits.isdigit() else 0
 
 
 def read_model_config(folder: Path) -> ModelConfig:
@@ -194,7 +197,7 @@ def check_export_folder(out: Path | str, inputs: Inputs, *, what: str = "--out",
     """A folder that an export writes anew (``files.replacing_folder``): new or empty, or ``overwrite``;
     never one of its ``inputs``, nor a run or a checkpoint (an export replaces no run's weights)."""
     out = check_output_folder(out, what=what, inputs=inputs, overwrite=overwrite, replace=True)
-    if (out / "state.json").exists() or run_step(out) is not None:
+    if any((out / name).exists() for name in ("state.json", "latest.txt", "checkpoints")):
         raise GouacheError(f"{what} {out} holds a run or one of its checkpoints; name another folder")
     return out
 

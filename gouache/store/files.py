@@ -20,7 +20,7 @@ from gouache.errors import DiskFull, GouacheError, raise_if_disk_full
 __all__ = ["check_output_file", "check_output_folder", "Inputs", "replacing", "replacing_folder",
            "write_json", "json_safe", "file_sha256"]
 
-Inputs = Iterable[tuple[str, "Path | str | None"]]  # (what it is, e.g. "the --image"; its path), None skipped
+Inputs = Iterable[tuple[str, "Path | str | None"]]  # (what it is, e.g. "the --image"; its path or None)
 
 
 def _writable_parent(path: Path, what: str) -> None:
@@ -42,7 +42,7 @@ def _not_an_input(path: Path, inputs: Inputs, what: str, *, holding: bool = Fals
     """``path`` is none of ``inputs`` and lies inside none of them (nor, ``holding``, holds one)."""
     out = path.resolve()
     for label, given in inputs:
-        if given is None:
+        if given is None or given == "":
             continue
         source = Path(given).resolve()
         if _same(out, source):
@@ -59,7 +59,8 @@ def check_output_file(path: Path | str, *, what: str = "--out", inputs: Inputs =
     the command's ``inputs`` (nor inside one), and new unless ``overwrite``."""
     path = Path(path)
     if path.is_dir():
-        raise GouacheError(f"{what} {path} is a folder; name a file, e.g. {path / 'out.png'}")
+        example = f", e.g. {path / 'out.png'}" if not path.suffix else ""
+        raise GouacheError(f"{what} {path} is a folder; name a file{example}")
     if path.exists() and not path.is_file():
         raise GouacheError(f"{what} {path} is not a regular file")
     _writable_parent(path, what)
@@ -87,6 +88,8 @@ def check_output_folder(path: Path | str, *, what: str = "--out", inputs: Inputs
         raise GouacheError(f"{what} {path}: no permission to write in it")
     if replace or not path.exists():
         _writable_parent(path.absolute(), what)
+    if replace:  # renamed away, the folder would take the command's working folder with it
+        inputs = [*inputs, ("the current folder", Path.cwd())]
     _not_an_input(path, inputs, what, holding=replace)
     held = sorted(p.name for p in path.iterdir()) if path.is_dir() and empty else []
     if held and not overwrite and not (own is not None and own(path)):
@@ -102,7 +105,7 @@ def replacing(path: Path | str) -> Iterator[Path]:
     body is done: a reader sees the old file or the new one, never half of one. A failed
     write removes it; a full disk is one GouacheError line."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")  # one name: a killed writer's is replaced by the next
     try:
         yield tmp
         tmp.replace(path)
@@ -118,8 +121,8 @@ def replacing_folder(path: Path | str) -> Iterator[Path]:
     """A temporary folder beside ``path`` for the body to fill, renamed into place (replacing
     ``path`` and what it held) when the body is done; a failed body leaves no trace of it."""
     given, path = path, Path(path).absolute()
-    tmp, old = (path.with_name(f".{path.name}.{os.getpid()}.{end}") for end in ("tmp", "old"))
-    for stale in (tmp, old):  # left by a process of this pid that was killed
+    tmp, old = (path.with_name(f".{path.name}.{end}") for end in ("tmp", "old"))
+    for stale in (tmp, old):  # left by a process that was killed
         shutil.rmtree(stale, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)

@@ -124,6 +124,7 @@ CASES = [
     (["export", "{w}/model", "--out", "{w}/distill/checkpoints/step-00000005", "--overwrite"],
      "holds a run or one of its checkpoints"),
     (["export", "{w}/model", "--out", "{w}", "--overwrite"], "holds the exported folder"),
+    (["export", "{w}/model", "--out", ".", "--overwrite"], "is also the current folder"),
     (["export", "{w}/model", "--student", "{w}/distill", "--out", "{w}/model-out"], "is not empty"),
     (["export", "{w}/model", "--student", "{w}/distill", "--out", "{w}/distill/model"], "inside the --student run"),
     (["export", "{w}/model", "--merge-lora", "{w}/lora", "--out", "{w}/lora/merged"], "inside the --merge-lora"),
