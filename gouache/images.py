@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from gouache.errors import GouacheError
+from gouache.errors import GouacheError, raise_if_disk_full
 
 __all__ = ["read_picture", "MAX_PIXELS", "load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid",
            "labelled_strip", "save_png"]
@@ -217,13 +217,17 @@ def labelled_strip(rows: list[list[Image.Image]], labels: list[str], *, row_name
 
 
 def save_png(img: Image.Image, path: Path) -> Path:
-    """Write a PNG atomically (temp file, then rename), creating the folder."""
+    """Write a PNG atomically (temp file, then rename), creating the folder; a full disk is one
+    GouacheError line and leaves the previous file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         img.save(tmp, format="PNG")
         tmp.replace(path)
+    except OSError as e:
+        raise_if_disk_full(e, path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)  # gone after the rename; left only by a failure
     return path

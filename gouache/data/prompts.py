@@ -35,6 +35,7 @@ from gouache.data.imagefolder import CaptionedImages, read_records
 from gouache.data.shards import is_shard_spec, read_samples, shards_folder
 from gouache.errors import GouacheError
 from gouache.model.text import PromptEmbedding, TextEncoder
+from gouache.store.files import check_output_file
 from gouache.store.tensors import save_tensors
 
 __all__ = ["CaptionTable", "CaptionCache", "EMBEDDINGS_FILE", "save_prompt_embeddings",
@@ -51,13 +52,11 @@ def save_prompt_embeddings(path: Path, captions: Sequence[str], emb: PromptEmbed
                            text_model: str, max_length: int) -> Path:
     """Write ``captions``' embeddings (rows in that order) atomically to ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     tensors = {"tokens": emb.tokens.half().contiguous(), "mask": emb.mask.bool().contiguous(),
                "pooled": emb.pooled.float().contiguous()}
     meta = {"captions": json.dumps(list(captions), ensure_ascii=False), "text_model": text_model,
             "max_length": str(max_length)}
-    save_tensors(tensors, tmp, metadata=meta)  # shared with the data: the usual permissions
-    tmp.replace(path)
+    save_tensors(tensors, path, metadata=meta)  # shared with the data: the usual permissions
     return path
 
 
@@ -123,6 +122,7 @@ def embed_dataset(data: Path | str, encoder: TextEncoder, *, progress: bool = Fa
     """Encode every caption of ``data`` once and store them in ``DATA/prompt_embeddings.safetensors``."""
     folder = shards_folder(data) if is_shard_spec(data) else Path(data)
     captions = dataset_captions(data)
+    check_output_file(folder / EMBEDDINGS_FILE, what="data embed: the embeddings file", overwrite=True)
     emb = encoder.encode_many(captions, progress=progress)
     name, length = _model_of(encoder)
     return save_prompt_embeddings(folder / EMBEDDINGS_FILE, captions, emb,

@@ -95,13 +95,13 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
 
     Each image is decoded first; one that is missing or does not decode is left out
     and listed in ``skipped``. Each shard is written under a temporary name and
-    renamed when complete. ``out`` must not hold shards already.
+    renamed when complete. ``out`` must be new or empty.
     """
     if shard_size < 1:
         raise GouacheError(f"shard size must be at least 1, not {shard_size}")
-    out = check_output_folder(out)
-    if out.exists() and any(out.glob("*.tar")):
+    if Path(out).is_dir() and any(Path(out).glob("*.tar")):
         raise GouacheError(f"{out} already holds .tar shards; choose an empty folder")
+    out = check_output_folder(out, inputs=[("the data folder", imagefolder)])
     rows = read_records(Path(imagefolder), split=split)
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

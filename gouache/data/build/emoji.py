@@ -58,9 +58,10 @@ from gouache.data.build.npm import (
     read_tar_members,
 )
 from gouache.data.build.render import RENDERER, render_svg
-from gouache.data.build.writing import finish_build, inside_out, write_if_changed
+from gouache.data.build.writing import finish_build, inside_out, is_build, write_if_changed
 from gouache.data.captions import caption_variants
 from gouache.errors import GouacheError
+from gouache.store.files import check_output_folder
 
 __all__ = ["build_emoji_dataset", "SIZES", "NAMES_PACKAGE", "licenses_markdown", "caption_summary",
            "DEFAULT_STYLES"]
@@ -238,9 +239,13 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
                         render_cache: Path | None = None, test_fraction: float = 0.05,
                         seed: int = 0, only: Sequence[str] | None = None,
                         test: Sequence[str] | None = None, jobs: int | None = None,
-                        progress: bool = True, pins: Mapping[str, str] | None = None) -> dict[str, Any]:
+                        progress: bool = True, pins: Mapping[str, str] | None = None,
+                        overwrite: bool = False) -> dict[str, Any]:
     """Build the folder; return the manifest (also written as out/manifest.json), with the
     printable summary under ``"summary"`` (not written: it holds the build time).
+
+    ``out`` is new, empty or an earlier build (updated in place: pictures it no longer lists
+    are deleted); any other folder is refused before anything is fetched, unless ``overwrite``.
 
     ``only`` keeps the listed code sequences; ``test`` holds out exactly the listed emoji
     (by base/concept key) instead of the seeded draw (both for making test fixtures).
@@ -248,6 +253,7 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
     """
     start = time.perf_counter()
     out, cache = Path(out), Path(cache_dir or default_cache())
+    check_output_folder(out, overwrite=overwrite, own=is_build)
     if not 0.0 <= test_fraction < 1.0:
         raise GouacheError(f"test fraction must be in [0, 1), got {test_fraction}")
     if jobs is not None and not 1 <= jobs <= MAX_JOBS:

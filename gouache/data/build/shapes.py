@@ -19,7 +19,10 @@ from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
 from gouache.data.inputs import parse_json, read_bounded
+from gouache.data.build.writing import write_if_changed
 from gouache.errors import GouacheError
+from gouache.images import save_png
+from gouache.store.files import check_output_folder
 
 __all__ = ["COLOURS", "SHAPES", "SHAPES_FILE", "build_shapes_dataset", "parse_holdout", "read_shapes_info"]
 
@@ -77,9 +80,10 @@ def read_shapes_info(folder: Path) -> dict:
 
 
 def build_shapes_dataset(out: Path, *, size: int = 32, per_caption: int = 64, seed: int = 0,
-                         holdout: Sequence[str] = (), progress: bool = True) -> int:
+                         holdout: Sequence[str] = (), progress: bool = True, overwrite: bool = False) -> int:
     """Write ``per_caption`` images for each colour x shape caption but the ``holdout`` ones;
-    return the count."""
+    return the count. ``out`` is new, empty or an earlier shapes folder; any other folder is
+    refused unless ``overwrite``."""
     if not SIZES[0] <= size <= SIZES[1]:
         raise GouacheError(f"--size must be from {SIZES[0]} to {SIZES[1]} pixels, got {size}")
     if not 1 <= per_caption <= MAX_PER_CAPTION:
@@ -88,16 +92,15 @@ def build_shapes_dataset(out: Path, *, size: int = 32, per_caption: int = 64, se
     held = set(parse_holdout(holdout))
     if len(held) == len(COLOURS) * len(SHAPES):
         raise GouacheError("--holdout holds out every caption: the data set would be empty")
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, overwrite=overwrite, own=lambda folder: (folder / SHAPES_FILE).is_file())
     rng = random.Random(seed)
     rows = []
     jobs = [(c, s, k) for c in COLOURS for s in SHAPES for k in range(per_caption) if f"{c} {s}" not in held]
     for colour, shape, k in tqdm(jobs, desc="drawing shapes", unit="img", disable=not progress):
         name = f"images/{colour}_{shape}_{k:03d}.png"
-        _draw(shape, COLOURS[colour], size, rng).save(out / name)
+        save_png(_draw(shape, COLOURS[colour], size, rng), out / name)
         rows.append({"file_name": name, "text": f"{colour} {shape}"})
-    with open(out / "metadata.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    write_if_changed(out / "metadata.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
     info = {"colours": list(COLOURS), "shapes": list(SHAPES), "holdout": sorted(held)}
-    (out / SHAPES_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_if_changed(out / SHAPES_FILE, (json.dumps(info, indent=2) + "\n").encode())
     return len(rows)
