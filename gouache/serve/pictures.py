@@ -1,27 +1,27 @@
 """A picture in a request (a start picture or a mask): base64 or a ``data:`` URL, decoded with bounds.
 
-What can be checked before decoding is checked first: the data URL's form and media type, the
-byte size, the format and the pixel count read from the header (a 13000x13000 PNG of a few
-hundred bytes is refused without unpacking it). Then a PNG's chunk checksums are checked and the
-whole picture is decoded, so that a corrupt chunk or a truncated file is refused here (the request's
-answer names the field) and never reaches the worker.
+What the request form allows is checked here: the data URL's form and media type, the byte size,
+the format and the side read from the header (a 13000x13000 PNG of a few hundred bytes is refused
+without unpacking it). The picture itself is then read by ``gouache.images.read_picture``, the one
+picture reader (PNG chunk checksums, pixel count, frames, mode, a whole decode), so that a corrupt
+chunk or a truncated file is refused here (the answer names the field) and never reaches the worker.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import io
-import zlib
 
 from PIL import Image
 
-__all__ = ["decode_picture", "MAX_PICTURE_BYTES", "MAX_PICTURE_PIXELS", "MAX_PICTURE_SIDE", "MEDIA_TYPES"]
+from gouache.errors import GouacheError
+from gouache.images import read_picture
+
+__all__ = ["decode_picture", "MAX_PICTURE_BYTES", "MAX_PICTURE_SIDE", "MEDIA_TYPES"]
 
 MAX_PICTURE_BYTES = 90_000  # a file's size once base64-decoded (the page sends the model's size, a few kB)
-MAX_PICTURE_PIXELS = 4096 * 4096  # read from the header, before decoding (as gouache.images reads files)
 MAX_PICTURE_SIDE = 1024  # pixels a side: the server's own, stricter policy (a start picture is resized anyway)
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}  # PIL's format -> media type
-MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK"}  # 8 bits a channel (16-bit grey is refused)
 
 
 def decode_picture(text: str) -> Image.Image:
@@ -36,21 +36,11 @@ def decode_picture(text: str) -> Image.Image:
         raise ValueError("empty: a base64 PNG, JPEG or WebP expected")
     if len(data) > MAX_PICTURE_BYTES:
         raise ValueError(f"{len(data)} bytes, more than {MAX_PICTURE_BYTES}")
+    _check_header(data, declared)
     try:
-        im = Image.open(io.BytesIO(data), formats=list(MEDIA_TYPES))  # reads the header only
-    except Image.DecompressionBombError:
-        raise ValueError(f"more than {MAX_PICTURE_PIXELS} pixels") from None
-    except Exception:  # PIL raises UnidentifiedImageError, SyntaxError, ValueError... for what it cannot read
-        raise ValueError("cannot read picture: not a PNG, JPEG or WebP file") from None
-    with im:
-        _check_header(im, declared)
-        try:
-            if im.format == "PNG":
-                _check_png_chunks(data)
-            im.load()
-            return im.convert("RGBA")
-        except Exception as e:  # a corrupt chunk, a truncated file: OSError, SyntaxError, ValueError, zlib.error
-            raise ValueError(f"cannot read picture: {e}") from None
+        return read_picture(data, name="", what="picture").convert("RGBA")
+    except GouacheError as e:
+        raise ValueError(str(e)) from None
 
 
 def _split_data_url(text: str) -> tuple[str | None, str]:
@@ -68,31 +58,16 @@ def _split_data_url(text: str) -> tuple[str | None, str]:
     return media_type, payload
 
 
-def _check_png_chunks(data: bytes) -> None:
-    """Every chunk's CRC, which PIL checks for some chunks only (not the pixels' IDAT)."""
-    pos = 8  # after the signature; each chunk: length (4), type (4), data, CRC of type and data (4)
-    while pos + 12 <= len(data):
-        end = pos + 8 + int.from_bytes(data[pos:pos + 4], "big")
-        if end + 4 > len(data):
-            return  # truncated: decoding says so
-        kind = data[pos + 4:pos + 8]
-        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
-            raise ValueError(f"the CRC of chunk {kind.decode('latin-1')!r} does not match: the file is damaged")
-        if kind == b"IEND":
-            return
-        pos = end + 4
-
-
-def _check_header(im: Image.Image, declared: str | None) -> None:
-    """What the header says, before a pixel is decoded: type, size, frames, mode."""
-    if declared is not None and declared != MEDIA_TYPES[im.format]:
-        raise ValueError(f"the data URL says {declared}, but this is a {im.format} file")
-    width, height = im.size
-    if width * height > MAX_PICTURE_PIXELS:
-        raise ValueError(f"{width}x{height} is more than {MAX_PICTURE_PIXELS} pixels")
+def _check_header(data: bytes, declared: str | None) -> None:
+    """The request's own rules, from the header before a pixel is decoded: format and side."""
+    try:
+        with Image.open(io.BytesIO(data), formats=list(MEDIA_TYPES)) as im:  # reads the header only
+            kind, (width, height) = im.format, im.size
+    except Image.DecompressionBombError:
+        raise ValueError(f"more than {2 * Image.MAX_IMAGE_PIXELS} pixels a picture") from None
+    except Exception:  # PIL raises UnidentifiedImageError, SyntaxError, ValueError... for what it cannot read
+        raise ValueError("cannot read picture: not a PNG, JPEG or WebP file") from None
+    if declared is not None and declared != MEDIA_TYPES[kind]:
+        raise ValueError(f"the data URL says {declared}, but this is a {kind} file")
     if max(width, height) > MAX_PICTURE_SIDE:
         raise ValueError(f"{width}x{height}: at most {MAX_PICTURE_SIDE} pixels a side")
-    if getattr(im, "n_frames", 1) > 1:
-        raise ValueError("an animated picture: send one frame")
-    if im.mode not in MODES:
-        raise ValueError(f"mode {im.mode} is not accepted: 8 bits a channel (grey, palette, RGB or RGBA)")

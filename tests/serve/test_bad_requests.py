@@ -67,9 +67,9 @@ SECOND_IDAT = NOISE.rfind(b"IDAT")
 GOOD = _b64(_file(Image.new("RGB", (SIZE, SIZE), (200, 30, 30))))
 TWO_FRAMES = dict(save_all=True, append_images=[Image.new("RGB", (SIZE, SIZE), "red")])
 BAD_PICTURES = {  # name -> (the field's text, what the answer says)
-    "corrupt chunk type": (_b64(_spoil(NOISE, SECOND_IDAT + 2)), "cannot read picture: the CRC of chunk"),
+    "corrupt chunk type": (_b64(_spoil(NOISE, SECOND_IDAT + 2)), "cannot read picture: corrupt PNG chunk"),
     "corrupt chunk, right CRC": (_b64(_noise_png(b"ID\xffT")), "cannot read picture: broken PNG file"),
-    "corrupt CRC": (_b64(_spoil(NOISE, SECOND_IDAT - 5)), "CRC of chunk 'IDAT'"),
+    "corrupt CRC": (_b64(_spoil(NOISE, SECOND_IDAT - 5)), "chunk 'IDAT' at byte"),
     "corrupt pixels": (_b64(_spoil(NOISE, NOISE.find(b"IDAT") + 20)), "cannot read picture"),
     "truncated": (_b64(NOISE[:len(NOISE) * 2 // 3]), "cannot read picture"),
     "header only": (_b64(NOISE[:20]), "cannot read picture"),
@@ -85,10 +85,10 @@ BAD_PICTURES = {  # name -> (the field's text, what the answer says)
     "no media type": ("data:;base64," + GOOD, "media type"),
     "says png, is jpeg": ("data:image/png;base64," + _b64(_file(Image.new("RGB", (SIZE, SIZE)), "JPEG")),
                           "says image/png, but this is a JPEG"),
-    "13000x13000 header bomb": (_b64(_header_bomb(13000)), "13000x13000 is more than"),
+    "13000x13000 header bomb": (_b64(_header_bomb(13000)), "13000x13000: at most 1024 pixels a side"),
     "20000x20000 header bomb": (_b64(_header_bomb(20000)), "more than"),
     "too wide": (_b64(_file(Image.new("L", (2000, 1)))), "pixels a side"),
-    "16-bit grey": (_b64(_file(Image.new("I;16", (SIZE, SIZE)))), "mode I;16"),
+    "16-bit grey": (_b64(_file(Image.new("I;16", (SIZE, SIZE)))), "pixel mode I;16"),
     "gif": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "GIF")), "not a PNG, JPEG or WebP"),
     "animated gif": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "GIF", **TWO_FRAMES)), "not a PNG, JPEG or WebP"),
     "animated png": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "PNG", **TWO_FRAMES)), "animated"),
