@@ -91,8 +91,8 @@ BAD_PICTURES = {  # name -> (the field's text, what the answer says)
     "16-bit grey": (_b64(_file(Image.new("I;16", (SIZE, SIZE)))), "pixel mode I;16"),
     "gif": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "GIF")), "not a PNG, JPEG or WebP"),
     "animated gif": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "GIF", **TWO_FRAMES)), "not a PNG, JPEG or WebP"),
-    "animated png": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "PNG", **TWO_FRAMES)), "animated"),
-    "animated webp": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "WEBP", **TWO_FRAMES)), "animated"),
+    "animated png": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "PNG", **TWO_FRAMES)), "an animation of 2 frames"),
+    "animated webp": (_b64(_file(Image.new("RGB", (SIZE, SIZE)), "WEBP", **TWO_FRAMES)), "an animation of 2 frames"),
     "too long": ("A" * (MAX_PICTURE_CHARS + 4), f"at most {MAX_PICTURE_CHARS} characters"),
 }
 OTHER_FIELDS = [  # (raw JSON of the fields beside the prompt, the field named)
