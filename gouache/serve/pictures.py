@@ -1,27 +1,30 @@
 """A picture in a request (a start picture or a mask): base64 or a ``data:`` URL, decoded with bounds.
 
-What can be checked before decoding is checked first: the data URL's form and media type, the
-byte size, the format and the pixel count read from the header (a 13000x13000 PNG of a few
-hundred bytes is refused without unpacking it). Then a PNG's chunk checksums are checked and the
-whole picture is decoded, so that a corrupt chunk or a truncated file is refused here (the request's
-answer names the field) and never reaches the worker.
+What the server alone asks is checked first, before a pixel is decoded: the data URL's form and
+media type, the byte size, the format and the size a side read from the header. Then
+``gouache.images.read_picture`` reads it as it reads every picture (each PNG chunk's checksum,
+the pixel count from the header, one frame, 8-bit samples, then the whole picture decoded), so
+that a corrupt chunk or a truncated file is refused here (the request's answer names the field)
+and never reaches the worker.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import io
-import zlib
+import warnings
 
 from PIL import Image
 
-__all__ = ["decode_picture", "MAX_PICTURE_BYTES", "MAX_PICTURE_PIXELS", "MAX_PICTURE_SIDE", "MEDIA_TYPES"]
+from gouache.errors import GouacheError
+from gouache.images import read_picture
 
-MAX_PICTURE_BYTES = 90_000  # a file's size once base64-decoded (the page sends the model's size, a few kB)
-MAX_PICTURE_PIXELS = 4096 * 4096  # read from the header, before decoding (as gouache.images reads files)
-MAX_PICTURE_SIDE = 1024  # pixels a side: the server's own, stricter policy (a start picture is resized anyway)
+__all__ = ["decode_picture", "MAX_UPLOAD_BYTES", "MAX_UPLOAD_SIDE", "MEDIA_TYPES"]
+
+MAX_UPLOAD_BYTES = 90_000  # a file's size once base64-decoded (the page sends the model's size, a few kB)
+MAX_UPLOAD_SIDE = 1024  # pixels a side, read from the header: a start picture is resized to the model's anyway
 MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}  # PIL's format -> media type
-MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK"}  # 8 bits a channel (16-bit grey is refused)
+UNREADABLE = "cannot read picture from the request"  # how read_picture starts its message, called as below
 
 
 def decode_picture(text: str) -> Image.Image:
@@ -34,23 +37,13 @@ def decode_picture(text: str) -> Image.Image:
         raise ValueError(f"not base64 ({e})") from None
     if not data:
         raise ValueError("empty: a base64 PNG, JPEG or WebP expected")
-    if len(data) > MAX_PICTURE_BYTES:
-        raise ValueError(f"{len(data)} bytes, more than {MAX_PICTURE_BYTES}")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{len(data)} bytes, more than {MAX_UPLOAD_BYTES}")
+    _check_header(data, declared)
     try:
-        im = Image.open(io.BytesIO(data), formats=list(MEDIA_TYPES))  # reads the header only
-    except Image.DecompressionBombError:
-        raise ValueError(f"more than {MAX_PICTURE_PIXELS} pixels") from None
-    except Exception:  # PIL raises UnidentifiedImageError, SyntaxError, ValueError... for what it cannot read
-        raise ValueError("cannot read picture: not a PNG, JPEG or WebP file") from None
-    with im:
-        _check_header(im, declared)
-        try:
-            if im.format == "PNG":
-                _check_png_chunks(data)
-            im.load()
-            return im.convert("RGBA")
-        except Exception as e:  # a corrupt chunk, a truncated file: OSError, SyntaxError, ValueError, zlib.error
-            raise ValueError(f"cannot read picture: {e}") from None
+        return read_picture(data, name="from the request", what="picture").convert("RGBA")
+    except GouacheError as e:
+        raise ValueError(str(e)) from None
 
 
 def _split_data_url(text: str) -> tuple[str | None, str]:
@@ -68,31 +61,18 @@ def _split_data_url(text: str) -> tuple[str | None, str]:
     return media_type, payload
 
 
-def _check_png_chunks(data: bytes) -> None:
-    """Every chunk's CRC, which PIL checks for some chunks only (not the pixels' IDAT)."""
-    pos = 8  # after the signature; each chunk: length (4), type (4), data, CRC of type and data (4)
-    while pos + 12 <= len(data):
-        end = pos + 8 + int.from_bytes(data[pos:pos + 4], "big")
-        if end + 4 > len(data):
-            return  # truncated: decoding says so
-        kind = data[pos + 4:pos + 8]
-        if zlib.crc32(data[pos + 4:end]) != int.from_bytes(data[end:end + 4], "big"):
-            raise ValueError(f"the CRC of chunk {kind.decode('latin-1')!r} does not match: the file is damaged")
-        if kind == b"IEND":
-            return
-        pos = end + 4
-
-
-def _check_header(im: Image.Image, declared: str | None) -> None:
-    """What the header says, before a pixel is decoded: type, size, frames, mode."""
-    if declared is not None and declared != MEDIA_TYPES[im.format]:
-        raise ValueError(f"the data URL says {declared}, but this is a {im.format} file")
-    width, height = im.size
-    if width * height > MAX_PICTURE_PIXELS:
-        raise ValueError(f"{width}x{height} is more than {MAX_PICTURE_PIXELS} pixels")
-    if max(width, height) > MAX_PICTURE_SIDE:
-        raise ValueError(f"{width}x{height}: at most {MAX_PICTURE_SIDE} pixels a side")
-    if getattr(im, "n_frames", 1) > 1:
-        raise ValueError("an animated picture: send one frame")
-    if im.mode not in MODES:
-        raise ValueError(f"mode {im.mode} is not accepted: 8 bits a channel (grey, palette, RGB or RGBA)")
+def _check_header(data: bytes, declared: str | None) -> None:
+    """The format (as the data URL says, if it does) and the size a side, from the header alone."""
+    try:
+        with warnings.catch_warnings():  # PIL warns above 89 MP: the size is checked below instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=list(MEDIA_TYPES)) as im:  # reads the header only
+                kind, (width, height) = im.format, im.size
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{UNREADABLE}: {e}") from None
+    except Exception:  # PIL raises UnidentifiedImageError, SyntaxError, ValueError... for what it cannot read
+        raise ValueError(f"{UNREADABLE}: not a PNG, JPEG or WebP file") from None
+    if declared is not None and declared != MEDIA_TYPES[kind]:
+        raise ValueError(f"the data URL says {declared}, but this is a {kind} file")
+    if max(width, height) > MAX_UPLOAD_SIDE:
+        raise ValueError(f"{width}x{height} pixels: at most {MAX_UPLOAD_SIDE} a side")
