@@ -31,9 +31,9 @@ def read_picture(source: Path | BinaryIO | bytes, *, name: str | None = None, wh
     """Decode one still picture, checked before it is decoded: a regular file of at most
     ``MAX_PICTURE_BYTES``, every PNG chunk whole, a header of 1 to ``MAX_PIXELS`` pixels, one
     frame, 8-bit samples. Returns it in its own mode; every problem is a GouacheError naming
-    ``name`` (default: the path; "" names nothing): "cannot read image x.png: 13000x13000 pixels (169.0 MP), over ...".
+    ``name`` (default: the path): "cannot read image x.png: 13000x13000 pixels (169.0 MP), over ...".
     """
-    where = name if name is not None else (str(source) if isinstance(source, (str, Path)) else "(in memory)")
+    where = name or (str(source) if isinstance(source, (str, Path)) else "(in memory)")
     buf = None
     try:
         buf = io.BytesIO(_picture_bytes(source))
@@ -50,7 +50,7 @@ def read_picture(source: Path | BinaryIO | bytes, *, name: str | None = None, wh
         reason = str(e)
     except Exception as e:  # PIL parses untrusted bytes and raises many types for broken ones
         reason = str(e).replace(repr(buf), "").strip() or type(e).__name__  # PIL names the buffer
-    raise GouacheError(f"cannot read {what}{' ' + where if where else ''}: {reason}")
+    raise GouacheError(f"cannot read {what} {where}: {reason}")
 
 
 class _Unreadable(Exception):

@@ -27,7 +27,7 @@ from gouache.sampling.options import AUTO, SamplingOptions
 from gouache.sampling.options import Limits as SamplingLimits
 from gouache.sampling.samplers import SAMPLERS
 from gouache.sampling.start import check_start
-from gouache.serve.pictures import MAX_PICTURE_BYTES, decode_picture
+from gouache.serve.pictures import MAX_UPLOAD_BYTES, decode_picture
 
 __all__ = ["GenerateRequest", "GeneratedImage", "GenerateResponse", "ProgressEvent", "InfoResponse",
            "HealthResponse", "SamplerInfo", "AdapterOption", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS",
@@ -39,7 +39,7 @@ DEFAULTS = SamplingOptions()
 MAX_PROMPT_CHARS = 300
 MAX_REQUEST_IMAGES = 8  # pictures one request may ask for
 MAX_REQUEST_SEED = 2**31 - 1  # the seeds a request may give, and the range a random one is drawn from
-MAX_PICTURE_CHARS = 4 * -(-MAX_PICTURE_BYTES // 3) + 30  # a start picture or mask, base64, and a data: prefix
+MAX_PICTURE_CHARS = 4 * -(-MAX_UPLOAD_BYTES // 3) + 30  # a start picture or mask, base64, and a data: prefix
 MAX_LORA_SCALE = 2.0  # an adapter's scale from 0 (off) to this (1 = as trained)
 MAX_NAME_CHARS = 100  # an adapter's name
 
