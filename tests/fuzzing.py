@@ -44,6 +44,7 @@ from hostile import (
     json_edits,
     json_variants,
     jsonl_variants,
+    mix,
     png_variants,
     safetensors_variants,
     tar_variants,
@@ -299,14 +300,15 @@ def request_variants(png: bytes) -> SearchStrategy[Variant]:
 
     bad_text = [("not base64", "not base64!"), ("a data URL", "data:image/png;base64," + b64),
                 ("base64 cut short", b64[:-3]), ("base64 over several lines", "\n".join(b64[i:i + 60] for i in range(0, len(b64), 60)))]
-    return st.one_of(
-        json_edits(BODY, indent=None).map(lambda e: Variant(e[0], e[1].encode("utf-8", "surrogatepass"))),
-        encoding_variants(text),
-        byte_variants(text.encode()),
-        png_variants(png).map(lambda v: Variant(f"image: {v.what}", body(
-            image=base64.b64encode(v.data).decode(), strength=0.5))),
-        png_variants(png).map(lambda v: Variant(f"mask: {v.what}", body(image=b64, mask=base64.b64encode(v.data).decode()))),
-        st.sampled_from(bad_text).map(lambda t: Variant(f"image: {t[0]}", body(image=t[1]))),
+    return mix(
+        (3, json_edits(BODY, indent=None).map(lambda e: Variant(e[0], e[1].encode("utf-8", "surrogatepass")))),
+        (1, encoding_variants(text)),
+        (1, byte_variants(text.encode())),
+        (2, png_variants(png).map(lambda v: Variant(f"image: {v.what}", body(
+            image=base64.b64encode(v.data).decode(), strength=0.5)))),
+        (1, png_variants(png).map(lambda v: Variant(f"mask: {v.what}", body(
+            image=b64, mask=base64.b64encode(v.data).decode())))),
+        (1, st.sampled_from(bad_text).map(lambda t: Variant(f"image: {t[0]}", body(image=t[1])))),
     )
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 from PIL import Image
 
-__all__ = ["Variant", "SPECIALS", "HOSTILE_JSON", "HOSTILE_TOML", "byte_variants", "encoding_variants",
+__all__ = ["Variant", "SPECIALS", "mix", "HOSTILE_JSON", "HOSTILE_TOML", "byte_variants", "encoding_variants",
            "text_variants", "json_edits", "json_variants", "jsonl_variants", "safetensors_variants",
            "png_variants", "tar_variants", "toml_variants"]
 
@@ -39,6 +39,13 @@ class Variant:
 
 SPECIALS = ("missing", "directory", "fifo", "dangling symlink", "symlink loop", "symlink to its folder",
             "symlink to /dev/null", "symlink to a good copy")
+
+
+def mix(*groups: tuple[int, SearchStrategy[Variant]]) -> SearchStrategy[Variant]:
+    """One of the strategies, each drawn about as often as its weight says (``one_of`` would
+    weigh every branch of nested ones alike, so that the many kinds of byte damage crowd out
+    the rest)."""
+    return st.sampled_from([s for weight, s in groups for _ in range(weight)]).flatmap(lambda s: s)
 
 
 # -- bytes and text ------------------------------------------------------------------------------
@@ -95,7 +102,7 @@ HOSTILE_TEXT = [("blank", "  \t \n"), ("a NUL", "\x00"), ("one newline", "\n"), 
 def text_variants(text: str) -> SearchStrategy[Variant]:
     """A small text file (a caption, latest.txt): other texts, encodings, bytes."""
     hostile = st.sampled_from(HOSTILE_TEXT).map(lambda t: Variant(t[0], t[1].encode()))
-    return st.one_of(hostile, encoding_variants(text), byte_variants(text.encode()))
+    return mix((2, hostile), (1, encoding_variants(text)), (2, byte_variants(text.encode())))
 
 
 # -- JSON ------------------------------------------------------------------------------------------
@@ -193,7 +200,7 @@ def json_edits(doc: Any, *, indent: int | None = 2) -> SearchStrategy[tuple[str,
 def json_variants(text: str) -> SearchStrategy[Variant]:
     """A JSON file: its values made hostile, its text in other encodings, its bytes."""
     edits = json_edits(json.loads(text)).map(lambda e: Variant(e[0], e[1].encode("utf-8", "surrogatepass")))
-    return st.one_of(edits, encoding_variants(text), byte_variants(text.encode()))
+    return mix((3, edits), (1, encoding_variants(text)), (2, byte_variants(text.encode())))
 
 
 def jsonl_variants(text: str) -> SearchStrategy[Variant]:
@@ -206,7 +213,7 @@ def jsonl_variants(text: str) -> SearchStrategy[Variant]:
     rows = [json_edits(json.loads(line), indent=None).map(
         lambda e, k=k: Variant(f"row {k + 1}: {e[0]}", with_line(k, e[1]))) for k, line in enumerate(lines)]
     extra = st.sampled_from(HOSTILE_JSON).map(lambda h: Variant(f"a row that is {h[0]}", (text + h[1] + "\n").encode()))
-    return st.one_of(*rows, extra, encoding_variants(text), byte_variants(text.encode()))
+    return mix((3, st.one_of(rows)), (1, extra), (1, encoding_variants(text)), (2, byte_variants(text.encode())))
 
 
 # -- safetensors -----------------------------------------------------------------------------------
@@ -225,10 +232,10 @@ def safetensors_variants(data: bytes) -> SearchStrategy[Variant]:
 
     lengths = [0, 1, 2, n - 1, n + 1, len(data) - 8, len(data), 2**31, 2**63, 2**64 - 1]
     parts = [
-        json_edits(header, indent=None).map(lambda e: Variant(f"header: {e[0]}", pack(e[1]))),
-        st.sampled_from(lengths).map(lambda k: Variant(f"header length <- {k}", struct.pack("<Q", k) + data[8:])),
-        byte_variants(data, region=(0, 8 + n)),
-        byte_variants(data),
+        (3, json_edits(header, indent=None).map(lambda e: Variant(f"header: {e[0]}", pack(e[1])))),
+        (1, st.sampled_from(lengths).map(lambda k: Variant(f"header length <- {k}", struct.pack("<Q", k) + data[8:]))),
+        (2, byte_variants(data, region=(0, 8 + n))),
+        (1, byte_variants(data)),
     ]
     meta = header.get("__metadata__") or {}
     if meta:  # a metadata text that gouache parses as JSON (a table's captions) made hostile
@@ -237,9 +244,9 @@ def safetensors_variants(data: bytes) -> SearchStrategy[Variant]:
             h["__metadata__"][key] = value
             return pack(json.dumps(h))
 
-        parts.append(st.tuples(st.sampled_from(sorted(meta)), st.sampled_from(HOSTILE_JSON)).map(
-            lambda t: Variant(f"metadata {t[0]} <- {t[1][0]}", with_meta(t[0], t[1][1]))))
-    return st.one_of(parts)
+        parts.append((2, st.tuples(st.sampled_from(sorted(meta)), st.sampled_from(HOSTILE_JSON)).map(
+            lambda t: Variant(f"metadata {t[0]} <- {t[1][0]}", with_meta(t[0], t[1][1])))))
+    return mix(*parts)
 
 
 # -- PNG -------------------------------------------------------------------------------------------
@@ -310,18 +317,18 @@ def png_variants(data: bytes) -> SearchStrategy[Variant]:
             ("not zlib", b"\x00" * 64)]
     no_idat = [(kind, body) for kind, body in chunks if kind != b"IDAT"]
     at = next((k for k, (kind, _) in enumerate(chunks) if kind == b"IDAT"), len(no_idat) - 1)
-    return st.one_of(
-        st.sampled_from(fields).map(lambda f: Variant(f[0], _png(_ihdr(chunks, f[1])))),
-        ks.map(lambda k: Variant(f"chunk {names[k]} dropped", _png(chunks[:k] + chunks[k + 1:]))),
-        ks.map(lambda k: Variant(f"chunk {names[k]} twice", _png(chunks[:k + 1] + chunks[k:]))),
-        ks.map(lambda k: Variant(f"chunk {names[k]} with a wrong CRC", _png(chunks, bad_crc=k))),
-        st.tuples(ks, st.sampled_from([0, 2**31 - 1, 2**32 - 1])).map(
-            lambda t: Variant(f"chunk {names[t[0]]} length <- {t[1]}", _png(chunks, length=t))),
-        st.sampled_from(idat).map(lambda i: Variant(f"pixel data {i[0]}",
-                                                     _png(no_idat[:at] + [(b"IDAT", i[1])] + no_idat[at:]))),
-        st.binary(min_size=1, max_size=64).map(lambda b: Variant(f"{len(b)} bytes after the end", data + b)),
-        st.sampled_from(_other_formats(data)).map(lambda o: Variant(o[0], o[1])),
-        byte_variants(data),
+    return mix(
+        (2, st.sampled_from(fields).map(lambda f: Variant(f[0], _png(_ihdr(chunks, f[1]))))),
+        (1, ks.map(lambda k: Variant(f"chunk {names[k]} dropped", _png(chunks[:k] + chunks[k + 1:])))),
+        (1, ks.map(lambda k: Variant(f"chunk {names[k]} twice", _png(chunks[:k + 1] + chunks[k:])))),
+        (1, ks.map(lambda k: Variant(f"chunk {names[k]} with a wrong CRC", _png(chunks, bad_crc=k)))),
+        (1, st.tuples(ks, st.sampled_from([0, 2**31 - 1, 2**32 - 1])).map(
+            lambda t: Variant(f"chunk {names[t[0]]} length <- {t[1]}", _png(chunks, length=t)))),
+        (1, st.sampled_from(idat).map(lambda i: Variant(f"pixel data {i[0]}",
+                                                         _png(no_idat[:at] + [(b"IDAT", i[1])] + no_idat[at:])))),
+        (1, st.binary(min_size=1, max_size=64).map(lambda b: Variant(f"{len(b)} bytes after the end", data + b))),
+        (1, st.sampled_from(_other_formats(data)).map(lambda o: Variant(o[0], o[1]))),
+        (2, byte_variants(data)),
     )
 
 
@@ -379,15 +386,15 @@ def tar_variants(data: bytes) -> SearchStrategy[Variant]:
         else:
             inner = text_variants(body.decode("utf-8"))
         content.append(inner.map(lambda v, k=k, name=info.name: Variant(f"{name}: {v.what}", with_body(k, v.data))))
-    return st.one_of(
-        *content,
-        st.tuples(ks, st.sampled_from(HOSTILE_MEMBER_NAMES)).map(
-            lambda t: Variant(f"{members[t[0]][0].name} renamed {t[1][:40]!r}", renamed(*t))),
-        st.tuples(ks, st.sampled_from(sorted(MEMBER_TYPES))).map(
-            lambda t: Variant(f"{members[t[0]][0].name} made {t[1]}", retyped(t[0], MEMBER_TYPES[t[1]]))),
-        ks.map(lambda k: Variant(f"{members[k][0].name} dropped", _tar(members[:k] + members[k + 1:]))),
-        ks.map(lambda k: Variant(f"{members[k][0].name} twice", _tar(members[:k + 1] + members[k:]))),
-        byte_variants(data),
+    return mix(
+        (3, st.one_of(content)),
+        (1, st.tuples(ks, st.sampled_from(HOSTILE_MEMBER_NAMES)).map(
+            lambda t: Variant(f"{members[t[0]][0].name} renamed {t[1][:40]!r}", renamed(*t)))),
+        (1, st.tuples(ks, st.sampled_from(sorted(MEMBER_TYPES))).map(
+            lambda t: Variant(f"{members[t[0]][0].name} made {t[1]}", retyped(t[0], MEMBER_TYPES[t[1]])))),
+        (1, ks.map(lambda k: Variant(f"{members[k][0].name} dropped", _tar(members[:k] + members[k + 1:])))),
+        (1, ks.map(lambda k: Variant(f"{members[k][0].name} twice", _tar(members[:k + 1] + members[k:])))),
+        (2, byte_variants(data)),
     )
 
 
@@ -459,12 +466,12 @@ def toml_variants(text: str) -> SearchStrategy[Variant]:
         return _toml(out).encode("utf-8", "surrogatepass")
 
     keyed = [p for p in paths if isinstance(_get(doc, p[:-1]), dict)]
-    return st.one_of(
-        st.tuples(st.sampled_from(paths), st.sampled_from(HOSTILE_TOML)).map(
-            lambda t: Variant(f"{_name(t[0])} <- {t[1][0]}", render(t[0], t[1][1]))),
-        st.sampled_from(paths).flatmap(lambda p: st.sampled_from(_toml_swaps(_get(doc, p))).map(
-            lambda s: Variant(f"{_name(p)} <- {s[0]}", render(p, s[1])))),
-        st.sampled_from(keyed).map(lambda p: Variant(f"{_name(p)} removed", render(p, None))),
-        encoding_variants(text),
-        byte_variants(text.encode()),
+    return mix(
+        (3, st.tuples(st.sampled_from(paths), st.sampled_from(HOSTILE_TOML)).map(
+            lambda t: Variant(f"{_name(t[0])} <- {t[1][0]}", render(t[0], t[1][1])))),
+        (2, st.sampled_from(paths).flatmap(lambda p: st.sampled_from(_toml_swaps(_get(doc, p))).map(
+            lambda s: Variant(f"{_name(p)} <- {s[0]}", render(p, s[1]))))),
+        (1, st.sampled_from(keyed).map(lambda p: Variant(f"{_name(p)} removed", render(p, None)))),
+        (1, encoding_variants(text)),
+        (2, byte_variants(text.encode())),
     )
