@@ -14,7 +14,7 @@ import pytest
 
 import fuzzing
 
-EXAMPLES = 40  # hypothesis variants a format
+EXAMPLES = 50  # hypothesis variants a format
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
