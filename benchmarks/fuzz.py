@@ -4,7 +4,7 @@
     python benchmarks/fuzz.py --format config.json --examples 200
     python benchmarks/fuzz.py --format "POST /api/generate" --seed 7   # other variants than the usual
 
-The variants are those of tests/test_fuzz.py (tests/hostile.py makes them, tests/fuzzing.py
+The variants are those of tests/test_fuzz.py (tests/fuzzing/ draws them with hypothesis and
 reads them): truncations, byte flips, type swaps, huge numbers, deep nesting, other encodings,
 a folder, a FIFO or a symlink in a file's place. Prints one row per format: the reads, how many
 gave a valid object, how many a one-line refusal, how many failed (any other exception, a

@@ -1,5 +1,5 @@
 """Every reader of a file gouache reads, and the server, given hostile variants of valid input
-(``hostile.py`` draws them with hypothesis, ``fuzzing.py`` reads them): each read gives a valid
+(``tests/fuzzing/`` draws them with hypothesis and reads them): each read gives a valid
 object or a one-line GouacheError, and the server answers 2xx or 4xx; never another exception,
 a message of several lines, a 5xx or a hang.
 
