@@ -245,8 +245,10 @@ def build_recipe(source: str, *, first: str = "") -> Callable[[Path, Context], N
 def build_pictures(case: Path, ctx: Context) -> None:
     case.mkdir(parents=True)
     shutil.copy(EMOJI / "images" / "google" / "1f333.png", case / "image.png")
-    mask = Image.new("L", (16, 16), 0)
-    ImageDraw.Draw(mask).ellipse((4, 4, 12, 12), fill=255)
+    with Image.open(case / "image.png") as image:
+        mask = Image.new("L", image.size, 0)  # a mask has its picture's size
+    w, h = mask.size
+    ImageDraw.Draw(mask).ellipse((w // 4, h // 4, 3 * w // 4, 3 * h // 4), fill=255)
     mask.save(case / "mask.png")
 
 
