@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's gouache, whatever is installed
 sys.path.insert(0, str(ROOT / "tests"))  # the strategies live beside the test that runs them briefly
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
