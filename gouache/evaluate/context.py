@@ -107,7 +107,7 @@ def check_run(*, seed: int, count: int, batch_size: int, out: Path | str | None)
     check_count(batch_size, 1, MAX_BATCH, what="the batch size")
     check_seeds([seed, seed + count - 1])
     if out is not None:
-        check_output_folder(out)
+        check_output_folder(out, empty=False)  # an earlier report in it is replaced
 
 
 def read_prompts(path: Path | str) -> list[str]:
