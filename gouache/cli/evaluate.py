@@ -5,10 +5,17 @@ import argparse
 from pathlib import Path
 
 from gouache.cli.arguments import add_sampling_arguments, sampling_options
+from gouache.errors import GouacheError
 
 __all__ = ["add_eval"]
 
 SUITES = ("understanding", "shapes")
+SUITE_SEEDS = {"understanding": 2, "shapes": 8}  # pictures a suite prompt, unless --suite-seeds says
+# the metrics' own options, which a suite does not read: (attribute, flag)
+METRICS_ONLY = (("num_images", "-n"), ("prompts", "--prompts"), ("split", "--split"),
+                ("references", "--references"), ("sweep_steps", "--sweep-steps"),
+                ("sweep_guidance", "--sweep-guidance"), ("sweep_images", "--sweep-images"),
+                ("no_heldout", "--no-heldout"), ("score_size", "--score-size"))
 
 DESCRIPTION = """\
 Generate pictures with a checkpoint and measure them against the real images of a
@@ -67,7 +74,7 @@ def add_eval(sub) -> None:
                         "colour x shape of a `gouache data shapes` folder, held-out ones marked)")
     p.add_argument("--suite-seeds", type=int, default=None,
                    help="pictures a suite prompt (default: understanding 2, shapes 8)")
-    p.set_defaults(func=_eval)
+    p.set_defaults(func=_eval, metrics_defaults={name: p.get_default(name) for name, _ in METRICS_ONLY})
 
 
 def _eval(a: argparse.Namespace) -> None:
@@ -78,6 +85,8 @@ def _eval(a: argparse.Namespace) -> None:
                         own=lambda folder: (folder / "report.json").is_file())  # an earlier report: replaced
     if a.suite is not None:
         return _suite(a)
+    if a.suite_seeds is not None:
+        raise GouacheError("--suite-seeds is for a suite: add --suite understanding or --suite shapes")
     from gouache.evaluate.report import Sweeps, evaluate, format_report
 
     sweeps = Sweeps(steps=a.sweep_steps, guidance=a.sweep_guidance, images=a.sweep_images)
@@ -90,17 +99,22 @@ def _eval(a: argparse.Namespace) -> None:
 
 
 def _suite(a: argparse.Namespace) -> None:
+    unread = [flag for name, flag in METRICS_ONLY if getattr(a, name) != a.metrics_defaults[name]]
+    if unread:
+        raise GouacheError(f"{unread[0]} is an option of the metrics, which --suite {a.suite} does not compute "
+                           "(a suite paints --suite-seeds pictures of each of its prompts)")
+    seeds = a.suite_seeds if a.suite_seeds is not None else SUITE_SEEDS[a.suite]
     if a.suite == "shapes":
         from gouache.evaluate.shapes import format_shapes, shapes_suite
 
-        report = shapes_suite(a.model, a.data, seeds=a.suite_seeds or 8, seed=a.seed, options=sampling_options(a),
+        report = shapes_suite(a.model, a.data, seeds=seeds, seed=a.seed, options=sampling_options(a),
                               out=a.out, batch_size=a.batch_size, device=a.device)
         print(format_shapes(report))
         print(f"wrote {a.out / 'report.json'}")
         return
     from gouache.evaluate.understanding import format_understanding, understanding
 
-    report = understanding(a.model, a.data, seeds=a.suite_seeds or 2, seed=a.seed, options=sampling_options(a),
+    report = understanding(a.model, a.data, seeds=seeds, seed=a.seed, options=sampling_options(a),
                            out=a.out, batch_size=a.batch_size, device=a.device)
     print(format_understanding(report))
     print(f"wrote {a.out / 'report.json'}")

@@ -19,10 +19,14 @@ from gouache.evaluate import metrics
 from gouache.evaluate.features import ImageFeatures, cached_features
 from gouache.images import fit, to_uint8, to_uint8_tensor
 from gouache.sampling.options import SamplingOptions
-from gouache.sampling.pipeline import Pipeline
+from gouache.sampling.pipeline import Pipeline, check_seeds
+from gouache.store.files import check_output_folder
 
-__all__ = ["RealSet", "EvalContext", "row_label", "load_context", "eval_prompts", "generate_images",
-           "fit_images", "noise_images"]
+__all__ = ["RealSet", "EvalContext", "row_label", "load_context", "check_run", "check_count", "read_prompts",
+           "eval_prompts", "generate_images", "fit_images", "noise_images", "MAX_BATCH", "MAX_SUITE_SEEDS"]
+
+MAX_BATCH = 1024  # pictures a batch, for sampling and for the Inception network
+MAX_SUITE_SEEDS = 1000  # pictures a suite paints of each of its prompts
 
 
 @dataclass
@@ -90,17 +94,39 @@ def load_context(data: Path, split: str, size: int, extractor: ImageFeatures, *,
     return EvalContext(extractor, sets[split], RealSet.cat(list(sets.values())), train, typical, seed, size)
 
 
+def check_count(value: object, lo: int, hi: int, *, what: str) -> None:
+    """Refuse ``value`` unless it is a whole number from ``lo`` to ``hi``; ``what`` names it."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise GouacheError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}")
+
+
+def check_run(*, seed: int, count: int, batch_size: int, out: Path | str | None) -> None:
+    """Refuse, before anything loads, what an evaluation painting ``count`` pictures cannot run
+    with: a batch size out of range, a seed (``seed`` to ``seed + count - 1``) that a generator
+    cannot take, an ``out`` folder it could not write its report in."""
+    check_count(batch_size, 1, MAX_BATCH, what="the batch size")
+    check_seeds([seed, seed + count - 1])
+    if out is not None:
+        check_output_folder(out, empty=False)  # an earlier report in it is replaced
+
+
+def read_prompts(path: Path | str) -> list[str]:
+    """The prompts of a file, one a line (blank lines skipped)."""
+    try:
+        pool = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise GouacheError(f"cannot read the prompts file {path}: {e}") from None
+    pool = [p for p in pool if p]
+    if not pool:
+        raise GouacheError(f"{path} holds no prompts (one a line)")
+    return pool
+
+
 def eval_prompts(split_labels: Sequence[str], n: int, *, seed: int = 0,
                  prompts_file: Path | None = None) -> list[str]:
     """``n`` prompts: the split's distinct labels (or the file's lines) in a seeded order, cycled."""
     if prompts_file is not None:
-        try:
-            pool = [ln.strip() for ln in Path(prompts_file).read_text(encoding="utf-8").splitlines()]
-        except OSError as e:
-            raise GouacheError(f"cannot read the prompts file {prompts_file}: {e}") from None
-        pool = [p for p in pool if p]
-        if not pool:
-            raise GouacheError(f"{prompts_file} holds no prompts (one a line)")
+        pool = read_prompts(prompts_file)
     else:
         pool = sorted(set(split_labels))
         random.Random(seed).shuffle(pool)

@@ -23,10 +23,13 @@ from gouache.errors import GouacheError
 from gouache.evaluate import metrics
 from gouache.evaluate.context import (
     EvalContext,
+    check_count,
+    check_run,
     eval_prompts,
     generate_images,
     load_context,
     noise_images,
+    read_prompts,
     row_label,
 )
 from gouache.evaluate.features import ImageFeatures, InceptionV3TF, metadata_checksum
@@ -42,7 +45,9 @@ from gouache.store.checkpoint import (
 from gouache.store.files import json_safe
 from gouache.training.heldout import HeldOut
 
-__all__ = ["evaluate", "format_report", "Sweeps"]
+__all__ = ["evaluate", "format_report", "Sweeps", "MAX_IMAGES"]
+
+MAX_IMAGES = 100_000  # pictures one evaluation paints (FID is usually reported at 50,000)
 
 
 @dataclass(frozen=True)
@@ -107,16 +112,16 @@ def evaluate(model: Path | str | None, data: Path | str, options: SamplingOption
     """
     start = time.time()
     data = Path(data)
-    if num_images < 2:
-        raise GouacheError(f"evaluation needs at least 2 images (FID and KID compare sets), got {num_images}")
+    _check_arguments(num_images, sweeps, score_size)  # every argument before any loading
+    check_run(seed=seed, count=num_images, batch_size=batch_size, out=out)
+    if prompts is not None:
+        read_prompts(prompts)
     folder = resolve_model_dir(model if model is not None else default_model_dir())
     model_info = checkpoint_record(folder)  # now: a training run may prune this checkpoint later
     dev = pick_device(device)
     pipe = pipeline or Pipeline.load(folder, device=dev)
     options = pipe.resolve(options)  # "auto" named, for the report
     extractor = extractor or InceptionV3TF(dev)
-    if score_size is not None and not 8 <= score_size <= 1024:
-        raise GouacheError(f"the scoring size must be 8 to 1024 pixels, got {score_size}")
     size = score_size or pipe.image_size
     heldout = heldout and size == pipe.image_size  # a loss on resized references measures the resize
     split_data = load_imagefolder(data, size=size, split=split, progress=progress)
@@ -163,6 +168,16 @@ def evaluate(model: Path | str | None, data: Path | str, options: SamplingOption
         report["plots"] = plots
         (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _check_arguments(num_images: int, sweeps: Sweeps, score_size: int | None) -> None:
+    if isinstance(num_images, int) and num_images < 2:
+        raise GouacheError(f"evaluation needs at least 2 images (FID and KID compare sets), got {num_images}")
+    check_count(num_images, 2, MAX_IMAGES, what="the number of images")
+    if sweeps.any:
+        check_count(sweeps.images, 2, MAX_IMAGES, what="the pictures per sweep point")
+    if score_size is not None:
+        check_count(score_size, 8, 1024, what="the scoring size in pixels")
 
 
 def _fmt(v, spec: str) -> str:

@@ -24,16 +24,18 @@ import torch
 
 from gouache.colours import dominant_colours, foreground, rgb_to_hsv, saturated
 from gouache.data.build.shapes import read_shapes_info
+from gouache.data.imagefolder import read_records
 from gouache.device import pick_device
 from gouache.errors import GouacheError
-from gouache.evaluate.context import generate_images
+from gouache.evaluate.context import MAX_SUITE_SEEDS, check_count, check_run, generate_images, row_label
+from gouache.evaluate.understanding import suite_fits
 from gouache.images import grid, save_png, to_pil
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import checkpoint_record, resolve_model_dir
 from gouache.store.files import json_safe
 
-__all__ = ["judge_shapes", "shapes_suite", "format_shapes"]
+__all__ = ["judge_shapes", "check_shapes_data", "shapes_suite", "format_shapes"]
 
 MIN_AREA = 0.02  # a blob smaller than this share of the picture is no shape
 MAX_AREA = 0.6  # nor one larger (the drawn shapes cover at most 0.41 of it)
@@ -98,6 +100,18 @@ def judge_shapes(images: torch.Tensor) -> list[tuple[str | None, str | None]]:
     return out
 
 
+def check_shapes_data(data: Path, seen: list[str]) -> None:
+    """Refuse a folder whose training pictures are not the suite's shapes (every one would be
+    judged wrong), naming the suite that fits it."""
+    rows = read_records(data, split=None)
+    labels = {row_label(r).lower() for r in rows if r.get("split", "train") == "train"}
+    missing = [c for c in seen if c not in labels]
+    if missing:
+        fits = "--suite understanding" if suite_fits(rows) else "gouache eval without --suite"
+        raise GouacheError(f"shapes suite: {data} has no training picture of {missing[0]!r}: it is not a "
+                           f"`gouache data shapes` folder; for this data use {fits}")
+
+
 def shapes_suite(model: Path | str | None, data: Path | str, *, seeds: int = 8, seed: int = 0,
                  options: SamplingOptions = SamplingOptions(), out: Path | str | None = Path("eval"),
                  batch_size: int = 16, device: str = "auto", pipeline: Pipeline | None = None,
@@ -106,11 +120,14 @@ def shapes_suite(model: Path | str | None, data: Path | str, *, seeds: int = 8, 
     start = time.time()
     if model is None:
         raise GouacheError("the shapes suite needs --model: a run trained on the shapes folder")
+    check_count(seeds, 1, MAX_SUITE_SEEDS, what="--suite-seeds (pictures a prompt)")
     info = read_shapes_info(Path(data))
+    captions = [f"{c} {s}" for c in info["colours"] for s in info["shapes"]]
+    check_shapes_data(Path(data), [c for c in captions if c not in info["holdout"]])
+    check_run(seed=seed, count=len(captions) * seeds, batch_size=batch_size, out=out)
     folder = resolve_model_dir(model)
     pipe = pipeline or Pipeline.load(folder, device=pick_device(device))
     options = pipe.resolve(options)  # "auto" named, for the report
-    captions = [f"{c} {s}" for c in info["colours"] for s in info["shapes"]]
     prompts = [c for c in captions for _ in range(seeds)]  # caption k's seeds: seed + k*seeds ...
     images = generate_images(pipe, prompts, options, seed=seed, batch_size=batch_size, progress=progress)
     judged = judge_shapes(images)

@@ -39,10 +39,11 @@ from typing import Sequence
 import torch
 
 from gouache.colours import HUES, dominant_colours, dominant_hue, greyscale, rotate_hue
+from gouache.data.build.shapes import COLOURS, SHAPES
 from gouache.data.imagefolder import caption_variants, read_records
 from gouache.device import pick_device
 from gouache.errors import GouacheError
-from gouache.evaluate.context import generate_images, row_label
+from gouache.evaluate.context import MAX_SUITE_SEEDS, check_count, check_run, generate_images, row_label
 from gouache.evaluate.features import ImageFeatures, InceptionV3TF, cache_path
 from gouache.evaluate.metrics import nearest
 from gouache.images import grid, load_rgb, save_png, to_pil, to_uint8_tensor
@@ -55,10 +56,11 @@ from gouache.store.checkpoint import (
 )
 from gouache.store.files import json_safe
 
-__all__ = ["SuitePrompt", "SUITES_DIR", "KINDS", "load_suite", "train_captions", "check_suite", "judge_objects",
-           "understanding", "format_understanding"]
+__all__ = ["SuitePrompt", "SUITES_DIR", "KINDS", "load_suite", "train_captions", "check_suite", "suite_fits",
+           "judge_objects", "understanding", "format_understanding"]
 
 SUITES_DIR = Path(__file__).parent / "suites"
+SHAPE_CAPTIONS = {f"{c} {s}" for c in COLOURS for s in SHAPES}  # a `gouache data shapes` folder's
 KINDS = ("paraphrase", "composition")
 TOP_K = 5
 
@@ -106,6 +108,15 @@ def check_suite(suite: Sequence[SuitePrompt], rows: Sequence[dict]) -> None:
                                "not a label of the data's training split (the suite is written for the emoji set)")
         if p.prompt.lower() in captions:
             raise GouacheError(f"understanding suite: {p.prompt!r} is a caption of the training split")
+
+
+def suite_fits(rows: Sequence[dict], suite: Sequence[SuitePrompt] | None = None) -> bool:
+    """Whether the suite (default: the shipped one) fits a data folder's rows (``check_suite``)."""
+    try:
+        check_suite(load_suite() if suite is None else suite, rows)
+    except GouacheError:
+        return False
+    return True
 
 
 def judge_objects(feats: torch.Tensor, wanted: Sequence[Sequence[str]], ref: torch.Tensor,
@@ -190,9 +201,14 @@ def understanding(model: Path | str | None, data: Path | str, *, seeds: int = 2,
     (also ``out/report.json`` and the grids ``out/understanding_<kind>.png`` unless ``out`` is None)."""
     start = time.time()
     data = Path(data)
+    check_count(seeds, 1, MAX_SUITE_SEEDS, what="--suite-seeds (pictures a prompt)")
     suite = list(suite) if suite is not None else load_suite()
     rows = read_records(data, split=None)
+    if any(row_label(r).lower() in SHAPE_CAPTIONS for r in rows) and not suite_fits(rows, suite):
+        raise GouacheError(f"understanding suite: {data} is a `gouache data shapes` folder, not emoji; "
+                           "for this data use --suite shapes")
     check_suite(suite, rows)
+    check_run(seed=seed, count=len(suite) * seeds, batch_size=batch_size, out=out)
     folder = resolve_model_dir(model if model is not None else default_model_dir())
     info = checkpoint_record(folder)
     dev = pick_device(device)
