@@ -32,6 +32,8 @@ def regular_file(path: Path, *, what: str = "file") -> os.stat_result:
         raise GouacheError(f"{path}: no such {what}") from None
     except OSError as e:
         raise GouacheError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    except (UnicodeEncodeError, ValueError):  # a lone surrogate or a NUL: no file system name
+        raise GouacheError(f"{ascii(str(path))}: not a possible file name for a {what}") from None
     if not stat.S_ISREG(info.st_mode):
         kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
         raise GouacheError(f"{path}: {what} is {kind}")
@@ -40,7 +42,10 @@ def regular_file(path: Path, *, what: str = "file") -> os.stat_result:
 
 def inside(path: Path, root: Path, *, what: str = "file") -> Path:
     """``path`` when its real path lies in ``root``: a data folder never reads from outside itself."""
-    real = Path(path).resolve()
+    try:
+        real = Path(path).resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop
+        raise GouacheError(f"{path}: cannot follow {what} ({e})") from None
     if not real.is_relative_to(Path(root).resolve()):
         raise GouacheError(f"{path}: {what} leads outside the data folder {root} (to {real})")
     return real
