@@ -77,10 +77,10 @@ def regular_file(path: Path | str, what: str) -> Path:
     path = Path(path)
     try:
         mode = os.stat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise MissingFile(f"{what} {path} is missing") from None
-    except OSError as e:
-        raise GouacheError(f"{what} {path}: cannot read it ({e.strerror})") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise GouacheError(f"{what} {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
     if not stat.S_ISREG(mode):
         raise _not_regular(mode, path, what)
     return path
@@ -91,10 +91,10 @@ def _open(path: Path, what: str) -> tuple[int, int]:
     named pipe put in the file's place is refused instead of waiting for a writer."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise MissingFile(f"{what} {path} is missing") from None
-    except OSError as e:
-        raise GouacheError(f"{what} {path}: cannot read it ({e.strerror})") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        raise GouacheError(f"{what} {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
@@ -183,7 +183,8 @@ def parse_json(text: str | bytes, *, what: str, top: type | None = dict) -> Any:
 
 
 def _kind(t: type) -> str:
-    return {dict: "an object", list: "a list", str: "text", bool: "true or false", type(None): "null"}.get(t, "a number")
+    names = {dict: "an object", list: "a list", str: "text", bool: "true or false", type(None): "null"}
+    return names.get(t, "a number")
 
 
 def read_json(path: Path | str, *, what: str, limit: int = MB, top: type | None = dict) -> Any:
@@ -213,25 +214,25 @@ def safetensors_header(path: Path | str, *, what: str) -> tuple[dict[str, Tensor
     try:
         head = _read(fd, 8)
         if len(head) < 8:
-            raise GouacheError(f"{what} {path}: not a safetensors file (only {size} bytes)")
+            raise GouacheError(f"{what} {path}: not a readable safetensors file (only {size} bytes)")
         n = int.from_bytes(head, "little")
         if n < 2 or n > MAX_HEADER or 8 + n > size:
-            raise GouacheError(f"{what} {path}: not a safetensors file (its header declares {n:,} bytes, "
-                               f"the file has {size:,})")
+            raise GouacheError(f"{what} {path}: not a readable safetensors file (its header declares "
+                               f"{n:,} bytes, the file has {size:,})")
         header = parse_json(_read(fd, n), what=f"{what} {path}")
     finally:
         os.close(fd)
     data = size - 8 - n  # the bytes after the header
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-        raise GouacheError(f"{what} {path}: not a safetensors file (its metadata is not text)")
+        raise GouacheError(f"{what} {path}: not a readable safetensors file (its metadata is not text)")
     return {name: _spec(name, entry, data, path, what) for name, entry in header.items()}, meta
 
 
 def _spec(name: str, entry: Any, data: int, path: Path, what: str) -> TensorSpec:
     """One header entry, checked: a dtype, a shape, and offsets inside the ``data`` bytes."""
     def bad(why: str) -> GouacheError:
-        return GouacheError(f"{what} {path}: not a safetensors file (tensor {name!r} {why})")
+        return GouacheError(f"{what} {path}: not a readable safetensors file (tensor {name!r} {why})")
 
     if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
         raise bad("has no dtype it knows")
