@@ -40,6 +40,7 @@ from gouache.store.checkpoint import (
     load_network,
     read_model_config,
     resolve_model_dir,
+    text_model_of,
 )
 from gouache.store.student import StudentInfo, load_student, refuse_bare_student
 
@@ -115,7 +116,7 @@ class Pipeline:
             net, config = (lambda: load_network(folder)[0]), read_model_config(folder)
         names = apply_adapters(net, folder, specs) if specs else []
         dev = pick_device(device)
-        encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
+        encoder = text_encoder or TextEncoder(text_model_of(folder, config), max_length=config.text_max_length)
         pipe = cls(net, encoder, config, dev, student=found)
         pipe.adapters = {name: LoadedAdapter(path, scale) for name, (path, scale) in zip(names, specs)}
         return pipe

@@ -38,7 +38,7 @@ from gouache.model.text import PromptEmbedding, TextEncoder
 from gouache.sampling.guidance import guided
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import load_network, load_weights, resolve_model_dir
+from gouache.store.checkpoint import load_network, load_weights, resolve_model_dir, text_model_of
 from gouache.store.files import check_output_folder, write_json
 from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.student import (
@@ -208,7 +208,7 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
         resolve_model_dir(resume)  # refused before the data loads
     device = pick_device(cfg.device)
     teacher, model = load_network(teacher_dir)
-    text_encoder = text_encoder or TextEncoder(model.text_model, max_length=model.text_max_length)
+    text_encoder = text_encoder or TextEncoder(text_model_of(teacher_dir, model), max_length=model.text_max_length)
     data = load_imagefolder(Path(cfg.data), size=model.unet.image_size, split=cfg.split, progress=progress)
     table = CaptionTable.build(data, text_encoder, progress=progress, folder=Path(cfg.data))
     info = StudentInfo(guidance=cfg.guidance, teacher=Path(cfg.teacher).resolve().name,

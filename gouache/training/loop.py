@@ -36,6 +36,7 @@ from gouache.store.checkpoint import (
     save_run_state,
 )
 from gouache.store.files import write_json
+from gouache.store.latest import read_latest
 from gouache.training.log import StopSignal, TrainLog
 from gouache.training.lr_schedule import Schedule, TimeBudget, lr_at
 
@@ -184,8 +185,11 @@ def _read_back(run: Run, pending: list[torch.Tensor]) -> list[float]:
 def _diverged(cfg: RunConfig, step: int, loss: float) -> str:
     """What to tell the user when the run has diverged at ``step``; nothing since the last
     read-back is saved, so the last checkpoint is from before that step."""
-    latest = Path(cfg.out) / "latest.txt"
-    kept = (f"the last checkpoint, {latest.read_text().strip()}, is kept" if latest.exists()
+    try:
+        latest = read_latest(cfg.out)
+    except GouacheError:  # a latest.txt it cannot follow: the run's own message matters more
+        latest = None
+    kept = (f"the last checkpoint, {latest.relative_to(cfg.out)}, is kept" if latest is not None
             else "no checkpoint was written")
     return (f"training diverged at step {step}: the loss (or its gradient) is {loss}; {kept}. "
             f"Lower lr (now {cfg.lr:g}) or grad_clip (now {cfg.grad_clip:g}), or raise warmup "

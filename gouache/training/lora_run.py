@@ -24,7 +24,7 @@ from gouache.errors import GouacheError
 from gouache.model.config import ModelConfig
 from gouache.model.lora import add_adapter, load_adapter_tensors
 from gouache.store.adapters import AdapterInfo, read_adapter, save_adapter
-from gouache.store.checkpoint import load_weights, read_model_config, resolve_model_dir
+from gouache.store.checkpoint import check_model_folder, load_weights, read_model_config, resolve_model_dir
 from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
 from gouache.training.config import TrainConfig
 
@@ -41,6 +41,7 @@ class LoRARun:
             raise GouacheError("--lora needs --init MODEL: the trained model the adapters sit on "
                                "(e.g. gouache/models/emoji64)")
         self.base = resolve_model_dir(cfg.init)
+        check_model_folder(self.base)  # its config and weights header, before its weights are hashed
         name = Path(cfg.init).resolve().name
         self.info = AdapterInfo(rank=cfg.lora, alpha=float(cfg.lora_alpha or cfg.lora), convs=cfg.lora_convs,
                                 base_model=name, base_sha256=weights_fingerprint(self.base))

@@ -51,9 +51,11 @@ from gouache.model.unet import UNet
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import (
+    check_model_folder,
     load_weights,
     read_model_config,
     resolve_model_dir,
+    text_model_of,
     write_model_weights,
 )
 from gouache.store.files import check_output_folder
@@ -229,8 +231,10 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     prior = PriorOptions.from_config(cfg)
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
     check_output_folder(cfg.out, what="the run folder")  # before an hour of work, not after
-    if resume is not None or cfg.init:
-        resolve_model_dir(resume if resume is not None else cfg.init)  # refused before the data loads
+    if resume is not None:
+        resolve_model_dir(resume)  # refused before the data loads
+    if cfg.init:
+        check_model_folder(resolve_model_dir(cfg.init))  # its config and weights header too
     device = pick_device(cfg.device)  # under torchrun: this rank's GPU
     dist.init(device)
     if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
@@ -240,7 +244,8 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     lora = LoRARun(cfg) if cfg.lora else None  # the base, resolved and hashed once
     if lora:  # the model is the base's
         cfg.model = lora.model_config()
-    text_encoder = text_encoder or TextEncoder(cfg.model.text_model, max_length=cfg.model.text_max_length)
+    encoder_name = text_model_of(lora.base, cfg.model) if lora else cfg.model.text_model  # a recipe's: the user's
+    text_encoder = text_encoder or TextEncoder(encoder_name, max_length=cfg.model.text_max_length)
     if text_encoder.dim != cfg.model.unet.text_dim:
         raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
                            f"but the model expects text_dim={cfg.model.unet.text_dim}")
