@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from safetensors import SafetensorError, safe_open
 
 from gouache.data.captions import caption_variants
 from gouache.data.imagefolder import CaptionedImages, read_records
 from gouache.data.shards import is_shard_spec, read_samples, shards_folder
-from gouache.errors import GouacheError
 from gouache.model.text import PromptEmbedding, TextEncoder
+from gouache.store.embeddings import read_prompt_embeddings
 from gouache.store.tensors import save_tensors
 
 __all__ = ["CaptionTable", "CaptionCache", "EMBEDDINGS_FILE", "save_prompt_embeddings",
@@ -60,19 +59,8 @@ def save_prompt_embeddings(path: Path, captions: Sequence[str], emb: PromptEmbed
 def load_prompt_embeddings(path: Path, encoder: TextEncoder) -> tuple[list[str], PromptEmbedding] | None:
     """The stored captions and embeddings, or None when the file is absent or made by another
     text model or token limit than ``encoder``'s."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if (meta.get("text_model"), meta.get("max_length")) != tuple(map(str, _model_of(encoder))):
-                return None
-            captions = json.loads(meta["captions"])
-            emb = PromptEmbedding(f.get_tensor("tokens"), f.get_tensor("mask"), f.get_tensor("pooled"))
-    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as e:
-        raise GouacheError(f"{path}: not a prompt embeddings file ({e})") from None
-    return captions, emb
+    name, length = _model_of(encoder)  # the file is checked before any tensor is read
+    return read_prompt_embeddings(path, text_model=name, max_length=length, dim=getattr(encoder, "dim", None))
 
 
 def dataset_captions(data: Path | str) -> list[str]:

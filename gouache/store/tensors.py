@@ -44,12 +44,12 @@ def check_tensors(path: Path, found: Mapping[str, TensorSpec], expected: Mapping
     missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
     if missing or extra:
         e_g = f"e.g. {(missing or extra)[0]}"
-        raise GouacheError(f"{path}: {what} of another network: {len(missing)} missing, {len(extra)} "
+        raise GouacheError(f"{path}: {what} of another model shape: {len(missing)} missing, {len(extra)} "
                            f"unexpected ({e_g})")
     for name, want in expected.items():
         have = found[name]
         if have.shape != want.shape:
-            raise GouacheError(f"{path}: {what} of another network: {name} is {tuple(have.shape)}, "
+            raise GouacheError(f"{path}: {what} of another model shape: {name} is {tuple(have.shape)}, "
                                f"{tuple(want.shape)} expected")
         floats = any_float and have.dtype.is_floating_point and want.dtype.is_floating_point
         if have.dtype != want.dtype and not floats:
