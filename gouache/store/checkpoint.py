@@ -39,8 +39,8 @@ from gouache.store.train_state import STATE_FILE, load_train_state, read_run_sta
 
 __all__ = ["write_model_weights", "save_run_state", "clear_partial_checkpoints",
            "load_weights", "load_network", "load_train_state", "default_model_dir", "resolve_model_dir",
-           "read_model_config", "check_model_folder", "text_model_of", "checkpoint_record", "export_model",
-           "average_weights"]
+           "read_model_config", "checkpoint_record", "export_model", "average_weights",
+           "check_weights", "check_model_folder", "text_model_of"]
 
 
 def clear_partial_checkpoints(run: Path) -> None:
@@ -162,14 +162,17 @@ def _specs(module: torch.nn.Module) -> dict[str, TensorSpec]:
     return {k: TensorSpec(v.dtype, tuple(v.shape)) for k, v in module.state_dict().items()}
 
 
-def check_model_folder(folder: Path) -> ModelConfig:
-    """A model folder's config (``read_model_config``), once its ``ema.safetensors`` header is
-    checked to hold that network's tensors; no tensor is read."""
+def check_model_folder(folder: Path, *, values: bool = False) -> ModelConfig:
+    """A model folder's config (``read_model_config``), once its ``ema.safetensors`` header (and a
+    run's ``model.safetensors``) is checked to hold that network's tensors; with ``values`` every
+    value is read and must be finite, else no tensor is read."""
     config = read_model_config(folder)
-    with no_initial_weights():  # memory reserved, never touched: the config's cost is bounded
-        expected = _specs(UNet(config.unet))
-    path = Path(folder) / "ema.safetensors"
-    check_tensors(path, _weights_header(path), expected, what="weights", any_float=True)
+    with torch.random.fork_rng(devices=[]), no_initial_weights():  # nothing drawn, memory never touched
+        net = UNet(config.unet)
+    for name in ("ema", "model"):
+        path = Path(folder) / f"{name}.safetensors"
+        if name == "ema" or path.exists():
+            check_weights(net, path, values=values)
     return config
 
 
@@ -195,13 +198,22 @@ def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
     return net, config
 
 
+def check_weights(module: torch.nn.Module, path: Path, *, values: bool = False) -> None:
+    """Refuse the weights file ``path`` unless its header declares ``module``'s tensors (names,
+    shapes, float dtypes); with ``values`` every value is read and must be finite, else nothing
+    but the header is read."""
+    check_tensors(Path(path), _weights_header(Path(path)), _specs(module), what="weights", any_float=True)
+    if values:
+        check_finite(path, read_tensors(Path(path), what="weights"))
+
+
 def load_weights(module: torch.nn.Module, path: Path) -> None:
     """Load a safetensors file into ``module``: its header is checked against the module's
-    tensors (names, shapes, float dtypes) before any tensor is read, and every value must be
-    finite; a failure names the file and the mismatch."""
+    tensors (``check_weights``) before any tensor is read, and every value must be finite; a
+    failure names the file and the mismatch."""
     path = Path(path)
     own = module.state_dict()
-    check_tensors(path, _weights_header(path), _specs(module), what="weights", any_float=True)
+    check_weights(module, path)
     sd = check_finite(path, read_tensors(path, what="weights"))
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from gouache.errors import GouacheError
@@ -23,14 +23,17 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict
     os.chmod(path, 0o666 & ~mask)
 
 
-def read_tensors(path: Path, *, what: str = "tensors") -> dict[str, torch.Tensor]:
-    """A safetensors file's tensors, its header checked first (``reading.safetensors_header``);
-    a missing or damaged file is a one-line error naming it."""
+def read_tensors(path: Path, *, what: str = "tensors", names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors (``names``: only these), its header checked first
+    (``reading.safetensors_header``); a missing or damaged file is a one-line error naming it."""
     try:
-        safetensors_header(path, what=what)
+        found, _ = safetensors_header(path, what=what)
     except MissingFile:
         raise GouacheError(f"{path} is missing") from None
     try:
+        if names is not None:
+            with safe_open(str(path), framework="pt") as f:
+                return {name: f.get_tensor(name) for name in names if name in found}
         return load_file(path)
     except (SafetensorError, OSError) as e:
         raise GouacheError(f"{path}: not a readable safetensors file ({e})") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import torch
 
@@ -18,11 +19,12 @@ from gouache.errors import GouacheError
 from gouache.store.reading import MB, MissingFile, TensorSpec, read_json, safetensors_header
 from gouache.store.tensors import check_tensors, read_tensors
 
-__all__ = ["RunState", "read_run_state", "load_train_state", "STATE_FILE", "TRAIN_FILE"]
+__all__ = ["RunState", "read_run_state", "check_train_state", "load_train_state", "STATE_FILE", "TRAIN_FILE"]
 
 STATE_FILE = "state.json"
 TRAIN_FILE = "train.safetensors"
 _MOMENTS = ("exp_avg", "exp_avg_sq")  # AdamW's per-parameter state beside its step count
+_SAME = ("amsgrad", "maximize", "differentiable", "capturable")  # flags that change the state or the step
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,15 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _expected_tensors(optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator]
+def _expected_tensors(params: Sequence[torch.Tensor], generators: Mapping[str, torch.Generator]
                       ) -> dict[str, TensorSpec]:
-    """What ``train.safetensors`` holds for this optimiser and these generators: for parameter i
-    (numbered as ``Optimizer.state_dict`` numbers them) its step count and AdamW's moments, and
-    each generator's state."""
+    """What ``train.safetensors`` holds for AdamW on ``params`` and for these generators: for
+    parameter i (numbered as ``Optimizer.state_dict`` numbers them) its step count and moments,
+    and each generator's state."""
     specs: dict[str, TensorSpec] = {}
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     for i, p in enumerate(params):
         specs[f"state.{i}.step"] = TensorSpec(torch.float32, ())
-        for name in _MOMENTS + (("max_exp_avg_sq",) if optimizer.defaults.get("amsgrad") else ()):
+        for name in _MOMENTS:
             specs[f"state.{i}.{name}"] = TensorSpec(p.dtype, tuple(p.shape))
     for name, g in generators.items():
         specs[f"rng.{name}"] = TensorSpec(torch.uint8, tuple(g.get_state().shape))
@@ -85,7 +86,7 @@ def _check_groups(path: Path, theirs: list[dict], ours: list[dict]) -> None:
             raise GouacheError(f"{path}: parameter group {k} holds {_count(t['params'])} parameters, this run's "
                                f"optimiser {len(o['params'])}: the state of another network")
         for key, value in o.items():
-            if not _same_kind(t[key], value):
+            if not _same_kind(t[key], value) or (key in _SAME and t[key] != value):
                 raise GouacheError(f"{path}: parameter group {k}: {key} must be like {value!r}, got {_short(t[key])}")
 
 
@@ -103,19 +104,41 @@ def _same_kind(theirs, ours) -> bool:
     return type(theirs) is type(ours)
 
 
-def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
-                     generators: dict[str, torch.Generator]) -> int:
-    """Restore AdamW and the generators from a checkpoint, once all of it is checked; return its step."""
+def check_train_state(folder: Path, params: Sequence[torch.Tensor], generators: Mapping[str, torch.Generator],
+                      *, optimizer: torch.optim.Optimizer | None = None) -> RunState:
+    """A checkpoint's ``state.json`` and ``train.safetensors``, checked (nothing loaded) against
+    AdamW on ``params`` (in the optimiser's order; ``optimizer``: that AdamW, when made) and the
+    run's ``generators``: every tensor's name, shape and dtype, every hyper-parameter's kind."""
     folder = Path(folder)
     state = read_run_state(folder)
-    _check_groups(folder / STATE_FILE, state.param_groups, optimizer.state_dict()["param_groups"])
+    ours = optimizer or torch.optim.AdamW(params)  # made for its groups' keys: no step is taken
+    _check_groups(folder / STATE_FILE, state.param_groups, ours.state_dict()["param_groups"])
     path = folder / TRAIN_FILE
     try:
         found, _ = safetensors_header(path, what="training state")
     except MissingFile:
         raise GouacheError(f"{path} is missing: a checkpoint to resume needs its {TRAIN_FILE}") from None
-    check_tensors(path, found, _expected_tensors(optimizer, generators), what="optimizer state",
-                  any_float=True)
+    check_tensors(path, found, _expected_tensors(params, generators), what="optimizer state", any_float=True)
+    states = read_tensors(path, what="training state", names=[f"rng.{name}" for name in generators])
+    for name, g in generators.items():  # each state tried on a generator of its own kind
+        _set_state(torch.Generator(g.device), states[f"rng.{name}"], path, name)
+    return state
+
+
+def _set_state(g: torch.Generator, state: torch.Tensor, path: Path, name: str) -> None:
+    try:
+        g.set_state(state)
+    except RuntimeError as e:
+        raise GouacheError(f"{path}: rng.{name} is not a state of this generator ({e})".splitlines()[0]) from None
+
+
+def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
+                     generators: dict[str, torch.Generator]) -> int:
+    """Restore AdamW and the generators from a checkpoint, once all of it is checked; return its step."""
+    folder = Path(folder)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = check_train_state(folder, params, generators, optimizer=optimizer)
+    path = folder / TRAIN_FILE
     tensors = read_tensors(path, what="training state")
     opt_state: dict[int, dict] = {}
     for key, v in tensors.items():
@@ -124,8 +147,5 @@ def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
             opt_state.setdefault(int(i), {})[name] = v
     optimizer.load_state_dict({"state": opt_state, "param_groups": state.param_groups})
     for name, g in generators.items():
-        try:
-            g.set_state(tensors[f"rng.{name}"])
-        except RuntimeError as e:
-            raise GouacheError(f"{path}: rng.{name} is not a state of this generator ({e})".splitlines()[0]) from None
+        _set_state(g, tensors[f"rng.{name}"], path, name)
     return state.step
