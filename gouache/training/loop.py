@@ -40,7 +40,7 @@ from gouache.store.latest import read_latest
 from gouache.training.log import StopSignal, TrainLog
 from gouache.training.lr_schedule import Schedule, TimeBudget, lr_at
 
-__all__ = ["Run", "RunConfig", "RunResult", "run_loop", "save", "resume", "open_run"]
+__all__ = ["Run", "RunConfig", "RunResult", "run_loop", "save", "resume", "open_run", "run_generators"]
 
 
 class RunConfig(Schedule, Protocol):
@@ -85,6 +85,11 @@ class RunResult:
     losses: list[float]  # the loss of every step of this call (read back at each log row)
     images_per_second: float
     stopped: bool = False  # ended early by Ctrl-C or SIGTERM (a checkpoint was written)
+
+
+def run_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    """A run's ``gen``: the data's draws on the CPU, the noise's on the device."""
+    return {"data": torch.Generator().manual_seed(seed), "noise": torch.Generator(device).manual_seed(seed + 1)}
 
 
 def save(run: Run) -> Path:

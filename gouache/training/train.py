@@ -46,25 +46,29 @@ from gouache.device import pick_device
 from gouache.errors import GouacheError
 from gouache.images import grid, save_png
 from gouache.model.denoiser import Denoiser
+from gouache.model.noinit import no_initial_weights
 from gouache.model.text import TextEncoder
 from gouache.model.unet import UNet
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import (
     check_model_folder,
+    check_weights,
     load_weights,
     read_model_config,
     resolve_model_dir,
     text_model_of,
     write_model_weights,
 )
+from gouache.store.embeddings import check_stored_embeddings
 from gouache.store.files import check_output_folder
+from gouache.store.train_state import check_train_state
 from gouache.training import loop
 from gouache.training.compiling import CompiledNet, compile_mode
 from gouache.training.config import TrainConfig
 from gouache.training.ema import update_ema
 from gouache.training.heldout import HeldOut
-from gouache.training.loop import RunResult, open_run, run_loop
+from gouache.training.loop import RunResult, open_run, run_generators, run_loop
 from gouache.training.lora_run import LoRARun
 from gouache.training.lr_schedule import lr_at
 from gouache.training.prior import (
@@ -115,8 +119,7 @@ class Trainer:
         # fused: one kernel for all parameters; on a 2-core CPU 13 ms a step against 50 ms (cpu64)
         trained = [p for p in self.net.parameters() if p.requires_grad]  # all, or a LoRA's adapter only
         self.opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        self.gen = {"data": torch.Generator().manual_seed(cfg.seed),
-                    "noise": torch.Generator(device).manual_seed(cfg.seed + 1)}
+        self.gen = run_generators(cfg.seed, device)
         self.step_no = 0
         self.autocast = cfg.bf16 if device.type == "cuda" else device.type == "cpu" and cfg.cpu_bf16
 
@@ -234,7 +237,7 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     if resume is not None:
         resolve_model_dir(resume)  # refused before the data loads
     if cfg.init:
-        check_model_folder(resolve_model_dir(cfg.init))  # its config and weights header too
+        check_model_folder(resolve_model_dir(cfg.init), values=True)  # its config and weights too
     device = pick_device(cfg.device)  # under torchrun: this rank's GPU
     dist.init(device)
     if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
@@ -245,10 +248,14 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     if lora:  # the model is the base's
         cfg.model = lora.model_config()
     encoder_name = text_model_of(lora.base, cfg.model) if lora else cfg.model.text_model  # a recipe's: the user's
+    if resume is not None:
+        _check_checkpoint(cfg, resolve_model_dir(resume), device, lora)  # before the data loads
     text_encoder = text_encoder or TextEncoder(encoder_name, max_length=cfg.model.text_max_length)
     if text_encoder.dim != cfg.model.unet.text_dim:
         raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
                            f"but the model expects text_dim={cfg.model.unet.text_dim}")
+    if data is None and cfg.data and not is_shard_spec(cfg.data):
+        check_stored_embeddings(cfg.data, text_encoder)  # from its header, before the pictures load
     data, table = _load_data(cfg, data, text_encoder, device, prior, lora, progress=progress and lead)
     trainer = Trainer(cfg, data, table, device, prior=prior.count, lora=lora, encoder=text_encoder)
     if resume is not None:
@@ -260,6 +267,22 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     return run_loop(trainer, log=log, sample=lambda path: _sample_grid(trainer, text_encoder, path),
                     heldout=None if heldout is None else lambda: heldout.loss(trainer.ema),
                     eval_every=cfg.eval_every, lead=lead, progress=progress and lead)
+
+
+def _check_checkpoint(cfg: TrainConfig, folder: Path, device: torch.device, lora: LoRARun | None) -> None:
+    """The checkpoint to resume, checked whole against the network this run trains: its weights
+    (or adapters) and their values, its optimiser state and generators. The network is built
+    without weights or random draws."""
+    with torch.random.fork_rng(devices=[]), no_initial_weights():
+        net = UNet(cfg.model.unet)
+        if lora:
+            lora.prepare(net, load=False)
+    if lora:
+        lora.check_weights(folder, net)
+    else:
+        for name in ("model", "ema"):
+            check_weights(net, folder / f"{name}.safetensors", values=True)
+    check_train_state(folder, [p for p in net.parameters() if p.requires_grad], run_generators(cfg.seed, device))
 
 
 def _load_data(cfg: TrainConfig, data: CaptionedImages | None, encoder: TextEncoder, device: torch.device,
