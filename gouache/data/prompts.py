@@ -29,13 +29,12 @@ from gouache.data.captions import caption_variants
 from gouache.data.imagefolder import CaptionedImages, read_records
 from gouache.data.shards import is_shard_spec, read_samples, shards_folder
 from gouache.model.text import PromptEmbedding, TextEncoder
-from gouache.store.embeddings import read_prompt_embeddings
+from gouache.store.embeddings import EMBEDDINGS_FILE, read_prompt_embeddings
 from gouache.store.tensors import save_tensors
 
 __all__ = ["CaptionTable", "CaptionCache", "EMBEDDINGS_FILE", "save_prompt_embeddings",
            "load_prompt_embeddings", "embed_dataset", "dataset_captions"]
 
-EMBEDDINGS_FILE = "prompt_embeddings.safetensors"
 
 
 def _model_of(encoder: TextEncoder) -> tuple[str | None, int | None]:

@@ -18,13 +18,33 @@ from gouache.model.text import PromptEmbedding
 from gouache.store.reading import MissingFile, parse_json, safetensors_header
 from gouache.store.tensors import check_finite, read_tensors
 
-__all__ = ["read_prompt_embeddings"]
+__all__ = ["EMBEDDINGS_FILE", "read_prompt_embeddings", "check_prompt_embeddings", "check_stored_embeddings"]
+
+EMBEDDINGS_FILE = "prompt_embeddings.safetensors"  # in the data folder
 
 
 def read_prompt_embeddings(path: Path | str, *, text_model: str | None, max_length: int | None,
                            dim: int | None = None) -> tuple[list[str], PromptEmbedding] | None:
     """The stored captions and embeddings, or None when the file is absent or made by another text
     model or token limit than ``text_model`` and ``max_length``. ``dim``: the encoder's width, if known."""
+    captions = check_prompt_embeddings(path, text_model=text_model, max_length=max_length, dim=dim)
+    if captions is None:
+        return None
+    t = check_finite(path, read_tensors(Path(path), what="prompt embeddings"))
+    return captions, PromptEmbedding(t["tokens"], t["mask"].bool(), t["pooled"])
+
+
+def check_stored_embeddings(folder: Path | str, encoder) -> None:
+    """Refuse ``folder``'s stored prompt embeddings, if it has some for ``encoder``, when they do
+    not fit it (``check_prompt_embeddings``): what a run calls before the data loads."""
+    check_prompt_embeddings(Path(folder) / EMBEDDINGS_FILE, text_model=getattr(encoder, "name", None),
+                            max_length=getattr(encoder, "max_length", None), dim=getattr(encoder, "dim", None))
+
+
+def check_prompt_embeddings(path: Path | str, *, text_model: str | None, max_length: int | None,
+                            dim: int | None = None) -> list[str] | None:
+    """The stored captions, once the file's header is checked (no tensor is read); None when the
+    file is absent or another encoder's."""
     path = Path(path)
     try:
         found, meta = safetensors_header(path, what="prompt embeddings")
@@ -54,5 +74,4 @@ def read_prompt_embeddings(path: Path | str, *, text_model: str | None, max_leng
         raise bad(f"mask {mask.shape} and pooled {pooled.shape} do not fit tokens {tokens.shape}")
     if not (tokens.dtype.is_floating_point and pooled.dtype.is_floating_point) or mask.dtype.itemsize != 1:
         raise bad(f"tokens {tokens.dtype}, mask {mask.dtype}, pooled {pooled.dtype}")
-    t = check_finite(path, read_tensors(path, what="prompt embeddings"))
-    return captions, PromptEmbedding(t["tokens"], t["mask"].bool(), t["pooled"])
+    return captions
