@@ -25,11 +25,11 @@ from gouache.model.lora import (
 )
 from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
 from gouache.store.latest import read_latest
-from gouache.store.reading import KB, MissingFile, TensorSpec, read_json, safetensors_header
+from gouache.store.reading import KB, MissingFile, TensorSpec, read_json, regular_file, safetensors_header
 from gouache.store.tensors import check_finite, check_tensors, read_tensors, save_tensors
 
-__all__ = ["AdapterInfo", "save_adapter", "read_adapter", "read_adapter_info", "find_adapter", "apply_adapters",
-           "parse_lora_spec", "MAX_RANK"]
+__all__ = ["AdapterInfo", "save_adapter", "read_adapter", "read_adapter_info", "check_adapter_file", "find_adapter",
+           "apply_adapters", "parse_lora_spec", "MAX_RANK"]
 
 
 MAX_RANK = 256  # as the command line's --lora
@@ -71,7 +71,9 @@ def find_adapter(path: Path | str) -> Path:
     path = Path(path)
     if path.is_dir():
         path = (read_latest(path) or path) / "adapter.safetensors"
-    if not path.is_file():
+    if path.exists():
+        regular_file(path, "adapter")  # a named pipe or a device is said as such
+    else:
         raise GouacheError(f"no such adapter: {path} (an .safetensors file with its .json beside it, "
                            "or a LoRA run folder)")
     return path
@@ -100,9 +102,9 @@ def read_adapter_info(path: Path) -> AdapterInfo:
         raise GouacheError(f"{meta}: {e}") from None
 
 
-def _read_adapter_tensors(path: Path, own: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """The adapter file's tensors, all float and finite; with ``own`` (the adapter's tensors on
-    the network) the header's names and shapes are checked against them before any is read."""
+def check_adapter_file(path: Path, own: dict[str, torch.Tensor] | None = None) -> None:
+    """Refuse the adapter file ``path`` unless its header declares float tensors, and with ``own``
+    (the adapter's tensors on a network) the same names and shapes; nothing else is read."""
     try:
         found, _ = safetensors_header(path, what="adapter")
     except MissingFile:
@@ -113,6 +115,11 @@ def _read_adapter_tensors(path: Path, own: dict[str, torch.Tensor] | None = None
     for name, spec in found.items():
         if not spec.dtype.is_floating_point:
             raise GouacheError(f"{path}: {name} is {spec.dtype}, not a float tensor")
+
+
+def _read_adapter_tensors(path: Path, own: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The adapter file's tensors, once ``check_adapter_file`` passes; every value finite."""
+    check_adapter_file(path, own)
     return check_finite(path, read_tensors(path, what="adapter"))
 
 
