@@ -219,7 +219,11 @@ def safetensors_header(path: Path | str, *, what: str) -> tuple[dict[str, Tensor
         if n < 2 or n > MAX_HEADER or 8 + n > size:
             raise GouacheError(f"{what} {path}: not a readable safetensors file (its header declares "
                                f"{n:,} bytes, the file has {size:,})")
-        header = parse_json(_read(fd, n), what=f"{what} {path}")
+        raw = _read(fd, n)
+        try:
+            header = parse_json(raw.decode("utf-8"), what=f"{what} {path}: not a readable safetensors file, its header")
+        except UnicodeDecodeError:
+            raise GouacheError(f"{what} {path}: not a readable safetensors file (its header is not text)") from None
     finally:
         os.close(fd)
     data = size - 8 - n  # the bytes after the header
