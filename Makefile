@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/gouache generate "red apple" -n 4 --out out --scale 4 --trajectory out/red-apple-trajectory.png
+	$(VENV)/bin/gouache generate "red apple" -n 4 --out out --scale 4 --trajectory out/red-apple-trajectory.png --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not browser" -q
@@ -36,4 +36,4 @@ clean:
 
 # A static site that paints with the shipped model in the browser (docs/browser.md); needs npm once.
 web: $(STAMP)
-	$(VENV)/bin/gouache export gouache/models/emoji64 --web out/web
+	$(VENV)/bin/gouache export gouache/models/emoji64 --web out/web --overwrite

@@ -57,7 +57,7 @@ def end_to_end(model: str | None, repeats: int) -> dict:
     """Median wall seconds of the floor, the student's and the teacher's `gouache generate`."""
     py = sys.executable
     with tempfile.TemporaryDirectory() as tmp:
-        generate = [py, "-m", "gouache", "generate", PROMPT, *(["--model", model] if model else [])]
+        generate = [py, "-m", "gouache", "generate", PROMPT, "--overwrite", *(["--model", model] if model else [])]
         cmds = {"floor (import torch)": [py, "-c", "import torch"],
                 "default (auto)": [*generate, "--out", f"{tmp}/student.png"],
                 "teacher (--sampler dpmpp_2m)": [*generate, "--sampler", "dpmpp_2m", "--out", f"{tmp}/teacher.png"]}

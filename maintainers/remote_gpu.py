@@ -98,8 +98,9 @@ def images_digest(data: Path) -> str:
 
 def pack_sources(data: Path, out: Path, cache_dir: Path | None) -> None:
     """``out/sources``: the npm tarballs ``data`` was built from (checked against its manifest's
-    sha256s), the manifest, and the digest of its images, for ``rebuild`` there."""
-    from gouache.data.build.npm import default_cache, tarball_name
+    sha256s and their pins), the pins, the manifest, and the digest of its images, for ``rebuild``
+    there."""
+    from gouache.data.build.npm import check_tarball, default_cache, integrity, tarball_name
     from gouache.store.files import file_sha256
 
     cache_dir = cache_dir or default_cache()
@@ -110,11 +111,14 @@ def pack_sources(data: Path, out: Path, cache_dir: Path | None) -> None:
     if src.exists():
         shutil.rmtree(src)
     src.mkdir(parents=True)
+    pins = {}
     for name, version in sorted(manifest["packages"].items()):
         tarball = cache_dir / tarball_name(name, version)
         if not tarball.is_file() or file_sha256(tarball) != manifest["tarball_sha256"][name]:
             raise SystemExit(f"{tarball}: absent, or not the tarball {data} was built from")
+        pins[f"{name}@{version}"] = integrity(check_tarball(tarball, name, version))
         shutil.copy2(tarball, src / tarball.name)
+    (src / "pins.json").write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n")
     shutil.copy2(data / "manifest.json", src / "manifest.json")
     (src / "images.sha256").write_text(images_digest(data) + "\n")
     size = sum(f.stat().st_size for f in src.iterdir())
@@ -129,7 +133,7 @@ def rebuild(src: Path, out: Path, jobs: int | None) -> None:
     want = json.loads((sources / "manifest.json").read_text())
     built = build_emoji_dataset(out, size=want["size"], styles=want["styles"], source=want["source"],
                                 cache_dir=sources, test_fraction=want["test_fraction"], seed=want["seed"],
-                                jobs=jobs, progress=False)
+                                jobs=jobs, progress=False, pins=json.loads((sources / "pins.json").read_text()))
     print(built["summary"])
     got = json.loads((out / "manifest.json").read_text())  # as written, to compare like with like
     differ = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))

@@ -26,6 +26,8 @@ def add_data(sub) -> None:
     e.add_argument("--jobs", type=int, default=None, help="rendering processes (default: up to 4)")
     e.add_argument("--only", default=None, help="keep only these code sequences (comma-separated; fixtures)")
     e.add_argument("--test", default=None, help="hold out exactly these emoji (comma-separated; fixtures)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="build into --out even though it holds something other than an earlier build")
     e.set_defaults(func=_data_emoji)
     s = dsub.add_parser("shapes", formatter_class=HELP, help="draw the coloured-shapes sanity dataset")
     s.add_argument("--out", type=Path, required=True)
@@ -34,6 +36,8 @@ def add_data(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--holdout", default="", metavar='"green triangle,blue circle"',
                    help="colour-shape combinations never drawn (the composition test)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="draw into --out even though it holds something other than an earlier shapes set")
     s.set_defaults(func=_data_shapes)
     c = dsub.add_parser("check", formatter_class=HELP, help="lint an imagefolder; non-zero exit on errors")
     c.add_argument("folder", type=Path)
@@ -42,7 +46,7 @@ def add_data(sub) -> None:
                         description="Write OUT/000000.tar, 000001.tar, ...: png, txt and json per image; "
                                     'train on them with --data "OUT/{000000..000009}.tar" or --data OUT.')
     h.add_argument("folder", type=Path, help="imagefolder (metadata.jsonl or NAME.txt captions)")
-    h.add_argument("--out", type=Path, required=True, help="an empty folder for the shards")
+    h.add_argument("--out", type=Path, required=True, help="a new or empty folder for the shards")
     h.add_argument("--shard-size", type=int, default=1000, help="images per shard")
     h.add_argument("--split", default=None, help="only this split (default: all rows, split kept in json)")
     h.set_defaults(func=_data_shard)
@@ -63,7 +67,7 @@ def _data_emoji(a: argparse.Namespace) -> None:
 
     manifest = build_emoji_dataset(a.out, size=a.size, styles=items(a.styles), source=a.source,
                                    cache_dir=a.cache_dir, seed=a.seed, jobs=a.jobs, only=items(a.only),
-                                   test=items(a.test))
+                                   test=items(a.test), overwrite=a.overwrite)
     print(manifest["summary"])
     print(f"built {a.out}")
 
@@ -72,7 +76,7 @@ def _data_shapes(a: argparse.Namespace) -> None:
     from gouache.data.build.shapes import build_shapes_dataset, parse_holdout
 
     n = build_shapes_dataset(a.out, size=a.size, per_caption=a.per_caption, seed=a.seed,
-                             holdout=parse_holdout(a.holdout))
+                             holdout=parse_holdout(a.holdout), overwrite=a.overwrite)
     print(f"drew {n} images in {a.out}")
 
 

@@ -45,7 +45,8 @@ def add_eval(sub) -> None:
                    help="file of prompts, one a line (default: the labels of the split's images)")
     p.add_argument("--seed", type=int, default=0, help="image k uses seed+k (default: 0)")
     add_sampling_arguments(p)
-    p.add_argument("--out", type=Path, default=Path("eval"), help="folder for report.json and plots (default: eval/)")
+    p.add_argument("--out", type=Path, default=Path("eval"),
+                   help="folder for report.json and plots, new or empty or an earlier report's (default: eval/)")
     p.add_argument("--references", action="store_true",
                    help="also score a ceiling (real images) and a floor (clipped Gaussian noise)")
     p.add_argument("--sweep-steps", action="store_true",
@@ -70,6 +71,11 @@ def add_eval(sub) -> None:
 
 
 def _eval(a: argparse.Namespace) -> None:
+    from gouache.store.checkpoint import default_model_dir
+    from gouache.store.files import check_output_folder
+
+    check_output_folder(a.out, inputs=[("the --model", a.model or default_model_dir()), ("the --data", a.data)],
+                        own=lambda folder: (folder / "report.json").is_file())  # an earlier report: replaced
     if a.suite is not None:
         return _suite(a)
     from gouache.evaluate.report import Sweeps, evaluate, format_report

@@ -21,6 +21,8 @@ def add_export(sub) -> None:
     p.add_argument("--web", type=Path, default=None, metavar="OUT",
                    help="instead: a static site that paints with the model's student in the browser")
     p.add_argument("--fp32", action="store_true", help="keep float32 weights")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the --out (or --web) folder if it holds anything (never a run, nor an input)")
     add_lora_argument(p, "--merge-lora")
     p.add_argument("--student", type=Path, default=None, metavar="RUN",
                    help="a few-step student distilled from this model (gouache distill): the model "
@@ -34,6 +36,7 @@ def _export(a: argparse.Namespace) -> None:
     if a.web is not None or a.out is None:
         from gouache.web.site import export_site
 
-        print(export_site(a.run, a.web, alone=a.out is None and a.student is None and not a.merge_lora))
+        print(export_site(a.run, a.web, alone=a.out is None and a.student is None and not a.merge_lora,
+                          overwrite=a.overwrite))
         return
-    print(export(a.run, a.out, fp32=a.fp32, merge_lora=a.merge_lora, student=a.student))
+    print(export(a.run, a.out, fp32=a.fp32, merge_lora=a.merge_lora, student=a.student, overwrite=a.overwrite))

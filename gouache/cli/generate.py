@@ -26,6 +26,9 @@ def add_generate(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("out"),
                    help="a folder for the PNGs, or a file name ending in .png (then NAME-1.png, ...)")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the step-by-step strip here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files already there (without it: a folder's taken names get -2, -3, ...; "
+                        "a named .png file that exists is refused)")
     p.add_argument("--image", type=Path, default=None,
                    help="start from this picture instead of pure noise (image-to-image; any size)")
     p.add_argument("--strength", type=float, default=None,
@@ -43,7 +46,7 @@ def _generate(a: argparse.Namespace) -> None:
 
     paths = generate(a.prompt, sampling_options(a), model=a.model, num_images=a.num_images, seed=a.seed,
                      out=a.out, trajectory=a.trajectory, image=a.image, mask=a.mask, strength=a.strength,
-                     scale=a.scale, device=a.device, lora=a.lora)
+                     scale=a.scale, device=a.device, lora=a.lora, overwrite=a.overwrite)
     for path in paths:
         print(path)
 
@@ -55,10 +58,11 @@ def add_noise(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("out/noise_strip.png"))
     p.add_argument("--size", type=int, default=64, help="resize and centre-crop to this side")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_noise)
 
 
 def _noise(a: argparse.Namespace) -> None:
     from gouache.api import noise_strip_file
 
-    print(noise_strip_file(a.image, out=a.out, size=a.size, seed=a.seed))
+    print(noise_strip_file(a.image, out=a.out, size=a.size, seed=a.seed, overwrite=a.overwrite))

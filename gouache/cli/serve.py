@@ -6,6 +6,7 @@ works without them.
 from __future__ import annotations
 
 import argparse
+import os
 
 from gouache.cli.arguments import HELP
 from gouache.errors import GouacheError
@@ -28,13 +29,15 @@ def add_serve(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every network)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    p.add_argument("--queue-size", type=int, default=16, help="jobs that may wait; more get 503")
-    p.add_argument("--max-batch", type=int, default=8, help="most pictures painted in one batch")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's choice)")
+    p.add_argument("--queue-size", type=int, default=16, help="jobs that may wait (1 to 1024); more get 503")
+    p.add_argument("--max-batch", type=int, default=8, help="most pictures painted in one batch (1 to 64)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads, at most this machine's CPUs (None: torch's choice)")
     p.set_defaults(func=_serve)
 
 
 def _serve(a: argparse.Namespace) -> None:
+    """Refuse what cannot work (options, adapters, the port, the model) before listening; then serve."""
     try:
         import uvicorn
 
@@ -42,20 +45,43 @@ def _serve(a: argparse.Namespace) -> None:
     except ImportError as e:
         raise GouacheError(f"gouache serve needs fastapi and uvicorn ({e}): pip install fastapi uvicorn") from None
     from gouache.sampling.pipeline import Pipeline
+    from gouache.serve.adapters import check_adapters
+    from gouache.serve.background import listen
+    from gouache.serve.worker import MAX_BATCH, MAX_QUEUE
 
+    cpus = os.cpu_count() or 1
     if not 0 <= a.port <= 65535:
         raise GouacheError(f"--port must be between 0 and 65535, got {a.port}")
-    if a.queue_size < 1 or a.max_batch < 1:
-        raise GouacheError("--queue-size and --max-batch must be at least 1")
-    if a.threads:
-        import torch
+    if not 1 <= a.queue_size <= MAX_QUEUE:
+        raise GouacheError(f"--queue-size must be from 1 to {MAX_QUEUE}, got {a.queue_size}")
+    if not 1 <= a.max_batch <= MAX_BATCH:
+        raise GouacheError(f"--max-batch must be from 1 to {MAX_BATCH}, got {a.max_batch}")
+    if a.threads is not None and not 1 <= a.threads <= cpus:
+        raise GouacheError(f"--threads must be from 1 to {cpus} (this machine's CPUs), got {a.threads}")
+    check_adapters(a.lora)
+    sock = listen(a.host, a.port)  # a port in use is refused here, before the model loads
+    try:
+        if a.threads:
+            import torch
 
-        torch.set_num_threads(a.threads)
-    pipeline = Pipeline.load(a.model, device=a.device, lora=a.lora)  # each chosen per request (serve/adapters.py)
-    app = create_app(pipeline, queue_size=a.queue_size, max_batch=a.max_batch)
+            torch.set_num_threads(a.threads)
+        pipeline = Pipeline.load(a.model, device=a.device, lora=a.lora)  # each chosen per request (serve/adapters.py)
+        app = create_app(pipeline, queue_size=a.queue_size, max_batch=a.max_batch)
+    except BaseException:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]
     print(f"gouache: painting {pipeline.image_size}x{pipeline.image_size} pictures on {pipeline.device}; "
-          f"open http://{_url_host(a.host)}:{a.port}/", flush=True)
-    uvicorn.run(app, host=a.host, port=a.port, log_level="info")
+          f"open http://{_url_host(a.host)}:{port}/", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # Ctrl-C: uvicorn has stopped the server, as uvicorn.run does
+        pass
+    finally:
+        sock.close()
+    if not server.started:
+        raise GouacheError("the server did not start: see the log above")
 
 
 def _url_host(host: str) -> str:

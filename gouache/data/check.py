@@ -17,12 +17,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
 from tqdm import tqdm
 
 from gouache.data.captions import caption_variants
 from gouache.data.imagefolder import find_images, scan_folder
 from gouache.errors import GouacheError
+from gouache.images import read_picture
 
 SHOWN = 20  # how many errors/warnings format() lists before summarising the rest
 
@@ -67,15 +67,16 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def inspect_image(path: Path) -> tuple[str, str, str] | str:
-    """Return (resolution, mode, sha256) for a readable image, else an error message."""
+def inspect_image(path: Path, *, name: str | None = None) -> tuple[str, str, str] | str:
+    """Return (resolution, mode, sha256) for an image training would read, else why not
+    (``images.read_picture``'s checks, naming the file as ``name``)."""
     try:
-        data = path.read_bytes()
-        with Image.open(path) as im:
-            im.load()
-            return f"{im.width}x{im.height}", im.mode, hashlib.sha256(data).hexdigest()
-    except Exception as exc:  # PIL raises many types for broken files
-        return f"{type(exc).__name__}: {exc}"
+        im = read_picture(path, name=name)
+    except GouacheError as e:
+        return str(e)
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    return f"{im.width}x{im.height}", im.mode, digest
 
 
 def word_stats(captions: list[str]) -> dict[str, float]:
@@ -127,9 +128,9 @@ def check_dataset(root: Path, *, progress: bool = True) -> CheckReport:
     for row in tqdm(rows, desc="check", unit="img", disable=not progress):
         path = Path(row["path"])
         rel = path.relative_to(root) if path.is_relative_to(root) else path
-        info = inspect_image(path)
+        info = inspect_image(path, name=str(rel))
         if isinstance(info, str):
-            report.errors.append(f"{rel}: unreadable image ({info})")
+            report.errors.append(info)
         else:
             resolutions[info[0]] += 1
             modes[info[1]] += 1

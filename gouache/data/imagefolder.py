@@ -11,6 +11,12 @@ Images are composited on white, resized and centre-cropped to the model's
 resolution, and held in memory as uint8 (7,500 emoji at 64x64 take 92 MB).
 There is no horizontal flip: captions such as "left arrow" would be lied to.
 
+Every file is checked before it is read (``inputs.py``): pictures and captions must be
+regular files whose real paths lie in the folder (a symlink may not lead out of it), and
+metadata.jsonl at most ``MAX_METADATA_BYTES``, each row at most ``MAX_ROW_BYTES`` of JSON
+nested at most ``inputs.MAX_JSON_DEPTH`` deep; pictures pass ``images.read_picture``'s
+checks (at most ``images.MAX_PIXELS`` pixels, read from the header before decoding).
+
 Which captions a row is trained with is the caption policy's business
 (``captions.py``); ``read_records`` is the one reader of a folder, used by
 training, ``gouache data check`` and the examples, so that a folder the check
@@ -18,7 +24,6 @@ passes is one that training accepts.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gouache.data.captions import CAPTION_TEMPLATES, caption_variants
+from gouache.data.inputs import inside, parse_json, read_bounded
 from gouache.errors import GouacheError
 from gouache.images import load_rgb, to_uint8_tensor
 
@@ -36,6 +42,9 @@ __all__ = ["CaptionedImages", "load_imagefolder", "caption_variants", "CAPTION_T
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 METADATA_NAME = "metadata.jsonl"
+MAX_METADATA_BYTES = 512 * 2**20  # a million rows of 500 bytes
+MAX_ROW_BYTES = 64 * 2**10  # one row of metadata.jsonl
+MAX_CAPTION_BYTES = 64 * 2**10  # one NAME.txt caption
 
 
 @dataclass
@@ -90,7 +99,7 @@ def scan_folder(root: Path) -> FolderScan:
         if nested != meta:
             scan.errors.append(f"{nested}: only {meta} is read; move its rows there "
                                "(file_name relative to it)")
-    if meta.exists():
+    if meta.exists() or meta.is_symlink():
         scan.source = "metadata"
         _read_metadata(meta, scan)
         listed = {Path(r["path"]).resolve() for r in scan.rows}
@@ -124,8 +133,17 @@ def read_records(root: Path, *, split: str | None = "train") -> list[dict]:
 def _read_metadata(meta: Path, scan: FolderScan) -> None:
     seen: set[str] = set()
     root = meta.parent.resolve()
-    for n, raw in enumerate(meta.read_bytes().splitlines(), start=1):
+    try:
+        inside(meta, root, what=METADATA_NAME)
+        lines = read_bounded(meta, MAX_METADATA_BYTES, what=METADATA_NAME).splitlines()
+    except GouacheError as e:
+        scan.errors.append(str(e))
+        return
+    for n, raw in enumerate(lines, start=1):
         where = f"{meta}:{n}"
+        if len(raw) > MAX_ROW_BYTES:
+            scan.errors.append(f"{where}: a row of {len(raw)} bytes, over gouache's limit of {MAX_ROW_BYTES}")
+            continue
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -134,9 +152,9 @@ def _read_metadata(meta: Path, scan: FolderScan) -> None:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            scan.errors.append(f"{where}: not valid JSON ({e.msg})")
+            row = parse_json(line, where=where)
+        except GouacheError as e:
+            scan.errors.append(str(e))
             continue
         if not isinstance(row, dict):
             scan.errors.append(f"{where}: a row must be a JSON object with file_name and text, got {line.strip()[:40]}")
@@ -152,8 +170,11 @@ def _read_metadata(meta: Path, scan: FolderScan) -> None:
         if not isinstance(row.get("text"), str) or not row["text"].strip():
             scan.errors.append(f"{path}: image has no caption ('text' must be text, got {row.get('text')!r})")
             continue
-        if not path.is_file():
+        if not path.exists():
             scan.errors.append(f"{path}: listed in {METADATA_NAME} but missing")
+            continue
+        if not path.is_file():
+            scan.errors.append(f"{path}: listed in {METADATA_NAME} but not a regular file")
             continue
         if row["file_name"] in seen:
             scan.warnings.append(f"{where}: {row['file_name']} listed more than once")
@@ -174,9 +195,17 @@ def _read_sidecars(root: Path, scan: FolderScan) -> None:
     for path in images:
         txt = path.with_suffix(".txt")
         try:
-            text = txt.read_text(encoding="utf-8").strip() if txt.exists() else ""
+            inside(path, root, what="picture")
+            if txt.exists() or txt.is_symlink():
+                inside(txt, root, what="caption")
+                text = read_bounded(txt, MAX_CAPTION_BYTES, what="caption").decode("utf-8").strip()
+            else:
+                text = ""
         except UnicodeDecodeError as e:
             scan.errors.append(f"{txt}: not UTF-8 text (byte at position {e.start})")
+            continue
+        except GouacheError as e:
+            scan.errors.append(str(e))
             continue
         if not text:
             scan.errors.append(f"{path}: image has no caption (expected {txt.name} or metadata.jsonl)")
@@ -204,11 +233,11 @@ def load_imagefolder(root: Path, *, size: int, split: str | None = "train",
     """Read every captioned image of ``split`` into memory at ``size`` x ``size``."""
     rows = read_records(root, split=split)
     images = torch.empty(len(rows), 3, size, size, dtype=torch.uint8)  # (N, 3, H, W)
-    for k, row in enumerate(tqdm(rows, desc=f"loading {Path(root).name}", unit="img",
-                                 disable=not progress)):
-        path = Path(row["path"])
-        if not path.exists():
-            raise GouacheError(f"{path}: listed in metadata.jsonl but missing")
-        images[k] = to_uint8_tensor(load_rgb(path, size))
+    with tqdm(rows, desc=f"loading {Path(root).name}", unit="img", disable=not progress) as bar:
+        for k, row in enumerate(bar):  # a bad picture ends the bar's line before the error is printed
+            path = Path(row["path"])
+            if not path.exists():
+                raise GouacheError(f"{path}: listed in metadata.jsonl but missing")
+            images[k] = to_uint8_tensor(load_rgb(path, size))
     variants, probs = zip(*(caption_variants(r) for r in rows))
     return CaptionedImages(images, list(variants), list(probs), rows)

@@ -15,6 +15,9 @@ data, in ``DATA/prompt_embeddings.safetensors``:
 ``CaptionTable.build`` (in-memory data) and ``CaptionCache`` (streamed shards)
 use the file when its text model and token limit are the model's, so a large
 run never encodes a prompt; without it the cache encodes each new caption once.
+A file that is there is checked before it is used (``check_embeddings``): every
+tensor and the caption list present, of those shapes and dtypes (L at most
+max_length, D the encoder's), finite, with real tokens first in each mask row.
 """
 from __future__ import annotations
 
@@ -24,17 +27,21 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from gouache.data.captions import caption_variants
+from gouache.data.inputs import parse_json, regular_file
 from gouache.data.imagefolder import CaptionedImages, read_records
 from gouache.data.shards import is_shard_spec, read_samples, shards_folder
+from gouache.errors import GouacheError
 from gouache.model.text import PromptEmbedding, TextEncoder
-from gouache.store.embeddings import EMBEDDINGS_FILE, read_prompt_embeddings
+from gouache.store.files import check_output_file
 from gouache.store.tensors import save_tensors
 
 __all__ = ["CaptionTable", "CaptionCache", "EMBEDDINGS_FILE", "save_prompt_embeddings",
-           "load_prompt_embeddings", "embed_dataset", "dataset_captions"]
+           "load_prompt_embeddings", "check_embeddings", "embed_dataset", "dataset_captions"]
 
+EMBEDDINGS_FILE = "prompt_embeddings.safetensors"
 
 
 def _model_of(encoder: TextEncoder) -> tuple[str | None, int | None]:
@@ -45,21 +52,62 @@ def save_prompt_embeddings(path: Path, captions: Sequence[str], emb: PromptEmbed
                            text_model: str, max_length: int) -> Path:
     """Write ``captions``' embeddings (rows in that order) atomically to ``path``."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     tensors = {"tokens": emb.tokens.half().contiguous(), "mask": emb.mask.bool().contiguous(),
                "pooled": emb.pooled.float().contiguous()}
     meta = {"captions": json.dumps(list(captions), ensure_ascii=False), "text_model": text_model,
             "max_length": str(max_length)}
-    save_tensors(tensors, tmp, metadata=meta)  # shared with the data: the usual permissions
-    tmp.replace(path)
+    save_tensors(tensors, path, metadata=meta)  # shared with the data: the usual permissions
     return path
 
 
 def load_prompt_embeddings(path: Path, encoder: TextEncoder) -> tuple[list[str], PromptEmbedding] | None:
     """The stored captions and embeddings, or None when the file is absent or made by another
     text model or token limit than ``encoder``'s."""
-    name, length = _model_of(encoder)  # the file is checked before any tensor is read
-    return read_prompt_embeddings(path, text_model=name, max_length=length, dim=getattr(encoder, "dim", None))
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return None
+    regular_file(path, what="prompt embeddings file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if (meta.get("text_model"), meta.get("max_length")) != tuple(map(str, _model_of(encoder))):
+                return None
+            missing = [k for k in ("tokens", "mask", "pooled") if k not in f.keys()]
+            if missing or "captions" not in meta:
+                raise GouacheError(f"{path}: not a prompt embeddings file (no {', '.join(missing or ['captions'])})")
+            captions = parse_json(meta["captions"], where=f"{path}: its captions")
+            emb = PromptEmbedding(f.get_tensor("tokens"), f.get_tensor("mask"), f.get_tensor("pooled"))
+    except (SafetensorError, OSError) as e:
+        raise GouacheError(f"{path}: not a prompt embeddings file ({e})") from None
+    check_embeddings(path, captions, emb, max_length=_model_of(encoder)[1], dim=getattr(encoder, "dim", None))
+    return captions, emb
+
+
+def check_embeddings(path: Path, captions: object, emb: PromptEmbedding, *, max_length: int | None,
+                     dim: int | None) -> None:
+    """Refuse a table that training could not use as it is: GouacheError naming ``path`` and the
+    first problem (a shape, a dtype, NaN, captions that are not one text per row)."""
+    tokens, mask, pooled = emb.tokens, emb.mask, emb.pooled
+    if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+        raise GouacheError(f"{path}: its captions must be a JSON list of texts")
+    n = len(captions)
+    longest = max_length or (tokens.shape[1] if tokens.dim() == 3 else 1)
+    d = dim or (pooled.shape[-1] if pooled.dim() else 0)
+    if not (tokens.dim() == 3 and tokens.shape[0] == n and 1 <= tokens.shape[1] <= longest
+            and tokens.shape[2] == d and mask.shape == tokens.shape[:2] and pooled.shape == (n, d)):
+        raise GouacheError(f"{path}: tokens {tuple(tokens.shape)}, mask {tuple(mask.shape)}, pooled "
+                           f"{tuple(pooled.shape)}; expected ({n}, L, {d}) with L from 1 to {longest}, "
+                           f"({n}, L) and ({n}, {d}) for its {n} captions")
+    for name, t, dtype in (("tokens", tokens, torch.float16), ("mask", mask, torch.bool),
+                           ("pooled", pooled, torch.float32)):
+        if t.dtype != dtype:
+            raise GouacheError(f"{path}: {name} is {str(t.dtype).removeprefix('torch.')}, expected "
+                               f"{str(dtype).removeprefix('torch.')}")
+    for name, t in (("tokens", tokens), ("pooled", pooled)):
+        if not torch.isfinite(t).all():
+            raise GouacheError(f"{path}: {name} holds NaN or infinite values")
+    if not torch.equal(mask, torch.arange(mask.shape[1]) < mask.sum(1, keepdim=True)):
+        raise GouacheError(f"{path}: mask rows must be True on the first tokens, then False")
 
 
 def dataset_captions(data: Path | str) -> list[str]:
@@ -74,6 +122,7 @@ def embed_dataset(data: Path | str, encoder: TextEncoder, *, progress: bool = Fa
     """Encode every caption of ``data`` once and store them in ``DATA/prompt_embeddings.safetensors``."""
     folder = shards_folder(data) if is_shard_spec(data) else Path(data)
     captions = dataset_captions(data)
+    check_output_file(folder / EMBEDDINGS_FILE, what="data embed: the embeddings file", overwrite=True)
     emb = encoder.encode_many(captions, progress=progress)
     name, length = _model_of(encoder)
     return save_prompt_embeddings(folder / EMBEDDINGS_FILE, captions, emb,

@@ -13,7 +13,11 @@ one sample of four members that share a key:
 Shards are local files only, opened here: webdataset's URLs (``pipe:`` runs a
 shell command, ``http:`` fetches) are refused, since a recipe's ``data`` comes
 from whoever wrote the recipe. Images that do not decode are left out when
-sharding (and counted); one that fails later is named by shard and key.
+sharding (and counted). Reading stops at the first sample that is not whole, naming the
+shard and the member: a png and a txt member each (at most ``MEMBER_LIMITS`` bytes), UTF-8
+text, a json row that is an object with a caption, a picture that decodes within
+``images.MAX_PIXELS``. A pattern may name at most ``MAX_SHARDS`` shards, counted before it
+is expanded.
 Readers split the shards:
 every rank and every dataloader worker reads its own shards (or, when there are
 fewer shards than readers, its own stride of samples), in a new order each
@@ -27,27 +31,31 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import random
+import re
 import tarfile
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple
 from urllib.parse import urlparse
 
 import torch
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from gouache.data.captions import caption_variants
-from gouache.data.imagefolder import read_records
+from gouache.data.imagefolder import MAX_CAPTION_BYTES, MAX_ROW_BYTES, read_records
+from gouache.data.inputs import parse_json
 from gouache.errors import GouacheError
-from gouache.images import load_rgb, to_uint8_tensor
+from gouache.images import MAX_PICTURE_BYTES, load_rgb, read_picture, to_uint8_tensor
 from gouache.store.files import check_output_folder
 
 __all__ = ["write_shards", "Sharded", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
            "ShardStream", "collate"]
 
 _KEEP_BYTES = {".png"}  # image files stored as they are; others are re-encoded as PNG
+MEMBER_LIMITS = {"png": MAX_PICTURE_BYTES, "txt": MAX_CAPTION_BYTES, "json": MAX_ROW_BYTES}  # bytes
+MAX_SHARDS = 100_000  # shards one --data may name: 100 million pictures at 1000 a shard
 
 
 def _wds():
@@ -64,18 +72,13 @@ def _png_bytes(path: Path) -> bytes:
 
     GouacheError, naming the file, if it is missing or does not decode as training decodes it.
     """
+    im = read_picture(path)  # checked here rather than at some step of training
     if path.suffix.lower() in _KEEP_BYTES:
-        load_rgb(path)  # stored as it is, so checked here rather than at some step of training
         return path.read_bytes()
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("RGB", "RGBA", "L", "LA", "P", "1"):
-                im = im.convert("RGBA")
-            buf = io.BytesIO()
-            im.save(buf, format="PNG")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise GouacheError(f"cannot read image {path}: {e}") from None
+    if im.mode not in ("RGB", "RGBA", "L", "LA", "P", "1"):
+        im = im.convert("RGBA")
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
     return buf.getvalue()
 
 
@@ -92,14 +95,15 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
 
     Each image is decoded first; one that is missing or does not decode is left out
     and listed in ``skipped``. Each shard is written under a temporary name and
-    renamed when complete. ``out`` must not hold shards already.
+    renamed when complete. ``out`` must be new or empty.
     """
     if shard_size < 1:
         raise GouacheError(f"shard size must be at least 1, not {shard_size}")
-    out = check_output_folder(out)
-    if out.exists() and any(out.glob("*.tar")):
+    if Path(out).is_dir() and any(Path(out).glob("*.tar")):
         raise GouacheError(f"{out} already holds .tar shards; choose an empty folder")
+    out = check_output_folder(out, inputs=[("the data folder", imagefolder)])
     rows = read_records(Path(imagefolder), split=split)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     skipped: list[str] = []
@@ -127,6 +131,8 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
             tmp.unlink()
     bar.close()
     if not paths:
+        if made:
+            out.rmdir()  # nothing was written: no empty folder is left behind
         raise GouacheError(f"no readable images in {imagefolder}: {skipped[0]}")
     return Sharded(paths, skipped)
 
@@ -137,7 +143,7 @@ def is_shard_spec(data: str | Path) -> bool:
     if text.endswith(".tar") or ".tar::" in text:
         return True
     folder = Path(text)
-    return (folder.is_dir() and not (folder / "metadata.jsonl").exists()
+    return (os.path.isdir(folder) and not (folder / "metadata.jsonl").exists()
             and any(folder.glob("*.tar")))
 
 
@@ -152,55 +158,127 @@ def _local(url: str) -> str:
 def expand_shards(spec: str | Path) -> list[str]:
     """The local shard files of a pattern (``a/{000000..000009}.tar``, ``::`` joins) or a folder."""
     text = str(spec)
-    if Path(text).is_dir():
+    if os.path.isdir(text):  # False for a name too long to be a path, where Path.is_dir raises
         urls = sorted(str(p) for p in Path(text).glob("*.tar"))
     else:
-        urls = [_local(u) for u in _wds().shardlists.expand_urls(text)]
+        urls = [_local(u) for u in _expand(text)]
     if not urls:
         raise GouacheError(f"no .tar shards in {text}")
-    missing = [u for u in urls if not Path(u).is_file()]
+    missing = [u for u in urls if not os.path.isfile(u)]
     if missing:
         raise GouacheError(f"{len(missing)} of {len(urls)} shards are missing, e.g. {missing[0]}")
     return urls
 
 
+def _expand(text: str) -> list[str]:
+    """The shards a pattern names (``::`` joins patterns), counted before they are expanded."""
+    from braceexpand import braceexpand
+
+    urls: list[str] = []
+    for part in text.split("::"):
+        count = _count(part)
+        if len(urls) + count > MAX_SHARDS:
+            raise GouacheError(f"{text} names {len(urls) + count:,} shards, more than gouache reads "
+                               f"({MAX_SHARDS:,}); name fewer or larger shards")
+        urls += itertools.islice(braceexpand(part), MAX_SHARDS + 1 - len(urls))
+        if len(urls) > MAX_SHARDS:
+            raise GouacheError(f"{text} names more than {MAX_SHARDS:,} shards; name fewer or larger shards")
+    return urls
+
+
+def _count(pattern: str) -> int:
+    """How many names a brace pattern expands to: each ``{a..b}`` or ``{x,y}`` multiplies."""
+    count = 1
+    for group in re.findall(r"\{([^{}]*)\}", pattern):
+        numbers = re.fullmatch(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?", group)
+        if numbers and max(len(n or "") for n in numbers.groups()) > 18:
+            raise GouacheError(f"{pattern[:80]}: a shard range of numbers over 18 digits")
+        if numbers:
+            a, b, step = (int(n) for n in (numbers[1], numbers[2], numbers[3] or "1"))
+            count *= abs(b - a) // max(1, abs(step)) + 1
+        elif re.fullmatch(r"[a-zA-Z]\.\.[a-zA-Z]", group):
+            count *= abs(ord(group[-1]) - ord(group[0])) + 1
+        else:
+            count *= group.count(",") + 1
+    return count
+
+
+def _split_name(name: str) -> tuple[str | None, str]:
+    """A member's sample key and kind, as webdataset splits them: "a/0042.png" -> ("a/0042", "png")."""
+    match = re.match(r"^((?:.*/|)[^.]+)[.]([^/]*)$", name)
+    return (match[1], match[2].lower()) if match else (None, "")
+
+
 def _tar_samples(urls: Iterable[str]) -> Iterator[dict]:
-    """The samples of local tar shards, in order, with webdataset's ``__key__`` and ``__url__``.
+    """The samples of local tar shards, in order: ``__key__``, ``__url__``, the ``png`` bytes,
+    the ``txt`` caption and the metadata ``row``, each checked (``_checked``).
 
-    The files are opened here, so none of webdataset's URL openers ever runs.
+    The files are opened here, so none of webdataset's URL openers ever runs; members are
+    read only up to ``MEMBER_LIMITS``, and other members are skipped unread.
     """
-    current = ""
+    for url in urls:
+        sample: dict | None = None
+        try:
+            with open(_local(url), "rb") as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+                for info in tar:
+                    tar.members = []  # a streamed shard keeps no list of what it has read
+                    key, kind = _split_name(info.name)
+                    if not info.isreg() or key is None:
+                        continue
+                    if sample is not None and key != sample["__key__"]:
+                        yield _checked(sample)
+                        sample = None
+                    sample = sample or {"__key__": key, "__url__": url}
+                    if kind not in MEMBER_LIMITS:
+                        continue
+                    if kind in sample:
+                        raise GouacheError(f"shard {url}: sample {key} has two {kind} members")
+                    if info.size > MEMBER_LIMITS[kind]:
+                        raise GouacheError(f"shard {url}: member {info.name} holds {info.size} bytes, over "
+                                           f"gouache's limit of {MEMBER_LIMITS[kind]} for a {kind} member")
+                    sample[kind] = tar.extractfile(info).read()
+        except (tarfile.TarError, OSError, EOFError, ValueError) as e:  # truncated, not a tar
+            raise GouacheError(f"cannot read shard {url}: {e.args[0] if e.args else e}") from None
+        if sample is not None:
+            yield _checked(sample)
 
-    def opened() -> Iterator[dict]:
-        nonlocal current
-        for current in urls:
-            with open(_local(current), "rb") as stream:
-                yield {"url": current, "stream": stream}
 
-    wds = _wds()
+def _checked(sample: dict) -> dict:
+    """A sample with its png bytes, its ``txt`` caption as text and its metadata ``row`` (its
+    json, else just its caption), or a GouacheError naming the shard and the member."""
+    key = sample["__key__"]
+    where = f"shard {sample['__url__']}: sample {key}"
+    for kind in ("png", "txt"):
+        if kind not in sample:
+            raise GouacheError(f"{where} has no {kind} member ({key}.{kind})")
     try:
-        yield from wds.tariterators.group_by_keys(wds.tariterators.tar_file_expander(opened()))
-    except (tarfile.TarError, OSError, ValueError) as e:  # truncated, not a tar, duplicate names
-        raise GouacheError(f"cannot read shard {current}: {e.args[0] if e.args else e}") from None
+        txt = sample["txt"].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GouacheError(f"{where}: member {key}.txt is not UTF-8 text (byte {e.start})") from None
+    row = {"text": txt}
+    if "json" in sample:
+        row = parse_json(sample["json"], where=f"{where}: member {key}.json")
+        if not isinstance(row, dict):
+            raise GouacheError(f"{where}: member {key}.json must be a JSON object, not {type(row).__name__}")
+    if not isinstance(row.get("text"), str) or not row["text"].strip():
+        raise GouacheError(f"{where}: no caption ('text' must be text, got {str(row.get('text'))[:40]!r})")
+    try:
+        caption_variants(row)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise GouacheError(f"{where}: member {key}.json has fields the caption policy cannot read "
+                           f"({type(e).__name__}: {e})") from None
+    return {**sample, "txt": txt, "row": row}
 
 
 def shards_folder(spec: str | Path) -> Path:
     """The folder the shards live in (where ``prompt_embeddings.safetensors`` goes)."""
-    return Path(spec) if Path(spec).is_dir() else Path(expand_shards(spec)[0]).parent
-
-
-def _row(sample: dict) -> dict:
-    """The sample's metadata row: its json, else just its caption."""
-    if "json" in sample:
-        return json.loads(sample["json"])
-    return {"text": sample["txt"].decode("utf-8")}
+    return Path(spec) if os.path.isdir(spec) else Path(expand_shards(spec)[0]).parent
 
 
 def read_samples(spec: str | Path) -> Iterator[dict]:
     """Every sample in order, undecoded: ``key``, ``png`` bytes, ``txt`` str, ``row`` dict."""
     for s in _tar_samples(expand_shards(spec)):
-        yield {"key": s["__key__"], "png": s["png"], "txt": s.get("txt", b"").decode("utf-8"),
-               "row": _row(s)}
+        yield {"key": s["__key__"], "png": s["png"], "txt": s["txt"], "row": s["row"]}
 
 
 class ShardStream(IterableDataset):
@@ -237,7 +315,7 @@ class ShardStream(IterableDataset):
             for k, s in enumerate(_tar_samples(order)):
                 if not by_shard and k % slots != slot:
                     continue
-                row = _row(s)
+                row = s["row"]
                 if self.split is None or row.get("split", "train") == self.split:
                     kept += 1
                     yield {"png": s["png"], "row": row, "where": f"{s['__url__']}, sample {s['__key__']}"}

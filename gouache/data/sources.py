@@ -149,7 +149,10 @@ class StreamSource:
         local = batch_size // dist.world_size()
         if self._batches is None or self._local != local:
             self._start(local, step)
-        images, variants, probs = next(self._batches)
+        try:
+            images, variants, probs = next(self._batches)
+        except GouacheError as e:  # from a worker process, the message holds its traceback: keep the last line
+            raise GouacheError(str(e).strip().splitlines()[-1].removeprefix("gouache.errors.GouacheError: ")) from None
         u = dist.shard(torch.rand(batch_size, generator=generator)).tolist()
         drop = dist.shard(torch.rand(batch_size, generator=generator) < dropout).tolist()
         captions = ["" if d else _pick(v, p, x) for v, p, x, d in zip(variants, probs, u, drop)]

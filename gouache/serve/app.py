@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,6 +41,7 @@ from gouache.serve.worker import Job, QueueFull, Worker
 
 __all__ = ["create_app"]
 
+log = logging.getLogger("gouache.serve")
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 262_144  # a few short fields, and perhaps a start picture and mask (see schemas)
 PAGE_HEADERS = {  # the page uses its own files only: no CDN, no inline script
@@ -72,7 +74,9 @@ def create_app(pipeline, *, queue_size: int = 16, max_batch: int = 8,
                   description="Paint pictures from a prompt with a gouache diffusion model.")
     app.state.worker = worker
     app.exception_handler(RequestValidationError)(_validation_error)
+    app.exception_handler(GouacheError)(_refused)
     app.add_middleware(_BodyLimit)
+    app.add_middleware(_WholeAnswers)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -149,10 +153,8 @@ def _submit(worker: Worker, req: GenerateRequest, adapters: dict[str, AdapterCho
     scale = None if req.lora is None else req.lora_scale if req.lora_scale is not None \
         else adapters[req.lora].default_scale
     image, mask = req.start_pictures()
-    try:  # "auto" named; the student's sampler refused where it cannot paint what is asked
-        options = worker.pipeline.resolve(req.sampling_options())
-    except GouacheError as e:
-        raise HTTPException(422, str(e)) from None
+    # "auto" named; the student's sampler refused (a GouacheError: 422) where it cannot paint what is asked
+    options = worker.pipeline.resolve(req.sampling_options())
     job = Job(prompt=req.prompt, seed=seed, num_images=req.num_images, options=options,
               image=image, mask=mask, strength=req.strength, sink=sink, previews=previews,
               adapters=adapter_scales(adapters, req.lora, scale), lora=req.lora, lora_scale=scale)
@@ -165,19 +167,23 @@ def _submit(worker: Worker, req: GenerateRequest, adapters: dict[str, AdapterCho
 
 
 async def _events(events: asyncio.Queue, position: int) -> AsyncIterator[str]:
-    """The Server-Sent Events of one job, ending with its result or error."""
-    yield _sse("queued", {"position": position})
-    while True:
-        try:
-            kind, data = await asyncio.wait_for(events.get(), timeout=10)
-        except asyncio.TimeoutError:
-            yield ": waiting\n\n"  # a comment: keeps proxies from closing an idle stream
-            continue
-        if kind == "progress":
-            yield _sse("progress", data)
-        else:
-            yield _sse("result" if kind == "done" else "error", data)
-            return
+    """The Server-Sent Events of one job, ending with its result or error (an error of its own too)."""
+    try:
+        yield _sse("queued", {"position": position})
+        while True:
+            try:
+                kind, data = await asyncio.wait_for(events.get(), timeout=10)
+            except asyncio.TimeoutError:
+                yield ": waiting\n\n"  # a comment: keeps proxies from closing an idle stream
+                continue
+            if kind == "progress":
+                yield _sse("progress", data)
+            else:
+                yield _sse("result" if kind == "done" else "error", data)
+                return
+    except Exception:
+        log.exception("the event stream failed")
+        yield _sse("error", {"status": 500, "detail": "the server failed to send the result: see its log"})
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
@@ -213,6 +219,48 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
         parts.append(f"{field}: {msg}")
     detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
     return JSONResponse({"detail": detail, "message": "; ".join(parts)}, status_code=422)
+
+
+async def _refused(request: Request, exc: GouacheError) -> JSONResponse:
+    """A GouacheError while handling a request (the library refusing what was asked): 422, in the shape
+    of ``_validation_error``'s answer."""
+    return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc), "type": "value_error"}],
+                         "message": f"body: {exc}"}, status_code=422)
+
+
+class _WholeAnswers:
+    """Whatever fails inside, the client gets a whole answer and its connection stays open for the
+    next request (plain ASGI). An exception that escaped the app is logged; if no answer was started
+    it is a 500, else the started body is ended. (Starlette's own 500 handler re-raises, and uvicorn
+    then closes the connection: a keep-alive client's next request would be reset.)
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = ended = False
+
+        async def watch(message: dict) -> None:
+            nonlocal started, ended
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                ended = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            if not started:
+                await JSONResponse({"detail": "the server failed on this request: see its log"},
+                                   status_code=500)(scope, receive, send)
+            elif not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _BodyLimit:

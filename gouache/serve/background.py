@@ -1,13 +1,32 @@
 """Run the server in a background thread of this process: for tests and for Python callers
-that want the page and API while they do other work."""
+that want the page and API while they do other work; and the listening socket both it and
+``gouache serve`` hand to uvicorn."""
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
 from typing import Any
 
-__all__ = ["BackgroundServer"]
+from gouache.errors import GouacheError
+
+__all__ = ["BackgroundServer", "listen"]
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (0: a free port), for uvicorn to listen on; a port
+    in use or an address that is not this machine's is a GouacheError, before anything is served."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a closed port is free at once
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise GouacheError(f"port {port} is in use; choose another with --port") from None
+        raise GouacheError(f"cannot listen on {host} port {port}: {e.strerror or e}") from None
+    return sock
 
 
 class BackgroundServer:
@@ -20,9 +39,7 @@ class BackgroundServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
         import uvicorn
 
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
+        self._sock = listen(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self.url = f"http://{self.host}:{self.port}"
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

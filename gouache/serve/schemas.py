@@ -8,9 +8,6 @@ before it ever reaches the queue.
 """
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 from typing import Literal
 
 from PIL import Image
@@ -19,15 +16,18 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gouache.errors import GouacheError
 from gouache.sampling.options import AUTO, SamplingOptions
 from gouache.sampling.options import Limits as SamplingLimits
 from gouache.sampling.samplers import SAMPLERS
 from gouache.sampling.start import check_start
+from gouache.serve.pictures import MAX_UPLOAD_BYTES, decode_picture
 
 __all__ = ["GenerateRequest", "GeneratedImage", "GenerateResponse", "ProgressEvent", "InfoResponse",
            "HealthResponse", "SamplerInfo", "AdapterOption", "Limits", "SERVER_LIMITS", "MAX_PROMPT_CHARS",
@@ -39,8 +39,7 @@ DEFAULTS = SamplingOptions()
 MAX_PROMPT_CHARS = 300
 MAX_REQUEST_IMAGES = 8  # pictures one request may ask for
 MAX_REQUEST_SEED = 2**31 - 1  # the seeds a request may give, and the range a random one is drawn from
-MAX_PICTURE_CHARS = 120_000  # a start picture or mask: a PNG of about 90 kB, base64 (the page sends the model's size)
-MAX_PICTURE_SIDE = 1024  # pixels, so that a small PNG cannot unpack into a huge picture
+MAX_PICTURE_CHARS = 4 * -(-MAX_UPLOAD_BYTES // 3) + 30  # a start picture or mask, base64, and a data: prefix
 MAX_LORA_SCALE = 2.0  # an adapter's scale from 0 (off) to this (1 = as trained)
 MAX_NAME_CHARS = 100  # an adapter's name
 
@@ -68,9 +67,11 @@ class GenerateRequest(BaseModel):
     _image: Image.Image | None = PrivateAttr(None)
     _mask: Image.Image | None = PrivateAttr(None)
     image: str | None = Field(None, max_length=MAX_PICTURE_CHARS,
-                              description="start from this picture (a PNG or JPEG, base64): image-to-image")
+                              description="start from this picture (a PNG, JPEG or WebP, base64 or a data: URL): "
+                                          "image-to-image")
     mask: str | None = Field(None, max_length=MAX_PICTURE_CHARS,
-                             description="with image: repaint only where this picture is white (base64 PNG)")
+                             description="with image: repaint only where this picture, of the image's size, is white "
+                                         "(as image)")
     strength: float | None = Field(None, ge=0, le=1, strict=False, allow_inf_nan=False,
                                    description="with image: how far to noise it, 0 (keep) to 1 (from pure noise); "
                                                "null: 0.75, or 1 with a mask")
@@ -103,7 +104,8 @@ class GenerateRequest(BaseModel):
 
     @model_validator(mode="after")
     def _start_picture(self) -> "GenerateRequest":
-        """Decode the start picture and mask once, here, so a bad one is a 422 before the queue."""
+        """Decode the start picture and mask once, here, so a bad one is a 422 naming its field
+        before the queue; a mask must be the picture's size (it is never stretched to fit)."""
         try:
             check_start(self.image, self.mask, self.strength)
         except GouacheError as e:
@@ -113,7 +115,11 @@ class GenerateRequest(BaseModel):
             try:
                 setattr(self, f"_{name}", None if text is None else decode_picture(text))
             except ValueError as e:
-                raise ValueError(f"{name}: {e}") from None
+                raise _field_error(name, str(e), text) from None
+        if self._mask is not None and self._mask.size != self._image.size:
+            (mw, mh), (iw, ih) = self._mask.size, self._image.size
+            raise _field_error("mask", f"{mw}x{mh} pixels, but the image is {iw}x{ih}: "
+                                       "send a mask the size of the image", self.mask)
         return self
 
     def start_pictures(self) -> tuple[Image.Image | None, Image.Image | None]:
@@ -126,17 +132,12 @@ class GenerateRequest(BaseModel):
                                negative_prompt=self.negative_prompt)
 
 
-def decode_picture(text: str) -> Image.Image:
-    """A base64 PNG/JPEG (a data: URL prefix is allowed) as a PIL picture, or ValueError."""
-    try:
-        data = base64.b64decode(text.split(",", 1)[1] if text.startswith("data:") else text, validate=True)
-        with Image.open(io.BytesIO(data)) as im:
-            if im.format not in ("PNG", "JPEG") or max(im.size) > MAX_PICTURE_SIDE:
-                raise ValueError(f"a PNG or JPEG of at most {MAX_PICTURE_SIDE} pixels a side")
-            im.load()
-            return im.copy()
-    except (binascii.Error, OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"not a picture: base64 PNG or JPEG expected ({e})") from None
+def _field_error(field: str, message: str, value: object) -> ValidationError:
+    """A validation error of one field, raised from a model validator (FastAPI answers 422, its loc naming
+    the field, as for the fields' own checks)."""
+    error = PydanticCustomError("value_error", "{message}", {"message": message})
+    return ValidationError.from_exception_data(
+        "GenerateRequest", [InitErrorDetails(type=error, loc=(field,), input=value)])
 
 
 class GeneratedImage(BaseModel):

@@ -34,9 +34,11 @@ from gouache.images import to_pil
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.start import resolve_strength
 
-__all__ = ["Job", "Worker", "QueueFull", "Cancelled", "render", "png_base64"]
+__all__ = ["Job", "Worker", "QueueFull", "Cancelled", "render", "png_base64", "MAX_BATCH", "MAX_QUEUE"]
 
 log = logging.getLogger("gouache.serve")
+MAX_BATCH = 64  # pictures in one batch, at most: more would only hold every job of it longer
+MAX_QUEUE = 1024  # jobs that may wait, at most (each may hold a start picture and a mask)
 Sink = Callable[[str, dict[str, Any]], None]
 _ids = itertools.count(1)
 
@@ -116,8 +118,8 @@ class Worker:
 
     def __init__(self, pipeline, *, queue_size: int = 16, max_batch: int = 8,
                  preview_every: int | None = None) -> None:
-        if queue_size < 1 or max_batch < 1:
-            raise ValueError("queue_size and max_batch must be at least 1")
+        if not 1 <= queue_size <= MAX_QUEUE or not 1 <= max_batch <= MAX_BATCH:
+            raise ValueError(f"queue_size must be from 1 to {MAX_QUEUE} and max_batch from 1 to {MAX_BATCH}")
         self.pipeline = pipeline
         self.queue_size = queue_size
         self.max_batch = max_batch

@@ -23,6 +23,7 @@ from gouache.model.lora import (
     load_adapter_tensors,
     set_scale,
 )
+from gouache.store.files import write_json
 from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
 from gouache.store.latest import read_latest
 from gouache.store.reading import KB, MissingFile, TensorSpec, read_json, regular_file, safetensors_header
@@ -62,7 +63,7 @@ def save_adapter(net: nn.Module, name: str, info: AdapterInfo, path: Path) -> Pa
     path = Path(path)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in adapter_tensors(net, name).items()}
     save_tensors(tensors, path, metadata={"format": FORMAT})
-    path.with_suffix(".json").write_text(json.dumps(asdict(info), indent=2, sort_keys=True) + "\n")
+    write_json(asdict(info), path.with_suffix(".json"))
     return path
 
 

@@ -24,22 +24,22 @@ from typing import Callable, Collection, Sequence
 
 import torch
 
-from gouache.errors import GouacheError
+from gouache.errors import DiskFull, GouacheError, raise_if_disk_full
 from gouache.model.config import ModelConfig
 from gouache.model.lora import merge
 from gouache.model.noinit import no_initial_weights
 from gouache.model.text import DEFAULT_TEXT_MODEL, hub_allowed
 from gouache.model.unet import UNet
 from gouache.store.adapters import apply_adapters
-from gouache.store.files import check_output_folder, file_sha256, write_json
+from gouache.store.files import Inputs, check_output_folder, file_sha256, replacing, write_json
 from gouache.store.latest import read_latest
 from gouache.store.reading import MB, MissingFile, TensorSpec, read_json, safetensors_header
 from gouache.store.tensors import check_finite, check_tensors, contiguous, read_tensors, save_tensors
 from gouache.store.train_state import STATE_FILE, load_train_state, read_run_state
 
-__all__ = ["write_model_weights", "save_run_state", "clear_partial_checkpoints",
+__all__ = ["write_model_weights", "save_run_state", "clear_partial_checkpoints", "run_step",
            "load_weights", "load_network", "load_train_state", "default_model_dir", "resolve_model_dir",
-           "read_model_config", "checkpoint_record", "export_model", "average_weights",
+           "read_model_config", "checkpoint_record", "check_export_folder", "export_model", "average_weights",
            "check_weights", "check_model_folder", "text_model_of"]
 
 
@@ -69,18 +69,31 @@ def save_run_state(run: Path, *, step: int, weights: Callable[[Path], None], opt
     generators and step, into a temporary folder renamed to ``run/checkpoints/step-N``."""
     run = Path(run)
     final = run / "checkpoints" / f"step-{step:08d}"
-    tmp = run / "checkpoints" / f".tmp-step-{step:08d}"
+    tmp, old = (run / "checkpoints" / f".{end}-step-{step:08d}" for end in ("tmp", "old"))
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weights(tmp)
-    opt_tensors, groups = _optimizer_tensors(optimizer)
-    rng = {f"rng.{name}": g.get_state() for name, g in generators.items()}
-    save_tensors(contiguous(opt_tensors | rng), tmp / "train.safetensors")
-    write_json({"step": step, "param_groups": groups, "train_config": train_config}, tmp / "state.json")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    (run / ".latest.tmp").write_text(str(final.relative_to(run)) + "\n")
-    (run / ".latest.tmp").replace(run / "latest.txt")
+    try:  # a failure (a full disk: one line) leaves the last complete checkpoint and no temporary folder
+        tmp.mkdir(parents=True)
+        weights(tmp)
+        opt_tensors, groups = _optimizer_tensors(optimizer)
+        rng = {f"rng.{name}": g.get_state() for name, g in generators.items()}
+        save_tensors(contiguous(opt_tensors | rng), tmp / "train.safetensors")
+        write_json({"step": step, "param_groups": groups, "train_config": train_config}, tmp / "state.json")
+        if final.exists():  # this step saved before (a resume from an earlier one): set aside until replaced
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+        tmp.rename(final)
+        with replacing(run / "latest.txt") as latest:
+            latest.write_text(str(final.relative_to(run)) + "\n")
+    except DiskFull:
+        raise DiskFull(f"disk full while writing {final}; the checkpoints before it are kept") from None
+    except OSError as e:
+        if old.exists() and not final.exists():
+            old.rename(final)
+        raise_if_disk_full(e, final)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     _prune(run / "checkpoints", keep)
     clear_partial_checkpoints(run)
     return final
@@ -108,6 +121,15 @@ def resolve_model_dir(path: Path | str) -> Path:
     if not path.exists():
         raise GouacheError(f"no such model or run folder: {path}")
     raise GouacheError(f"{path} holds no checkpoint (expected ema.safetensors or latest.txt)")
+
+
+def run_step(run: Path | str) -> int | None:
+    """The step of a run folder's latest checkpoint (``latest.txt``); None when it has none."""
+    latest = Path(run) / "latest.txt"
+    if not latest.is_file():
+        return None
+    digits = latest.read_text(errors="replace").strip().rpartition("step-")[2]
+    return int(digits) if digits.isdigit() else 0
 
 
 def read_model_config(folder: Path) -> ModelConfig:
@@ -216,6 +238,15 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
     check_weights(module, path)
     sd = check_finite(path, read_tensors(path, what="weights"))
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
+
+
+def check_export_folder(out: Path | str, inputs: Inputs, *, what: str = "--out", overwrite: bool = False) -> Path:
+    """A folder that an export writes anew (``files.replacing_folder``): new or empty, or ``overwrite``;
+    never one of its ``inputs``, nor a run or a checkpoint (an export replaces no run's weights)."""
+    out = check_output_folder(out, what=what, inputs=inputs, overwrite=overwrite, replace=True)
+    if any((out / name).exists() for name in ("state.json", "latest.txt", "checkpoints")):
+        raise GouacheError(f"{what} {out} holds a run or one of its checkpoints; name another folder")
+    return out
 
 
 def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = torch.float16,

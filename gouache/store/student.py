@@ -11,7 +11,6 @@ refusing a student distilled from other weights.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,9 +93,9 @@ def check_student(teacher: Path | str, run: Path | str) -> tuple[Path, StudentIn
 
 
 def copy_student(model: Path, src: Path, info: StudentInfo, *, dtype: torch.dtype = torch.float16) -> Path:
-    """Write the student checkpoint ``src`` (``check_student``'s answer) into ``model/student``."""
+    """Write the student checkpoint ``src`` (``check_student``'s answer) into ``model/student``,
+    which must not hold one yet (``gouache export`` writes a new model folder)."""
     dst = Path(model) / STUDENT_DIR
-    shutil.rmtree(dst, ignore_errors=True)
     export_model(src, dst, dtype=dtype)
     write_json(asdict(info), dst / INFO_FILE)
     return dst

@@ -1,26 +1,26 @@
 """safetensors files: the one place gouache reads and writes tensors on disk (never pickles)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from gouache.errors import GouacheError
+from gouache.store.files import replacing
 from gouache.store.reading import MissingFile, TensorSpec, safetensors_header
 
 __all__ = ["save_tensors", "read_tensors", "check_tensors", "check_finite", "contiguous"]
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file``, then the permissions any new file gets (it leaves 0600)."""
-    save_file(tensors, path, metadata=metadata)
-    mask = os.umask(0o077)  # reading the umask sets it: for this instant, stricter, never looser
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
+    """A safetensors file, written atomically (``files.replacing``) with the permissions any new
+    file gets. Serialised in memory and written by Python, so that a full disk is its errno."""
+    data = save(tensors, metadata=metadata)
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def read_tensors(path: Path, *, what: str = "tensors", names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:

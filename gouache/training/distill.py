@@ -39,8 +39,7 @@ from gouache.sampling.guidance import guided
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import check_weights, load_network, load_weights, resolve_model_dir, text_model_of
-from gouache.store.embeddings import check_stored_embeddings
-from gouache.store.files import check_output_folder, write_json
+from gouache.store.files import write_json
 from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.student import (
     INFO_FILE,
@@ -220,7 +219,8 @@ def _check_checkpoint(folder: Path, teacher: torch.nn.Module, info: StudentInfo,
 def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = True,
             text_encoder: TextEncoder | None = None) -> RunResult:
     """Distill ``cfg.teacher`` into a few-step student in ``cfg.out``; return the run's summary."""
-    check_output_folder(cfg.out, what="the run folder")
+    loop.check_run_folder(cfg, "distill_config.json", resume=resume,
+                          inputs=[("the teacher", cfg.teacher), ("the --data", cfg.data), ("the --resume run", resume)])
     teacher_dir = resolve_model_dir(cfg.teacher)
     refuse_bare_student(teacher_dir)
     if resume is not None:
@@ -230,14 +230,15 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
     info = StudentInfo(guidance=cfg.guidance, teacher=Path(cfg.teacher).resolve().name,
                        teacher_sha256=weights_fingerprint(teacher_dir), solver=cfg.solver, intervals=cfg.intervals)
     if resume is not None:
-        _check_checkpoint(resolve_model_dir(resume), teacher, info, cfg.seed, device)  # before the data loads
-    text_encoder = text_encoder or TextEncoder(text_model_of(teacher_dir, model), max_length=model.text_max_length)
-    check_stored_embeddings(cfg.data, text_encoder)  # from its header, before the pictures load
-    data = load_imagefolder(Path(cfg.data), size=model.unet.image_size, split=cfg.split, progress=progress)
-    table = CaptionTable.build(data, text_encoder, progress=progress, folder=Path(cfg.data))
-    d = Distiller(cfg, teacher, model, batch_source(data, table, device), info, device)
-    if resume is not None:
-        loop.resume(d, resolve_model_dir(resume))
-    log = open_run(cfg, "distill_config.json", step=d.step_no)
-    return run_loop(d, log=log, sample=lambda path: d.sample_grid(text_encoder, path), progress=progress,
-                    desc="distilling")
+        _check_checkpoint(resolve_model_dir(resume), teacher, info, cfg.seed, device)  # before the lock and the data
+    with loop.claim_run(cfg):  # one process at a time writes the run folder
+        text_encoder = text_encoder or TextEncoder(text_model_of(teacher_dir, model),
+                                                   max_length=model.text_max_length)
+        data = load_imagefolder(Path(cfg.data), size=model.unet.image_size, split=cfg.split, progress=progress)
+        table = CaptionTable.build(data, text_encoder, progress=progress, folder=Path(cfg.data))
+        d = Distiller(cfg, teacher, model, batch_source(data, table, device), info, device)
+        if resume is not None:
+            loop.resume(d, resolve_model_dir(resume))
+        log = open_run(cfg, "distill_config.json", step=d.step_no)
+        return run_loop(d, log=log, sample=lambda path: d.sample_grid(text_encoder, path), progress=progress,
+                        desc="distilling")

@@ -10,7 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from gouache.errors import GouacheError
+from gouache.errors import GouacheError, raise_if_disk_full
+from gouache.store.files import replacing
 from gouache.store.reading import MissingFile, read_text
 
 __all__ = ["TrainLog", "StopSignal"]
@@ -37,15 +38,17 @@ class TrainLog:
         at = header.index("step") if "step" in header else 1
         kept = [r for r in rows[1:] if len(r) > at and r[at].isascii() and r[at].isdigit() and int(r[at]) <= step]
         if not rows or len(kept) < len(rows) - 1:  # new (or empty), or rows to drop
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "w", newline="") as f:
+            with replacing(path) as tmp, open(tmp, "w", newline="") as f:
                 csv.writer(f).writerows([header, *kept])
-            tmp.replace(path)
 
     def write(self, **row: float) -> None:
         row["time"] = int(time.time())
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.FIELDS])
+        try:
+            with open(self.path, "a", newline="") as f:
+                csv.writer(f).writerow([_fmt(row.get(k, "")) for k in self.FIELDS])
+        except OSError as e:
+            raise_if_disk_full(e, self.path)
+            raise
 
 
 def _fmt(v) -> str:

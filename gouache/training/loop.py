@@ -19,11 +19,13 @@ writes the log, checkpoints and grids, and the ranks decide together when to sto
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, ContextManager, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -33,14 +35,18 @@ from gouache.errors import GouacheError
 from gouache.store.checkpoint import (
     clear_partial_checkpoints,
     load_train_state,
+    run_step,
     save_run_state,
 )
-from gouache.store.files import write_json
+from gouache.store.files import Inputs, check_output_folder, write_json
 from gouache.store.latest import read_latest
+from gouache.store.lock import LOCK_FILE, locked
 from gouache.training.log import StopSignal, TrainLog
 from gouache.training.lr_schedule import Schedule, TimeBudget, lr_at
+from gouache.training.prior import PRIOR_FILE
 
-__all__ = ["Run", "RunConfig", "RunResult", "run_loop", "save", "resume", "open_run", "run_generators"]
+__all__ = ["Run", "RunConfig", "RunResult", "run_loop", "save", "resume", "check_run_folder", "claim_run",
+           "open_run", "run_generators"]
 
 
 class RunConfig(Schedule, Protocol):
@@ -105,6 +111,50 @@ def resume(run: Run, folder: Path) -> None:
     run.step_no = load_train_state(folder, run.opt, run.gen)
 
 
+def check_run_folder(cfg: RunConfig, config_file: str, *, resume: Path | None, inputs: Inputs = ()) -> None:
+    """Before any work: the run folder ``cfg.out`` is new or empty, the run that ``resume``
+    continues, or a start of this command's that saved no checkpoint (``config_file`` in it);
+    a run already there is continued only with --resume. ``inputs``: what the run reads."""
+    out = Path(cfg.out)
+    here = resume is not None and out.resolve() in (Path(resume).resolve(), *Path(resume).resolve().parents)
+    step = None if here else run_step(out)
+    if step is not None:
+        kind = _kind_in(out)
+        hint = (f"continue it with --resume {out}, or " if kind == _kind(config_file, getattr(cfg, "lora", 0))
+                else "")
+        raise GouacheError(f"the run folder {out} holds {kind} at step {step}; {hint}name another folder")
+    check_output_folder(out, what="the run folder", inputs=inputs if not here else (),
+                        own=lambda folder: here or _unstarted(folder, config_file))
+
+
+def claim_run(cfg: RunConfig, *, lead: bool = True) -> ContextManager:
+    """The run folder's lock (``store/lock.py``), held by the process that writes it (``lead``)
+    while it trains: a second process is refused at once."""
+    return locked(cfg.out) if lead else nullcontext()
+
+
+def _kind(config_file: str, lora: int) -> str:
+    return "a distillation run" if config_file == "distill_config.json" else "a LoRA run" if lora else "a training run"
+
+
+def _kind_in(folder: Path) -> str:
+    """What ran in ``folder``, read from its recipe."""
+    for name in ("distill_config.json", "train_config.json"):
+        try:
+            recipe = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        return _kind(name, recipe.get("lora", 0) if isinstance(recipe, dict) else 0)
+    return "a run"
+
+
+def _unstarted(folder: Path, config_file: str) -> bool:
+    """Whether ``folder`` holds only what a run of ``config_file`` writes before its first checkpoint."""
+    names = {p.name for p in folder.iterdir()}
+    return names <= {config_file, "log.csv", "samples", "checkpoints", PRIOR_FILE, LOCK_FILE} and (
+        config_file in names or names <= {LOCK_FILE})
+
+
 def open_run(cfg: RunConfig, config_file: str, *, step: int) -> TrainLog:
     """The run folder made ready (a save cut short by a crash cleared, the recipe written as
     ``config_file``); its log, rows past ``step`` dropped."""
@@ -127,7 +177,7 @@ def run_loop(run: Run, *, log: TrainLog | None, sample: Callable[[Path], None] |
     start, seen, stopped, out_of_time = time.perf_counter(), 0, False, False
     bar = tqdm(total=cfg.steps, initial=run.step_no, desc=desc, unit="step", disable=not progress)
     budget = TimeBudget(cfg, run.step_no)
-    with StopSignal() as stop:
+    with bar, StopSignal() as stop:  # an error ends the bar's line before it is printed
         while run.step_no < cfg.steps:
             pending.append(run.step())  # queued on the device: nothing here waits for it
             seen += cfg.batch_size

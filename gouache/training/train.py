@@ -60,8 +60,6 @@ from gouache.store.checkpoint import (
     text_model_of,
     write_model_weights,
 )
-from gouache.store.embeddings import check_stored_embeddings
-from gouache.store.files import check_output_folder
 from gouache.store.train_state import check_train_state
 from gouache.training import loop
 from gouache.training.compiling import CompiledNet, compile_mode
@@ -233,7 +231,9 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     RecolourOptions.from_config(cfg)  # validated before any data is loaded
     prior = PriorOptions.from_config(cfg)
     cfg = copy.deepcopy(cfg)  # the caller's stays as it was: a time budget may shorten this one
-    check_output_folder(cfg.out, what="the run folder")  # before an hour of work, not after
+    loop.check_run_folder(cfg, "train_config.json", resume=resume,  # before an hour of work, not after
+                          inputs=[("the --init model", cfg.init or None), ("the --data", cfg.data or None),
+                                  ("the --resume run", resume)])
     if resume is not None:
         resolve_model_dir(resume)  # refused before the data loads
     if cfg.init:
@@ -247,26 +247,25 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     lora = LoRARun(cfg) if cfg.lora else None  # the base, resolved and hashed once
     if lora:  # the model is the base's
         cfg.model = lora.model_config()
-    encoder_name = text_model_of(lora.base, cfg.model) if lora else cfg.model.text_model  # a recipe's: the user's
+    encoder = text_model_of(lora.base, cfg.model) if lora else cfg.model.text_model  # a recipe's: the user's
     if resume is not None:
-        _check_checkpoint(cfg, resolve_model_dir(resume), device, lora)  # before the data loads
-    text_encoder = text_encoder or TextEncoder(encoder_name, max_length=cfg.model.text_max_length)
-    if text_encoder.dim != cfg.model.unet.text_dim:
-        raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
-                           f"but the model expects text_dim={cfg.model.unet.text_dim}")
-    if data is None and cfg.data and not is_shard_spec(cfg.data):
-        check_stored_embeddings(cfg.data, text_encoder)  # from its header, before the pictures load
-    data, table = _load_data(cfg, data, text_encoder, device, prior, lora, progress=progress and lead)
-    trainer = Trainer(cfg, data, table, device, prior=prior.count, lora=lora, encoder=text_encoder)
-    if resume is not None:
-        loop.resume(trainer, resolve_model_dir(resume))
-    elif cfg.init and not cfg.lora:
-        trainer.init_from(cfg.init)
-    log = open_run(cfg, "train_config.json", step=trainer.step_no) if lead else None
-    heldout = HeldOut.from_folder(cfg, text_encoder, device) if lead and cfg.eval_every else None
-    return run_loop(trainer, log=log, sample=lambda path: _sample_grid(trainer, text_encoder, path),
-                    heldout=None if heldout is None else lambda: heldout.loss(trainer.ema),
-                    eval_every=cfg.eval_every, lead=lead, progress=progress and lead)
+        _check_checkpoint(cfg, resolve_model_dir(resume), device, lora)  # before the lock and the data
+    with loop.claim_run(cfg, lead=lead):  # one process at a time writes the run folder
+        text_encoder = text_encoder or TextEncoder(encoder, max_length=cfg.model.text_max_length)
+        if text_encoder.dim != cfg.model.unet.text_dim:
+            raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
+                               f"but the model expects text_dim={cfg.model.unet.text_dim}")
+        data, table = _load_data(cfg, data, text_encoder, device, prior, lora, progress=progress and lead)
+        trainer = Trainer(cfg, data, table, device, prior=prior.count, lora=lora, encoder=text_encoder)
+        if resume is not None:
+            loop.resume(trainer, resolve_model_dir(resume))
+        elif cfg.init and not cfg.lora:
+            trainer.init_from(cfg.init)
+        log = open_run(cfg, "train_config.json", step=trainer.step_no) if lead else None
+        heldout = HeldOut.from_folder(cfg, text_encoder, device) if lead and cfg.eval_every else None
+        return run_loop(trainer, log=log, sample=lambda path: _sample_grid(trainer, text_encoder, path),
+                        heldout=None if heldout is None else lambda: heldout.loss(trainer.ema),
+                        eval_every=cfg.eval_every, lead=lead, progress=progress and lead)
 
 
 def _check_checkpoint(cfg: TrainConfig, folder: Path, device: torch.device, lora: LoRARun | None) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from gouache.errors import GouacheError
 from gouache.sampling.samplers import CONSISTENCY_SIGMA_LAST, SAMPLERS
-from gouache.store.checkpoint import resolve_model_dir
-from gouache.store.files import write_json
+from gouache.store.checkpoint import check_export_folder, resolve_model_dir
+from gouache.store.files import replacing_folder, write_json
 from gouache.web.onnx_export import (
     WeightType,
     export_student,
@@ -98,14 +98,19 @@ def write_vocab(tokenizer_json: Path, path: Path) -> dict:
             "special": [t["content"] for t in spec.get("added_tokens", []) if t.get("special")]}
 
 
-def export_site(runs: list[Path], out: Path | None, *, alone: bool) -> Path:
-    """``gouache export MODEL --web OUT``: one model folder, no other output (``alone``)."""
+def export_site(runs: list[Path], out: Path | None, *, alone: bool, overwrite: bool = False) -> Path:
+    """``gouache export MODEL --web OUT``: one model folder, no other output (``alone``). The site
+    is written beside ``out`` and renamed into place: a folder already there is replaced only
+    with ``overwrite``."""
     if out is None:
         raise GouacheError("gouache export needs --out (a model folder) or --web (a static site)")
     if len(runs) != 1 or not alone:
         raise GouacheError("--web writes the site of one model folder: name one, without --out, --student "
                            "or --merge-lora (export the model first, then its site)")
-    return write_site(runs[0], out)
+    check_export_folder(out, [("the exported folder", runs[0])], what="--web", overwrite=overwrite)
+    with replacing_folder(out) as folder:
+        write_site(runs[0], folder)
+    return Path(out)
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -44,7 +44,7 @@ def test_out_naming_a_png_file_writes_that_file(tiny_model_dir, tmp_path, capsys
 
 def test_generate_from_a_picture_with_a_mask(tiny_model_dir, emoji_fixture, tmp_path, capsys):
     picture = next((emoji_fixture / "images" / "google").glob("*.png"))
-    Image.new("L", (8, 8), 0).save(tmp_path / "mask.png")  # black: keep everything
+    Image.new("L", Image.open(picture).size, 0).save(tmp_path / "mask.png")  # black: keep everything
     main(["generate", "red apple", "--model", str(tiny_model_dir), "--steps", "4", "--image", str(picture),
           "--mask", str(tmp_path / "mask.png"), "--strength", "0.5", "--out", str(tmp_path / "out.png"),
           "--trajectory", str(tmp_path / "strip.png"), "--device", "cpu"])

@@ -46,7 +46,7 @@ def test_truncated_png_is_named(copy: Path) -> None:
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     report = check_dataset(copy, progress=False)
     assert len(report.errors) == 1 and "images/google/1f34e.png" in report.errors[0]
-    assert "unreadable" in report.errors[0]
+    assert "cannot read image" in report.errors[0]
     assert report.format().endswith("1 errors, 0 warnings")
 
 

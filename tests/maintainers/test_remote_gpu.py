@@ -44,24 +44,24 @@ def test_packed_encoder_matches_the_full_one_on_the_captions(remote, emoji_fixtu
         assert (full - pruned).norm() / full.norm() > 0.05
 
 
-def _built_from_tarballs(tmp_path: Path) -> tuple[Path, Path]:
+def _built_from_tarballs(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
     """A version 2 emoji build (two styles, 16 px squares at 64 px) from the small npm tarballs
     of tests/data/test_emoji.py, and the cache folder holding them."""
     spec = importlib.util.spec_from_file_location("emoji_build_tests", Path(__file__).parents[1] / "data" / "build" / "test_emoji.py")
     tests = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tests)
-    registry = tests.fake_registry(tmp_path / "npm")
+    registry = tests.fake_registry(tmp_path / "npm", monkeypatch)
     data = tmp_path / "data"
     tests._build(data, registry, ["noto", "twemoji"])
     return data, registry
 
 
-def test_data_travels_as_its_sources_and_is_rendered_the_same(remote, tmp_path):
-    data, registry = _built_from_tarballs(tmp_path)
+def test_data_travels_as_its_sources_and_is_rendered_the_same(remote, tmp_path, monkeypatch):
+    data, registry = _built_from_tarballs(tmp_path, monkeypatch)
     remote.pack_sources(data, tmp_path / "pack", registry)
     carried = sorted(f.name for f in (tmp_path / "pack" / "sources").iterdir())
     assert carried == sorted(["emojibase-data-17.0.0.tgz", "iconify-json-noto-1.2.9.tgz",
-                              "iconify-json-twemoji-1.2.5.tgz", "images.sha256", "manifest.json"])
+                              "iconify-json-twemoji-1.2.5.tgz", "images.sha256", "manifest.json", "pins.json"])
     remote.rebuild(tmp_path / "pack", tmp_path / "there", jobs=1)
     here = {f.relative_to(data): f.read_bytes() for f in data.rglob("*") if f.is_file()}
     there = {f.relative_to(tmp_path / "there"): f.read_bytes() for f in (tmp_path / "there").rglob("*") if f.is_file()}
@@ -160,8 +160,8 @@ def test_job_trains_and_returns_a_model_in_parts(remote, emoji_fixture, tmp_path
     assert "already holds a run" in (out / "train.log").read_text()
 
 
-def test_job_renders_data_carried_as_its_sources(remote, tmp_path):
-    data, registry = _built_from_tarballs(tmp_path)
+def test_job_renders_data_carried_as_its_sources(remote, tmp_path, monkeypatch):
+    data, registry = _built_from_tarballs(tmp_path, monkeypatch)
     cmd, env, root = _job(remote, data, tmp_path, "steps = 2\nbatch_size = 4\nsample_every = 0\n"
                           "eval_every = 0\n", sources=registry)
     out = tmp_path / "out"

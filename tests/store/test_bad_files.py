@@ -3,7 +3,7 @@ exit 2, no traceback, no hang, and the work folder as it was (``refusals.assert_
 
 The files: a model folder's config.json and ema.safetensors, a run folder's latest.txt,
 state.json, train.safetensors and weights, an adapter and its .json, a student's student.json,
-a recipe, and a data folder's prompt embeddings. Each is spoiled the ways a file can be: a
+and a recipe (a data folder's files have their own table, tests/data). Each is spoiled the ways a file can be: a
 folder or a named pipe in its place, too large, not UTF-8, nested 100,000 deep, a number of
 5000 digits, a field of the wrong type, a network too costly to build, tensors of the wrong
 shape or not finite, a header that promises more bytes than the file has.
@@ -261,8 +261,6 @@ STUDENT_MODEL = ["generate", "x", "--model", "{student-model}", "--out", "{work}
 RECIPE = ["train", "--config", "{recipe.toml}", "--data", "{made:data}", "--out", "{work}/new"]
 RECIPE_DISTILL = ["distill", "{made:model}", "--config", "{distill.toml}", "--data", "{made:data}", "--out",
                   "{work}/new", "--device", "cpu"]
-EMBEDDED = ["train", "--config", "{made:recipe.toml}", "--data", "{data}", "--out", "{work}/new"]
-EMBEDDED_DISTILL = ["distill", "{made:model}", "--data", "{data}", "--out", "{work}/new", "--device", "cpu"]
 
 
 def _at(argv: list[str], **where: str) -> list[str]:
@@ -424,14 +422,6 @@ CASES: list[tuple[str, str, Callable, list[str], str]] = [
         (deep_toml, "nested deeper than 32 levels"),
         (text("steps = " + "7" * 5000 + "\n"), "not valid TOML"),
     ) for copy, argv in (("recipe.toml", RECIPE), ("distill.toml", RECIPE_DISTILL))],
-    # a data folder's prompt embeddings
-    ("data", "data/prompt_embeddings.safetensors", tensors(reshaped("pooled")), EMBEDDED,
-     "not a prompt embeddings file"),
-    ("data", "data/prompt_embeddings.safetensors", tensors(lambda sd: sd.update(tokens=sd["tokens"][..., :8])),
-     EMBEDDED, "its states are 8 wide, the text encoder's 384"),
-    ("data", "data/prompt_embeddings.safetensors", fifo, EMBEDDED, "is a named pipe (FIFO)"),
-    ("data", "data/prompt_embeddings.safetensors", lying_header, EMBEDDED_DISTILL, "its header declares"),
-    ("data", "data/prompt_embeddings.safetensors", tensors(drop("mask")), EMBEDDED_DISTILL, "not tokens, mask"),
 ]
 
 
@@ -468,12 +458,10 @@ def test_the_table_covers_every_reader_and_command():
     assert len(CASES) >= 70
     spoiled = {target.split("/")[-1] for _, target, *_ in CASES}
     assert {"config.json", "ema.safetensors", "latest.txt", "state.json", "train.safetensors", "adapter.json",
-            "adapter.safetensors", "student.json", "recipe.toml", "distill.toml",
-            "prompt_embeddings.safetensors"} <= spoiled
+            "adapter.safetensors", "student.json", "recipe.toml", "distill.toml"} <= spoiled
     used = {tuple(argv) for *_, argv, _ in CASES}
     commands = (GENERATE, EXPORT, SERVE, EVAL, INIT, DISTILL, LORA_BASE, RESUME, RESUME_LORA, RESUME_DISTILL,
-                WITH_LORA, WITH_LORA_RUN, MERGE_LORA, SERVE_LORA, STUDENT, STUDENT_MODEL, RECIPE, RECIPE_DISTILL,
-                EMBEDDED, EMBEDDED_DISTILL)
+                WITH_LORA, WITH_LORA_RUN, MERGE_LORA, SERVE_LORA, STUDENT, STUDENT_MODEL, RECIPE, RECIPE_DISTILL)
     assert all(tuple(c) in used for c in commands)
 
 
@@ -493,15 +481,3 @@ def test_another_runs_optimizer_state_is_one_line_not_a_crash(made, tmp_path):
     assert "train.safetensors: optimizer state of another model shape" in lines[0], lines
     assert_unchanged(before, work)
 
-
-def test_stored_prompt_embeddings_must_be_finite(made, text_encoder, tmp_path):
-    """Checked when the pictures are loaded (the values are read then, not twice)."""
-    from gouache.data.prompts import EMBEDDINGS_FILE, load_prompt_embeddings
-    from gouache.errors import GouacheError
-
-    shutil.copytree(made["data"], tmp_path / "data")
-    path = tmp_path / "data" / EMBEDDINGS_FILE
-    assert load_prompt_embeddings(path, text_encoder) is not None
-    tensors(nan_first)(path)
-    with pytest.raises(GouacheError, match=f"{path}: .* not finite"):
-        load_prompt_embeddings(path, text_encoder)

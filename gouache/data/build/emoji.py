@@ -27,13 +27,14 @@ from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from tqdm import tqdm
 
 from gouache.data.build.emoji_names import (
     NAMES_FILES,
     EmojiNames,
+    check_hexcode,
     concept_of,
     load_names,
     normalize_hexcode,
@@ -57,14 +58,16 @@ from gouache.data.build.npm import (
     read_tar_members,
 )
 from gouache.data.build.render import RENDERER, render_svg
-from gouache.data.build.writing import finish_build, write_if_changed
+from gouache.data.build.writing import finish_build, inside_out, is_build, write_if_changed
 from gouache.data.captions import caption_variants
 from gouache.errors import GouacheError
+from gouache.store.files import check_output_folder
 
 __all__ = ["build_emoji_dataset", "SIZES", "NAMES_PACKAGE", "licenses_markdown", "caption_summary",
            "DEFAULT_STYLES"]
 
 SIZES = (64, 128, 256)
+MAX_JOBS = 64  # rendering processes
 NAMES_PACKAGE = ("emojibase-data", "17.0.0")
 DEFAULT_STYLES = STYLE_NAMES  # every style's licence allows sharing a model trained on it
 NAMES_ATTRIBUTION = ("Names, keywords, groups and shortcodes from emojibase-data, Copyright Miles "
@@ -236,22 +239,32 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
                         render_cache: Path | None = None, test_fraction: float = 0.05,
                         seed: int = 0, only: Sequence[str] | None = None,
                         test: Sequence[str] | None = None, jobs: int | None = None,
-                        progress: bool = True) -> dict[str, Any]:
+                        progress: bool = True, pins: Mapping[str, str] | None = None,
+                        overwrite: bool = False) -> dict[str, Any]:
     """Build the folder; return the manifest (also written as out/manifest.json), with the
     printable summary under ``"summary"`` (not written: it holds the build time).
 
+    ``out`` is new, empty or an earlier build (updated in place: pictures it no longer lists
+    are deleted); any other folder is refused before anything is fetched, unless ``overwrite``.
+
     ``only`` keeps the listed code sequences; ``test`` holds out exactly the listed emoji
     (by base/concept key) instead of the seeded draw (both for making test fixtures).
+    ``pins``: the tarballs' checksums, NAME@VERSION -> sha512 (default ``npm.PINNED``).
     """
     start = time.perf_counter()
     out, cache = Path(out), Path(cache_dir or default_cache())
+    check_output_folder(out, overwrite=overwrite, own=is_build)
     if not 0.0 <= test_fraction < 1.0:
         raise GouacheError(f"test fraction must be in [0, 1), got {test_fraction}")
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+        raise GouacheError(f"--jobs must be from 1 to {MAX_JOBS}, got {jobs}")
+    only = None if only is None else [check_hexcode(h.strip(), source="--only") for h in only]
+    test = None if test is None else [check_hexcode(h.strip(), source="--test") for h in test]
     if source == "png":
         from gouache.data.build.emoji_png import build_png_dataset
         manifest = build_png_dataset(out, size=size or 64, cache_dir=cache, seed=seed,
                                      test_fraction=test_fraction, only=only, test_bases=test,
-                                     progress=progress, **({"styles": styles} if styles else {}))
+                                     progress=progress, pins=pins, **({"styles": styles} if styles else {}))
         return {**manifest, "summary": format_summary(manifest, time.perf_counter() - start)}
     if source != "svg":
         raise GouacheError(f"unknown source {source!r}: svg (version 2) or png (version 1, 64 px)")
@@ -262,7 +275,7 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
     packages = {NAMES_PACKAGE[0]: NAMES_PACKAGE[1], **{s.package: s.version for s in chosen}}
     if any(s.by_name for s in chosen):
         packages.update(REFERENCE_PACKAGES)
-    tarballs = fetch_all(packages, cache, progress=progress)
+    tarballs = fetch_all(packages, cache, progress=progress, pins=pins)
     names = load_names(read_tar_members(tarballs[NAMES_PACKAGE[0]], NAMES_FILES))
     keep = {normalize_hexcode(h) for h in only} if only else None
     forced = {concept_of(h) for h in test} if test is not None else None
@@ -275,8 +288,10 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
         split = (("test" if key in forced else "train") if forced is not None
                  else split_for(key, seed, test_fraction))
         row = metadata_row(pic, names[pic.code], split)
-        write_if_changed(out / row["file_name"], png)
+        write_if_changed(inside_out(out, row["file_name"]), png)
         rows.append(row)
+    if not rows:
+        raise GouacheError("no pictures to build: the styles have none of the emoji asked for (--only)")
     subset = None if keep is None and forced is None else {
         "only": sorted(keep or []), "test": sorted(forced or [])}
     settings = {"source": "svg", "size": size, "seed": seed, "test_fraction": test_fraction,

@@ -7,7 +7,8 @@ and GitHub sets), the group and subgroup, and the emoji it belongs to.
 
 Code sequences are compared in one normal form (``normalize_hexcode``): upper
 case, ``FE0F`` variation selectors dropped, so ``2764-fe0f`` and ``2764`` are the
-same red heart in every artwork set. ``concept_of`` folds the variants of one
+same red heart in every artwork set; a package's code sequence that is not hex code
+points joined by dashes is refused (``check_hexcode``), since it names files. ``concept_of`` folds the variants of one
 emoji (skin tones, and the man/woman/person forms of a role) into one key: the
 held-out split is drawn over those keys, so no variant of a held-out emoji is
 trained on.
@@ -19,7 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EmojiNames", "normalize_hexcode", "concept_of", "load_names", "slug",
+from gouache.errors import GouacheError
+
+__all__ = ["EmojiNames", "normalize_hexcode", "check_hexcode", "concept_of", "load_names", "slug",
            "NAMES_FILES"]
 
 DATA, GROUPS, UNICODE = "package/en/data.json", "package/meta/groups.json", "package/meta/unicode-names.json"
@@ -31,6 +34,7 @@ GENDER_SIGNS = {"2640", "2642"}  # female and male sign, after a ZWJ: "woman run
 ADULTS = {"1F468", "1F469"}  # man, woman: "man technologist" is a form of 1F9D1 "technologist"
 PERSON = "1F9D1"
 ZWJ = "200D"
+HEXCODE = re.compile(r"[0-9A-F]{1,6}(-[0-9A-F]{1,6}){0,15}")  # code points in hex: "1F44B-1F3FD"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,14 @@ def normalize_hexcode(hexcode: str) -> str:
     """Upper-case a dash-separated hexcode and drop ``FE0F`` variation selectors."""
     parts = [p.strip().upper() for p in hexcode.replace("_", "-").split("-")]
     return "-".join(p for p in parts if p and p != "FE0F")
+
+
+def check_hexcode(value: Any, *, source: str) -> str:
+    """``value`` upper-cased when it is a code sequence in hex ("1f44b-1f3fd"), else a
+    GouacheError naming ``source``: the builders make file names of it."""
+    if not isinstance(value, str) or not HEXCODE.fullmatch(value.upper()):
+        raise GouacheError(f"{source}: {str(value)[:60]!r} is not a code sequence in hex (like 1F44B-1F3FD)")
+    return value.upper()
 
 
 def concept_of(hexcode: str) -> str:
@@ -103,9 +115,9 @@ def load_names(files: dict[str, bytes]) -> dict[str, EmojiNames]:
     out: dict[str, EmojiNames] = {}
     for entry in data:
         tags = tuple(entry.get("tags", ()))
-        base = normalize_hexcode(entry["hexcode"])
+        base = normalize_hexcode(check_hexcode(entry["hexcode"], source=DATA))
         for item in [entry, *entry.get("skins", ())]:
-            code = normalize_hexcode(item["hexcode"])
+            code = normalize_hexcode(check_hexcode(item["hexcode"], source=DATA))
             out[code] = EmojiNames(
                 hexcode=code,
                 label=item["label"].lower(),

@@ -16,14 +16,14 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from tqdm import tqdm
 
-from gouache.data.build.emoji_names import normalize_hexcode
+from gouache.data.build.emoji_names import check_hexcode, normalize_hexcode
 from gouache.data.build.emoji_split import split_for
 from gouache.data.build.npm import fetch_all, read_tar_members
-from gouache.data.build.writing import finish_build, write_if_changed
+from gouache.data.build.writing import finish_build, inside_out, write_if_changed
 from gouache.errors import GouacheError
 from gouache.images import load_rgb
 
@@ -106,15 +106,17 @@ def load_labels(data: list[dict[str, Any]], groups: dict[str, Any]) -> dict[str,
 
 
 def list_images(emoji_json: list[dict[str, Any]], style: str) -> list[EmojiImage]:
-    """List the pictures a style has, skin-tone variants included, base emoji first."""
+    """List the pictures a style has, skin-tone variants included, base emoji first; a code
+    sequence that is not hex code points is refused (it names a file)."""
     flag = f"has_img_{style}"
     images = []
     for entry in emoji_json:
-        base = normalize_hexcode(entry["unified"])
+        base = normalize_hexcode(check_hexcode(entry["unified"], source="package/emoji.json"))
         variants = [entry, *(entry.get("skin_variations") or {}).values()]
         for item in variants:
             if item.get(flag):
-                images.append(EmojiImage(item["unified"].upper(), base, item["image"]))
+                code = check_hexcode(item["unified"], source="package/emoji.json")
+                images.append(EmojiImage(code, base, item["image"]))
     return images
 
 
@@ -158,7 +160,7 @@ def build_png_dataset(out: Path, *, size: int = SOURCE_SIZE, styles: Sequence[st
                       cache_dir: Path, test_fraction: float = 0.05, seed: int = 0,
                       limit: int | None = None, progress: bool = True,
                       only: Sequence[str] | None = None,
-                      test_bases: Sequence[str] | None = None) -> dict:
+                      test_bases: Sequence[str] | None = None, pins: Mapping[str, str] | None = None) -> dict:
     """Build the version-6 folder; ``only`` keeps listed code sequences, ``test_bases`` forces
     the split, ``limit`` keeps the first N pictures of each style. Returns the manifest."""
     unknown = [s for s in styles if s not in PNG_STYLES]
@@ -166,7 +168,7 @@ def build_png_dataset(out: Path, *, size: int = SOURCE_SIZE, styles: Sequence[st
         raise GouacheError(f"--source png has the styles {', '.join(PNG_STYLES)}; got {list(styles)}")
     out = Path(out)
     wanted = [LABELS_PACKAGE, *(STYLE_PACKAGES[s] for s in styles)]
-    tarballs = fetch_all({n: PACKAGES[n] for n in wanted}, cache_dir, progress=progress)
+    tarballs = fetch_all({n: PACKAGES[n] for n in wanted}, cache_dir, progress=progress, pins=pins)
     base_json = read_tar_members(tarballs[LABELS_PACKAGE],
                                  ["package/en/data.json", "package/meta/groups.json"])
     labels = load_labels(json.loads(base_json["package/en/data.json"]),
@@ -192,8 +194,10 @@ def build_png_dataset(out: Path, *, size: int = SOURCE_SIZE, styles: Sequence[st
             split = (("test" if img.base in forced else "train") if forced is not None
                      else split_for(img.base, seed, test_fraction))
             row = metadata_row(img, label, style, split)
-            write_if_changed(out / row["file_name"], convert_png(files[prefix + img.image], size))
+            write_if_changed(inside_out(out, row["file_name"]), convert_png(files[prefix + img.image], size))
             rows.append(row)
+    if not rows:
+        raise GouacheError("no pictures to build: the styles have none of the emoji asked for (--only)")
     if unlabelled:
         print(f"skipped {len(unlabelled)} images with no label or file: {sorted(unlabelled)[:20]}")
     subset = None if keep is None and forced is None else {

@@ -18,7 +18,11 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
+from gouache.data.inputs import parse_json, read_bounded
+from gouache.data.build.writing import write_if_changed
 from gouache.errors import GouacheError
+from gouache.images import save_png
+from gouache.store.files import check_output_folder
 
 __all__ = ["COLOURS", "SHAPES", "SHAPES_FILE", "build_shapes_dataset", "parse_holdout", "read_shapes_info"]
 
@@ -27,6 +31,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 SHAPES_FILE = "shapes.json"  # what the folder holds: colours, shapes, held-out captions
+SIZES = (8, 1024)  # smallest and largest side of a picture (drawn 4x larger, then downsampled)
+MAX_PER_CAPTION = 10_000  # pictures of one caption
 
 
 def _draw(shape: str, colour: tuple[int, int, int], size: int, rng: random.Random) -> Image.Image:
@@ -63,27 +69,38 @@ def parse_holdout(text: str | Sequence[str]) -> tuple[str, ...]:
 def read_shapes_info(folder: Path) -> dict:
     """The folder's ``shapes.json`` (colours, shapes, holdout); the defaults for an older folder."""
     path = Path(folder) / SHAPES_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return {"colours": list(COLOURS), "shapes": list(SHAPES), "holdout": []}
-    return json.loads(path.read_text(encoding="utf-8"))
+    info = parse_json(read_bounded(path, 2**20, what=SHAPES_FILE), where=str(path))
+    if not isinstance(info, dict) or not all(
+            isinstance(info.get(k), list) and all(isinstance(x, str) for x in info[k])
+            for k in ("colours", "shapes", "holdout")):
+        raise GouacheError(f"{path}: must be a JSON object with lists of texts colours, shapes and holdout")
+    return info
 
 
 def build_shapes_dataset(out: Path, *, size: int = 32, per_caption: int = 64, seed: int = 0,
-                         holdout: Sequence[str] = (), progress: bool = True) -> int:
+                         holdout: Sequence[str] = (), progress: bool = True, overwrite: bool = False) -> int:
     """Write ``per_caption`` images for each colour x shape caption but the ``holdout`` ones;
-    return the count."""
+    return the count. ``out`` is new, empty or an earlier shapes folder; any other folder is
+    refused unless ``overwrite``."""
+    if not SIZES[0] <= size <= SIZES[1]:
+        raise GouacheError(f"--size must be from {SIZES[0]} to {SIZES[1]} pixels, got {size}")
+    if not 1 <= per_caption <= MAX_PER_CAPTION:
+        raise GouacheError(f"--per-caption must be from 1 to {MAX_PER_CAPTION}, got {per_caption}")
     out = Path(out)
     held = set(parse_holdout(holdout))
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    if len(held) == len(COLOURS) * len(SHAPES):
+        raise GouacheError("--holdout holds out every caption: the data set would be empty")
+    check_output_folder(out, overwrite=overwrite, own=lambda folder: (folder / SHAPES_FILE).is_file())
     rng = random.Random(seed)
     rows = []
     jobs = [(c, s, k) for c in COLOURS for s in SHAPES for k in range(per_caption) if f"{c} {s}" not in held]
     for colour, shape, k in tqdm(jobs, desc="drawing shapes", unit="img", disable=not progress):
         name = f"images/{colour}_{shape}_{k:03d}.png"
-        _draw(shape, COLOURS[colour], size, rng).save(out / name)
+        save_png(_draw(shape, COLOURS[colour], size, rng), out / name)
         rows.append({"file_name": name, "text": f"{colour} {shape}"})
-    with open(out / "metadata.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    write_if_changed(out / "metadata.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
     info = {"colours": list(COLOURS), "shapes": list(SHAPES), "holdout": sorted(held)}
-    (out / SHAPES_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_if_changed(out / SHAPES_FILE, (json.dumps(info, indent=2) + "\n").encode())
     return len(rows)

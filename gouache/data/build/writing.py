@@ -13,18 +13,30 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gouache.store.files import file_sha256
+from gouache.errors import GouacheError
+from gouache.store.files import file_sha256, replacing
 
-__all__ = ["write_if_changed", "remove_stale_images", "dumps_line", "finish_build"]
+__all__ = ["write_if_changed", "remove_stale_images", "dumps_line", "finish_build", "inside_out", "is_build"]
 
 
 def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write ``data`` unless the file already holds exactly these bytes; True if written."""
+    """Write ``data`` (atomically: ``files.replacing``) unless the file already holds exactly
+    these bytes; True if written."""
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
     return True
+
+
+def is_build(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished build (its manifest.json): a rebuild may replace it."""
+    try:
+        manifest = json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "metadata_sha256" in manifest
 
 
 def remove_stale_images(images_dir: Path, keep: set[Path]) -> int:
@@ -73,3 +85,11 @@ def finish_build(out: Path, rows: list[dict[str, Any]], tarballs: dict[str, Path
     text = json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     write_if_changed(out / "manifest.json", text.encode("utf-8"))
     return manifest
+
+
+def inside_out(out: Path, file_name: str) -> Path:
+    """``out / file_name``, refused unless it lies in ``out``: names come from packages."""
+    path = Path(out) / file_name
+    if Path(file_name).is_absolute() or not path.resolve().is_relative_to(Path(out).resolve()):
+        raise GouacheError(f"{file_name!r} would be written outside the output folder {out}")
+    return path

@@ -21,7 +21,8 @@ from PIL import Image
 from gouache.data.build.emoji import build_emoji_dataset, licenses_markdown
 from gouache.data.build.emoji_names import NAMES_FILES, concept_of, normalize_hexcode
 from gouache.data.build.emoji_styles import STYLES
-from gouache.data.build.npm import tarball_name
+from gouache.data.build import npm
+from gouache.data.build.npm import integrity, tarball_name
 from gouache.errors import GouacheError
 
 KEYS = {"file_name", "text", "label", "name", "keywords", "shortcodes", "annotation", "style",
@@ -78,16 +79,19 @@ SQUARE = '<rect x="{x}" y="2" width="8" height="12" fill="#{colour}"/>'
 CODES = [f"{0x1F600 + k:X}" for k in range(40)]
 
 
-def _tarball(folder: Path, name: str, version: str, files: dict[str, object]) -> None:
-    with tarfile.open(folder / tarball_name(name, version), "w:gz") as tf:
+def _tarball(folder: Path, name: str, version: str, files: dict[str, object], monkeypatch) -> None:
+    """A tarball of ``files`` (bytes, or JSON), pinned for this test as gouache pins the real ones."""
+    path = folder / tarball_name(name, version)
+    with tarfile.open(path, "w:gz") as tf:
         for member, content in sorted(files.items()):
             data = content if isinstance(content, bytes) else json.dumps(content).encode()
             info = tarfile.TarInfo(member)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
+    monkeypatch.setitem(npm.PINNED, f"{name}@{version}", integrity(path))
 
 
-def fake_registry(folder: Path, *, noto_licence: str = "Apache-2.0") -> Path:
+def fake_registry(folder: Path, monkeypatch, *, noto_licence: str = "Apache-2.0") -> Path:
     """npm tarballs as ``npm pack`` leaves them: emojibase-data and three small Iconify sets."""
     folder.mkdir(parents=True, exist_ok=True)
     data = [{"label": f"face {k}", "hexcode": code, "tags": ["face", f"tag{k}", "smile"], "group": 0,
@@ -96,7 +100,7 @@ def fake_registry(folder: Path, *, noto_licence: str = "Apache-2.0") -> Path:
     _tarball(folder, "emojibase-data", "17.0.0", {
         NAMES_FILES[0]: data, NAMES_FILES[1]: {"groups": {"0": "smileys"}, "subgroups": {"1": "faces"}},
         NAMES_FILES[2]: {code: f"FACE NUMBER {k}" for k, code in enumerate(CODES)},
-        NAMES_FILES[3]: {code: f"face_{k}" for k, code in enumerate(CODES)}, NAMES_FILES[4]: {}})
+        NAMES_FILES[3]: {code: f"face_{k}" for k, code in enumerate(CODES)}, NAMES_FILES[4]: {}}, monkeypatch)
     for key, colour, count, licence in (("noto", "f00", 30, noto_licence), ("twemoji", "0a0", 40, "CC-BY-4.0"),
                                         ("openmoji", "00f", 40, "CC-BY-SA-4.0")):
         style = next(s for s in STYLES if s.key == key)
@@ -106,7 +110,7 @@ def fake_registry(folder: Path, *, noto_licence: str = "Apache-2.0") -> Path:
         _tarball(folder, style.package, style.version, {
             "package/icons.json": {"prefix": key, "width": 16, "height": 16, "icons": icons},
             "package/chars.json": {c.lower(): f"icon-{c.lower()}" for c in codes},
-            "package/package.json": {"name": style.package, "license": licence}})
+            "package/package.json": {"name": style.package, "license": licence}}, monkeypatch)
     return folder
 
 
@@ -115,8 +119,8 @@ def _build(out: Path, registry: Path, styles: list[str], **kw) -> dict:
                                test_fraction=0.2, jobs=1, progress=False, **kw)
 
 
-def test_a_build_is_stable_when_styles_are_added_and_byte_identical(tmp_path) -> None:
-    registry = fake_registry(tmp_path / "npm")
+def test_a_build_is_stable_when_styles_are_added_and_byte_identical(tmp_path, monkeypatch) -> None:
+    registry = fake_registry(tmp_path / "npm", monkeypatch)
     two = _build(tmp_path / "two", registry, ["noto", "twemoji"])
     three = _build(tmp_path / "three", registry, ["twemoji", "openmoji", "noto"])
     assert two["counts"]["per_style"]["noto"] == three["counts"]["per_style"]["noto"]
@@ -143,8 +147,8 @@ def test_a_build_is_stable_when_styles_are_added_and_byte_identical(tmp_path) ->
     assert again["metadata_sha256"] == two["metadata_sha256"]
 
 
-def test_subsets_forced_splits_and_refusals(tmp_path) -> None:
-    registry = fake_registry(tmp_path / "npm")
+def test_subsets_forced_splits_and_refusals(tmp_path, monkeypatch) -> None:
+    registry = fake_registry(tmp_path / "npm", monkeypatch)
     m = _build(tmp_path / "sub", registry, ["twemoji"], only=[CODES[0], f"{CODES[0]}-1f3ff", CODES[1]],
                test=[CODES[0]])
     assert m["counts"]["per_split"] == {"test": 2, "train": 1} and m["held_out"] == [CODES[0]]
@@ -152,16 +156,16 @@ def test_subsets_forced_splits_and_refusals(tmp_path) -> None:
         _build(tmp_path / "x", registry, ["apple"])
     with pytest.raises(GouacheError, match="size must be one of"):
         build_emoji_dataset(tmp_path / "x", size=100, cache_dir=registry)
-    bad = fake_registry(tmp_path / "bad", noto_licence="GPL-3.0")
+    bad = fake_registry(tmp_path / "bad", monkeypatch, noto_licence="GPL-3.0")
     with pytest.raises(GouacheError, match="declares licence 'GPL-3.0'"):
         _build(tmp_path / "x", bad, ["noto"])
     assert normalize_hexcode(CODES[0]) == CODES[0]
 
 
-def test_the_cli_builds_and_reports_mistakes_in_one_line(tmp_path, capsys) -> None:
+def test_the_cli_builds_and_reports_mistakes_in_one_line(tmp_path, capsys, monkeypatch) -> None:
     from gouache.cli.main import main
 
-    registry = fake_registry(tmp_path / "npm")
+    registry = fake_registry(tmp_path / "npm", monkeypatch)
     main(["data", "emoji", "--out", str(tmp_path / "ds"), "--size", "64", "--styles", "twemoji,noto",
           "--cache-dir", str(registry), "--jobs", "1"])
     out = capsys.readouterr().out
