@@ -33,7 +33,7 @@ from gouache.model.unet import UNet
 from gouache.store.adapters import apply_adapters
 from gouache.store.files import Inputs, check_output_folder, file_sha256, replacing, write_json
 from gouache.store.latest import read_latest
-from gouache.store.reading import MB, MissingFile, TensorSpec, read_json, safetensors_header
+from gouache.store.reading import KB, MB, MissingFile, TensorSpec, read_bytes, read_json, safetensors_header
 from gouache.store.tensors import check_finite, check_tensors, contiguous, read_tensors, save_tensors
 from gouache.store.train_state import STATE_FILE, load_train_state, read_run_state
 
@@ -126,10 +126,14 @@ def resolve_model_dir(path: Path | str) -> Path:
 def run_step(run: Path | str) -> int | None:
     """The step of a run folder's latest checkpoint (``latest.txt``); None when it has none."""
     latest = Path(run) / "latest.txt"
-    if not latest.is_file():
+    if not latest.is_file():  # a stat: a pipe in its place is never opened
         return None
-    digits = latest.read_text(errors="replace").strip().rpartition("step-")[2]
-    return int(digits) if digits.isdigit() else 0
+    try:
+        text = read_bytes(latest, what="the run's", limit=KB).decode("utf-8", "replace")
+    except GouacheError:  # too large to be one: a run all the same
+        return 0
+    digits = text.strip().rpartition("step-")[2]
+    return int(digits) if digits.isascii() and digits.isdigit() else 0
 
 
 def read_model_config(folder: Path) -> ModelConfig:

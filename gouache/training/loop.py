@@ -19,7 +19,6 @@ writes the log, checkpoints and grids, and the ranks decide together when to sto
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -41,6 +40,7 @@ from gouache.store.checkpoint import (
 from gouache.store.files import Inputs, check_output_folder, write_json
 from gouache.store.latest import read_latest
 from gouache.store.lock import LOCK_FILE, locked
+from gouache.store.reading import MB, read_json
 from gouache.training.log import StopSignal, TrainLog
 from gouache.training.lr_schedule import Schedule, TimeBudget, lr_at
 from gouache.training.prior import PRIOR_FILE
@@ -141,8 +141,8 @@ def _kind_in(folder: Path) -> str:
     """What ran in ``folder``, read from its recipe."""
     for name in ("distill_config.json", "train_config.json"):
         try:
-            recipe = json.loads((folder / name).read_text())
-        except (OSError, ValueError):
+            recipe = read_json(folder / name, what="the run's recipe", limit=MB)
+        except GouacheError:  # missing or spoiled: the other, or "a run"
             continue
         return _kind(name, recipe.get("lora", 0) if isinstance(recipe, dict) else 0)
     return "a run"
