@@ -30,7 +30,8 @@ from torch.utils.checkpoint import checkpoint
 from gouache.checks import at_least, between, check_fields
 from gouache.errors import GouacheError
 
-__all__ = ["UNetConfig", "UNet", "PRESETS"]
+__all__ = ["UNetConfig", "UNet", "PRESETS", "parameter_count", "activation_bytes", "check_cost",
+           "MAX_PARAMETERS", "MAX_ACTIVATION_BYTES"]
 
 
 def _splits_into_heads(channels: int, head_dim: int) -> bool:
@@ -66,6 +67,7 @@ class UNetConfig:
         if self.image_size % self.divisor:
             raise GouacheError(f"network config: image_size {self.image_size} is not divisible by "
                                f"{self.divisor} (patch {self.patch} x 2^{len(self.channels) - 1} levels)")
+        check_cost(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "UNetConfig":
@@ -82,6 +84,64 @@ class UNetConfig:
     def divisor(self) -> int:
         """The image side must be a multiple of this."""
         return self.patch * 2 ** (len(self.channels) - 1)
+
+
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights: over 50 times the largest preset
+MAX_ACTIVATION_BYTES = 8 << 30  # of one picture's forward pass (the presets need under 20 MB)
+
+
+def parameter_count(cfg: UNetConfig) -> int:
+    """The parameters ``UNet(cfg)`` holds, counted from the config alone (nothing is built)."""
+    e, t, ch, b = cfg.emb_dim, cfg.text_dim, cfg.channels, cfg.blocks_per_level
+
+    def linear(i: int, o: int) -> int:
+        return i * o + o
+
+    def conv(i: int, o: int, k: int = 3) -> int:
+        return i * o * k * k + o
+
+    def res(i: int, o: int) -> int:  # two group norms, two convolutions, the embedding's scale and shift
+        return 2 * i + conv(i, o) + linear(e, 2 * o) + 2 * o + conv(o, o) + (conv(i, o, 1) if i != o else 0)
+
+    def attn(c: int) -> int:  # a group norm, qkv and its projection; a layer norm, q, kv and its projection
+        return 2 * c + linear(c, 3 * c) + linear(c, c) + 2 * c + linear(c, c) + linear(t, 2 * c) + linear(c, c)
+
+    n = linear(t, e) + 2 * linear(e, e) + conv(cfg.in_channels * cfg.patch ** 2, ch[0])
+    prev = ch[0]
+    for i, c in enumerate(ch):  # down: b blocks, then a strided convolution
+        n += res(prev, c) + (b - 1) * res(c, c) + b * attn(c) * (i in cfg.attn_levels)
+        n += conv(c, c) if i < len(ch) - 1 else 0
+        prev = c
+    n += 2 * res(ch[-1], ch[-1]) + 2 * attn(ch[-1])  # middle
+    for i, c in reversed(list(enumerate(ch))):  # up: b + 1 blocks, each reading a skip
+        skip = ch[max(i - 1, 0)]  # the last one: the level above's downsampled skip, or the stem's
+        n += res(prev + c, c) + (b - 1) * res(2 * c, c) + res(c + skip, c)
+        n += (b + 1) * attn(c) * (i in cfg.attn_levels) + (conv(c, c) if i > 0 else 0)
+        prev = c
+    return n + 2 * ch[0] + conv(ch[0], cfg.in_channels * cfg.patch ** 2)
+
+
+def activation_bytes(cfg: UNetConfig) -> int:
+    """About the float32 activations of one picture's forward pass, from the config alone: the
+    skips and working tensors of every level, and the largest self-attention matrix."""
+    side = cfg.image_size // cfg.patch
+    positions = [(side >> i) ** 2 for i in range(len(cfg.channels))]
+    maps = sum(p * c * (2 * cfg.blocks_per_level + 3) for p, c in zip(positions, cfg.channels))
+    scores = max([max(1, cfg.channels[i] // cfg.head_dim) * positions[i] ** 2 for i in cfg.attn_levels]
+                 + [max(1, cfg.channels[-1] // cfg.head_dim) * positions[-1] ** 2])  # the middle's
+    return 4 * (maps + scores)
+
+
+def check_cost(cfg: UNetConfig) -> None:
+    """Refuse a network that would not fit: its parameters, or one picture's activations."""
+    n = parameter_count(cfg)
+    if n > MAX_PARAMETERS:
+        raise GouacheError(f"network config: {n:,} parameters ({4 * n / 2**30:,.1f} GiB of float32 weights), "
+                           f"more than the {MAX_PARAMETERS:,} gouache builds")
+    act = activation_bytes(cfg)
+    if act > MAX_ACTIVATION_BYTES:
+        raise GouacheError(f"network config: one {cfg.image_size} px picture would need about "
+                           f"{act / 2**30:,.1f} GiB of activations, more than {MAX_ACTIVATION_BYTES >> 30} GiB")
 
 
 PRESETS: dict[str, UNetConfig] = {

@@ -36,10 +36,11 @@ from gouache.sampling.rng import PerSampleNoise
 from gouache.sampling.start import Picture, StartPicture, check_start
 from gouache.store.adapters import apply_adapters, find_adapter, parse_lora_spec
 from gouache.store.checkpoint import (
+    check_model_folder,
     default_model_dir,
     load_network,
-    read_model_config,
     resolve_model_dir,
+    text_model_of,
 )
 from gouache.store.student import StudentInfo, load_student, refuse_bare_student
 
@@ -112,10 +113,10 @@ class Pipeline:
         if found is None:
             net, config = load_network(folder)
         else:  # the student paints by default: the diffusion model is read when first needed
-            net, config = (lambda: load_network(folder)[0]), read_model_config(folder)
+            net, config = (lambda: load_network(folder)[0]), check_model_folder(folder)  # its header checked now
         names = apply_adapters(net, folder, specs) if specs else []
         dev = pick_device(device)
-        encoder = text_encoder or TextEncoder(config.text_model, max_length=config.text_max_length)
+        encoder = text_encoder or TextEncoder(text_model_of(folder, config), max_length=config.text_max_length)
         pipe = cls(net, encoder, config, dev, student=found)
         pipe.adapters = {name: LoadedAdapter(path, scale) for name, (path, scale) in zip(names, specs)}
         return pipe

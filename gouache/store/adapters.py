@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from gouache.checks import at_least, check_fields, non_blank, positive
+from gouache.checks import between, check_fields, non_blank
 from gouache.errors import GouacheError
 from gouache.model.lora import (
     FORMAT,
@@ -25,9 +25,17 @@ from gouache.model.lora import (
 )
 from gouache.store.files import write_json
 from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
-from gouache.store.tensors import save_tensors
+from gouache.store.latest import read_latest
+from gouache.store.reading import KB, MissingFile, TensorSpec, read_json, regular_file, safetensors_header
+from gouache.store.tensors import check_finite, check_tensors, read_tensors, save_tensors
 
-__all__ = ["AdapterInfo", "save_adapter", "read_adapter", "find_adapter", "apply_adapters", "parse_lora_spec"]
+__all__ = ["AdapterInfo", "save_adapter", "read_adapter", "read_adapter_info", "check_adapter_file", "find_adapter",
+           "apply_adapters", "parse_lora_spec", "MAX_RANK"]
+
+
+MAX_RANK = 256  # as the command line's --lora
+MAX_ALPHA = 4096.0  # the update's scale alpha / rank stays at most 4096
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -43,9 +51,10 @@ class AdapterInfo:
     format: str = FORMAT  # this file layout's version
 
     def __post_init__(self) -> None:
-        check_fields(self, {"rank": (at_least(1), "at least 1"), "alpha": (positive, "above 0"),
+        check_fields(self, {"rank": (between(1, MAX_RANK), f"at least 1 and at most {MAX_RANK}"),
+                            "alpha": (lambda a: 0 < a <= MAX_ALPHA, f"above 0 and at most {MAX_ALPHA}"),
                             "base_model": (non_blank, "a name"),
-                            "base_sha256": (lambda s: len(s) == 64, "64 hex digits"),
+                            "base_sha256": (lambda s: len(s) == 64 and all(c in _HEX for c in s), "64 hex digits"),
                             "format": (lambda f: f == FORMAT, FORMAT)}, what="adapter config")
 
 
@@ -62,28 +71,57 @@ def find_adapter(path: Path | str) -> Path:
     """An adapter file, or a folder holding ``adapter.safetensors``, or a run folder (its latest)."""
     path = Path(path)
     if path.is_dir():
-        latest = path / "latest.txt"
-        folder = path / latest.read_text().strip() if latest.exists() else path
-        path = folder / "adapter.safetensors"
-    if not path.is_file():
+        path = (read_latest(path) or path) / "adapter.safetensors"
+    if path.exists():
+        regular_file(path, "adapter")  # a named pipe or a device is said as such
+    else:
         raise GouacheError(f"no such adapter: {path} (an .safetensors file with its .json beside it, "
                            "or a LoRA run folder)")
     return path
 
 
 def read_adapter(path: Path | str) -> tuple[AdapterInfo, dict[str, torch.Tensor]]:
-    """An adapter's info and tensors; a missing or damaged file is a one-line error naming it."""
-    from gouache.store.tensors import read_tensors
-
+    """An adapter's info and tensors; a missing or damaged file is a one-line error naming it.
+    The info's fields are typed and bounded; every tensor is a float tensor of finite values
+    (their shapes are checked against the network they go on: ``lora.load_adapter_tensors``)."""
     path = find_adapter(path)
-    meta = path.with_suffix(".json")
+    return read_adapter_info(path), _read_adapter_tensors(path)
+
+
+def read_adapter_info(path: Path) -> AdapterInfo:
+    """The info (``NAME.json``) of the adapter file ``path``, each field typed and bounded."""
+    meta = Path(path).with_suffix(".json")
     try:
-        info = AdapterInfo(**json.loads(meta.read_text()))
-    except FileNotFoundError:
+        d = read_json(meta, what="adapter config", limit=64 * KB)
+    except MissingFile:
         raise GouacheError(f"{meta} is missing: an adapter needs its .json beside it") from None
-    except (json.JSONDecodeError, TypeError) as e:
+    try:
+        return AdapterInfo(**d)
+    except TypeError as e:
         raise GouacheError(f"{meta}: not a gouache adapter config ({e})") from None
-    return info, read_tensors(path)
+    except GouacheError as e:
+        raise GouacheError(f"{meta}: {e}") from None
+
+
+def check_adapter_file(path: Path, own: dict[str, torch.Tensor] | None = None) -> None:
+    """Refuse the adapter file ``path`` unless its header declares float tensors, and with ``own``
+    (the adapter's tensors on a network) the same names and shapes; nothing else is read."""
+    try:
+        found, _ = safetensors_header(path, what="adapter")
+    except MissingFile:
+        raise GouacheError(f"{path} is missing") from None
+    if own is not None:
+        expected = {k: TensorSpec(v.dtype, tuple(v.shape)) for k, v in own.items()}
+        check_tensors(path, found, expected, what="adapter", any_float=True)
+    for name, spec in found.items():
+        if not spec.dtype.is_floating_point:
+            raise GouacheError(f"{path}: {name} is {spec.dtype}, not a float tensor")
+
+
+def _read_adapter_tensors(path: Path, own: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The adapter file's tensors, once ``check_adapter_file`` passes; every value finite."""
+    check_adapter_file(path, own)
+    return check_finite(path, read_tensors(path, what="adapter"))
 
 
 def parse_lora_spec(spec: LoraSpec) -> tuple[Path, float]:
@@ -108,7 +146,8 @@ def apply_adapters(net: nn.Module, base_folder: Path, specs: Sequence[LoraSpec])
     names, ours = [], None
     for k, spec in enumerate(specs):
         path, scale = parse_lora_spec(spec)
-        info, tensors = read_adapter(path)
+        file = find_adapter(path)
+        info = read_adapter_info(file)
         ours = ours or weights_fingerprint(base_folder)
         if not fingerprint_matches(info.base_sha256, base_folder, ours):
             raise GouacheError(f"adapter {path} was made for base model {info.base_model!r} (weights "
@@ -116,7 +155,8 @@ def apply_adapters(net: nn.Module, base_folder: Path, specs: Sequence[LoraSpec])
                                f"load it with --model pointing at {info.base_model}")
         name = f"lora{k}"
         add_adapter(net, name, rank=info.rank, alpha=info.alpha, convs=info.convs)
-        load_adapter_tensors(net, name, tensors, what=str(path))
+        tensors = _read_adapter_tensors(file, adapter_tensors(net, name))  # shapes checked before reading
+        load_adapter_tensors(net, name, tensors, what=str(file))
         set_scale(net, name, scale)
         names.append(name)
     return names

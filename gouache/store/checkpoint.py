@@ -18,7 +18,6 @@ folder it may leave is removed when a run starts there and after each save.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Callable, Collection, Sequence
@@ -29,14 +28,19 @@ from gouache.errors import DiskFull, GouacheError, raise_if_disk_full
 from gouache.model.config import ModelConfig
 from gouache.model.lora import merge
 from gouache.model.noinit import no_initial_weights
+from gouache.model.text import DEFAULT_TEXT_MODEL, hub_allowed
 from gouache.model.unet import UNet
 from gouache.store.adapters import apply_adapters
 from gouache.store.files import Inputs, check_output_folder, file_sha256, replacing, write_json
-from gouache.store.tensors import contiguous, read_tensors, save_tensors
+from gouache.store.latest import read_latest
+from gouache.store.reading import KB, MB, MissingFile, TensorSpec, read_bytes, read_json, safetensors_header
+from gouache.store.tensors import check_finite, check_tensors, contiguous, read_tensors, save_tensors
+from gouache.store.train_state import STATE_FILE, load_train_state, read_run_state
 
 __all__ = ["write_model_weights", "save_run_state", "clear_partial_checkpoints", "run_step",
            "load_weights", "load_network", "load_train_state", "default_model_dir", "resolve_model_dir",
-           "read_model_config", "checkpoint_record", "check_export_folder", "export_model", "average_weights"]
+           "read_model_config", "checkpoint_record", "check_export_folder", "export_model", "average_weights",
+           "check_weights", "check_model_folder", "text_model_of"]
 
 
 def clear_partial_checkpoints(run: Path) -> None:
@@ -111,9 +115,9 @@ def resolve_model_dir(path: Path | str) -> Path:
     path = Path(path)
     if (path / "ema.safetensors").exists():
         return path
-    latest = path / "latest.txt"
-    if latest.exists():
-        return path / latest.read_text().strip()
+    latest = read_latest(path)  # a checkpoint inside the run folder, or None
+    if latest is not None:
+        return latest
     if not path.exists():
         raise GouacheError(f"no such model or run folder: {path}")
     raise GouacheError(f"{path} holds no checkpoint (expected ema.safetensors or latest.txt)")
@@ -122,75 +126,122 @@ def resolve_model_dir(path: Path | str) -> Path:
 def run_step(run: Path | str) -> int | None:
     """The step of a run folder's latest checkpoint (``latest.txt``); None when it has none."""
     latest = Path(run) / "latest.txt"
-    if not latest.is_file():
+    if not latest.is_file():  # a stat: a pipe in its place is never opened
         return None
-    digits = latest.read_text(errors="replace").strip().rpartition("step-")[2]
-    return int(digits) if digits.isdigit() else 0
+    try:
+        text = read_bytes(latest, what="the run's", limit=KB).decode("utf-8", "replace")
+    except GouacheError:  # too large to be one: a run all the same
+        return 0
+    digits = text.strip().rpartition("step-")[2]
+    return int(digits) if digits.isascii() and digits.isdigit() else 0
 
 
 def read_model_config(folder: Path) -> ModelConfig:
+    """A model folder's config.json: each field typed, the network's cost bounded (``unet.check_cost``,
+    before anything is built) and ``text_model`` the bundled encoder or a path inside the folder."""
     path = Path(folder) / "config.json"
     try:
-        return ModelConfig.from_dict(json.loads(path.read_text()))
-    except FileNotFoundError:
+        d = read_json(path, what="model config", limit=MB)
+    except MissingFile:
         raise GouacheError(f"{path} is missing: a model folder needs its config.json") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise GouacheError(f"{path}: not a gouache model config ({e})") from None
+    for key in ("unet", "schedule"):
+        if key in d and not isinstance(d[key], dict):
+            raise GouacheError(f"{path}: not a gouache model config ({key} must be an object)")
+    try:
+        config = ModelConfig.from_dict(d)
+    except GouacheError as e:
+        raise GouacheError(f"{path}: {e}") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise GouacheError(f"{path}: not a gouache model config ({type(e).__name__}: {e})") from None
+    name = Path(config.text_model)
+    if config.text_model != DEFAULT_TEXT_MODEL and (name.is_absolute() or ".." in name.parts
+                                                     or config.text_model.startswith("~")):
+        raise GouacheError(f"{path}: text_model {config.text_model!r} must be {DEFAULT_TEXT_MODEL!r} or a "
+                           "folder inside the model folder")
+    return config
+
+
+def text_model_of(folder: Path, config: ModelConfig) -> str:
+    """The prompt encoder of the model in ``folder``, as ``TextEncoder`` takes it: the bundled
+    encoder, or ``config.text_model`` as a folder inside ``folder`` (never one beside it), or a
+    hub name when the user allows those (``GOUACHE_ALLOW_HUB=1``)."""
+    if config.text_model == DEFAULT_TEXT_MODEL:
+        return config.text_model
+    inside = Path(folder) / config.text_model
+    if inside.is_dir():
+        return str(inside)
+    if hub_allowed():
+        return config.text_model
+    raise GouacheError(f"cannot load the text encoder {config.text_model!r}: no such folder in {folder}; gouache "
+                       "reads prompt encoders from disk only (to let transformers fetch a hub name, run with "
+                       "GOUACHE_ALLOW_HUB=1)")
+
+
+def _weights_header(path: Path) -> dict[str, TensorSpec]:
+    try:
+        return safetensors_header(path, what="weights")[0]
+    except MissingFile:
+        raise GouacheError(f"{path} is missing") from None
+
+
+def _specs(module: torch.nn.Module) -> dict[str, TensorSpec]:
+    return {k: TensorSpec(v.dtype, tuple(v.shape)) for k, v in module.state_dict().items()}
+
+
+def check_model_folder(folder: Path, *, values: bool = False) -> ModelConfig:
+    """A model folder's config (``read_model_config``), once its ``ema.safetensors`` header (and a
+    run's ``model.safetensors``) is checked to hold that network's tensors; with ``values`` every
+    value is read and must be finite, else no tensor is read."""
+    config = read_model_config(folder)
+    with torch.random.fork_rng(devices=[]), no_initial_weights():  # nothing drawn, memory never touched
+        net = UNet(config.unet)
+    for name in ("ema", "model"):
+        path = Path(folder) / f"{name}.safetensors"
+        if name == "ema" or path.exists():
+            check_weights(net, path, values=values)
+    return config
 
 
 def checkpoint_record(folder: Path) -> dict:
     """What a report records of the checkpoint it measured: its folder, the sha256 of its
     ``ema.safetensors`` and, in a run, its training step."""
     ema = Path(folder) / "ema.safetensors"
-    if not ema.exists():
-        raise GouacheError(f"{ema} is missing")
+    _weights_header(ema)  # a regular file (never a pipe to wait on), with a safetensors header
     record: dict = {"folder": str(folder), "ema_sha256": file_sha256(ema)}
-    try:
-        record["step"] = int(json.loads((Path(folder) / "state.json").read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    if (Path(folder) / STATE_FILE).exists():
+        record["step"] = read_run_state(folder).step
     return record
 
 
 def load_network(model: Path | str) -> tuple[UNet, ModelConfig]:
     """The EMA network of a model or run folder, with its config."""
     folder = resolve_model_dir(model)
-    config = read_model_config(folder)
+    config = read_model_config(folder)  # its cost bounded before anything is built
+    _weights_header(folder / "ema.safetensors")
     with no_initial_weights():  # every weight is read from the file next (load_weights checks)
         net = UNet(config.unet)
     load_weights(net, folder / "ema.safetensors")
     return net, config
 
 
+def check_weights(module: torch.nn.Module, path: Path, *, values: bool = False) -> None:
+    """Refuse the weights file ``path`` unless its header declares ``module``'s tensors (names,
+    shapes, float dtypes); with ``values`` every value is read and must be finite, else nothing
+    but the header is read."""
+    check_tensors(Path(path), _weights_header(Path(path)), _specs(module), what="weights", any_float=True)
+    if values:
+        check_finite(path, read_tensors(Path(path), what="weights"))
+
+
 def load_weights(module: torch.nn.Module, path: Path) -> None:
-    """Load a safetensors file into ``module``, naming the file and the mismatch on failure."""
+    """Load a safetensors file into ``module``: its header is checked against the module's
+    tensors (``check_weights``) before any tensor is read, and every value must be finite; a
+    failure names the file and the mismatch."""
     path = Path(path)
-    sd = read_tensors(path)
     own = module.state_dict()
-    bad = [k for k in own if k in sd and sd[k].shape != own[k].shape]
-    missing, extra = sorted(set(own) - set(sd)), sorted(set(sd) - set(own))
-    if bad or missing or extra:
-        what = (f"{len(bad)} shape mismatches (e.g. {bad[0]}: {tuple(sd[bad[0]].shape)} vs "
-                f"{tuple(own[bad[0]].shape)})" if bad else f"{len(missing)} missing, {len(extra)} unexpected")
-        raise GouacheError(f"{path}: weights of another model shape: {what}")
+    check_weights(module, path)
+    sd = check_finite(path, read_tensors(path, what="weights"))
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
-
-
-def load_train_state(folder: Path, optimizer: torch.optim.Optimizer,
-                     generators: dict[str, torch.Generator]) -> int:
-    """Restore AdamW and the generators from a checkpoint; return its step."""
-    folder = Path(folder)
-    state = json.loads((folder / "state.json").read_text())
-    tensors = read_tensors(folder / "train.safetensors")
-    opt_state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("state."):
-            _, i, name = key.split(".", 2)
-            opt_state.setdefault(int(i), {})[name] = v
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    for name, g in generators.items():
-        g.set_state(tensors[f"rng.{name}"])
-    return int(state["step"])
 
 
 def check_export_folder(out: Path | str, inputs: Inputs, *, what: str = "--out", overwrite: bool = False) -> Path:
@@ -219,7 +270,7 @@ def export_model(src: Path | Sequence[Path], dst: Path, *, dtype: torch.dtype = 
     srcs = [resolve_model_dir(s) for s in ([src] if isinstance(src, (str, Path)) else src)]
     if not srcs:
         raise GouacheError("export needs at least one run or model folder")
-    config = _same_config(srcs)
+    config = _same_config(srcs)  # every folder's config and weights header checked
     if lora and len(srcs) > 1:
         raise GouacheError("--merge-lora merges adapters into one model: name one run or model folder")
     weights = average_weights(srcs, buffers=_buffer_names(config))
@@ -242,10 +293,10 @@ def _merged(weights: dict[str, torch.Tensor], config: ModelConfig, base: Path, l
 
 def average_weights(folders: Sequence[Path], *, buffers: Collection[str] = ()) -> dict[str, torch.Tensor]:
     """The mean of the folders' EMA weights (summed in float64); ``buffers`` must be equal in all."""
-    first = read_tensors(Path(folders[0]) / "ema.safetensors")
+    first = check_finite(folders[0], read_tensors(Path(folders[0]) / "ema.safetensors", what="weights"))
     total = {k: v.double() for k, v in first.items()}
     for folder in folders[1:]:
-        sd = read_tensors(Path(folder) / "ema.safetensors")
+        sd = check_finite(folder, read_tensors(Path(folder) / "ema.safetensors", what="weights"))
         if set(sd) != set(first):
             raise GouacheError(f"{folder}: holds other tensors than {folders[0]}")
         for key in buffers:
@@ -260,10 +311,11 @@ def average_weights(folders: Sequence[Path], *, buffers: Collection[str] = ()) -
 
 
 def _same_config(folders: list[Path]) -> ModelConfig:
-    """The first folder's config, once the others are checked to describe the same network."""
-    first = read_model_config(folders[0])
+    """The first folder's config, once the others are checked to describe the same network
+    (each folder's weights header checked against its config: ``check_model_folder``)."""
+    first = check_model_folder(folders[0])
     for folder in folders[1:]:
-        other = read_model_config(folder)
+        other = check_model_folder(folder)
         # the training noise distribution (p_mean, p_std) may differ between runs; the rest may not
         same = (other.unet == first.unet and other.text_model == first.text_model
                 and other.text_max_length == first.text_max_length

@@ -11,17 +11,17 @@ refusing a student distilled from other weights.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from gouache.checks import at_least, check_fields, non_blank
+from gouache.checks import at_least, between, check_fields, non_blank
 from gouache.errors import GouacheError
-from gouache.store.checkpoint import export_model, load_network, resolve_model_dir
+from gouache.store.checkpoint import check_model_folder, export_model, load_network, resolve_model_dir
 from gouache.store.files import write_json
 from gouache.store.fingerprint import weights_fingerprint
+from gouache.store.reading import KB, MissingFile, read_json
 
 __all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "check_student",
            "copy_student", "refuse_bare_student"]
@@ -43,18 +43,24 @@ class StudentInfo:
     step: int = 0
 
     def __post_init__(self) -> None:
-        check_fields(self, {"guidance": (at_least(0), "0 or more"), "teacher_sha256": (non_blank, "a checksum"),
-                            "intervals": (at_least(2), "2 or more")}, what=INFO_FILE)
+        check_fields(self, {"guidance": (between(0, 50), "from 0 to 50"), "teacher_sha256": (non_blank, "a checksum"),
+                            "intervals": (at_least(2), "2 or more"), "step": (at_least(0), "0 or more")},
+                     what=INFO_FILE)
 
 
 def read_student_info(folder: Path) -> StudentInfo:
+    """A student's ``student.json``, each field typed and checked."""
     path = Path(folder) / INFO_FILE
     try:
-        return StudentInfo(**json.loads(path.read_text()))
-    except FileNotFoundError:
+        d = read_json(path, what="student description", limit=64 * KB)
+    except MissingFile:
         raise GouacheError(f"{path} is missing: not a few-step student") from None
-    except (json.JSONDecodeError, TypeError) as e:
+    try:
+        return StudentInfo(**d)
+    except TypeError as e:
         raise GouacheError(f"{path}: not a student description ({e})") from None
+    except GouacheError as e:
+        raise GouacheError(f"{path}: {e}") from None
 
 
 def refuse_bare_student(folder: Path) -> None:
@@ -78,6 +84,7 @@ def check_student(teacher: Path | str, run: Path | str) -> tuple[Path, StudentIn
     distilled from the weights in ``teacher`` (a model or run folder)."""
     src = resolve_model_dir(run)
     info = read_student_info(src)
+    check_model_folder(src)  # its config and weights, before the teacher's export writes anything
     theirs = weights_fingerprint(resolve_model_dir(teacher))
     if info.teacher_sha256 != theirs:
         raise GouacheError(f"--student {run} was distilled from {info.teacher} ({info.teacher_sha256[:12]}), "

@@ -13,7 +13,6 @@ its ``[model]`` table names a preset of ``unet.PRESETS`` and may override any
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from gouache.checks import Rule, at_least, between, check_fields, non_blank, pos
 from gouache.data.emoji_prompts import DEFAULT_SAMPLE_PROMPTS, PRIOR_PROMPTS
 from gouache.errors import GouacheError
 from gouache.model.config import ModelConfig, model_config_from_table
+from gouache.store.reading import MB, MissingFile, read_toml
 
 __all__ = ["ModelConfig", "TrainConfig", "load_train_config"]
 
@@ -170,11 +170,9 @@ def read_recipe(path: Path | None) -> dict:
     if path is None:
         return {}
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        return read_toml(path, what="config file", limit=MB)  # a regular file, UTF-8, at most 1 MB
+    except MissingFile:
         raise GouacheError(f"no such config file: {path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise GouacheError(f"{path}: not valid TOML ({e})") from None
 
 
 def load_train_config(path: Path | None, **overrides) -> TrainConfig:

@@ -38,7 +38,7 @@ from gouache.model.text import PromptEmbedding, TextEncoder
 from gouache.sampling.guidance import guided
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
-from gouache.store.checkpoint import load_network, load_weights, resolve_model_dir
+from gouache.store.checkpoint import check_weights, load_network, load_weights, resolve_model_dir, text_model_of
 from gouache.store.files import write_json
 from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.student import (
@@ -48,11 +48,12 @@ from gouache.store.student import (
     refuse_bare_student,
 )
 from gouache.store.tensors import contiguous, save_tensors
+from gouache.store.train_state import check_train_state
 from gouache.training import loop
 from gouache.training.config import read_recipe
 from gouache.training.consistency import SOLVERS, ConsistencyLoss, boundaries
 from gouache.training.ema import lerp_weights, update_ema
-from gouache.training.loop import RunResult, open_run, run_loop
+from gouache.training.loop import RunResult, open_run, run_generators, run_loop
 from gouache.training.lr_schedule import lr_at
 
 __all__ = ["DistillConfig", "distill", "load_distill_config"]
@@ -138,8 +139,7 @@ class Distiller:
         self.target = copy.deepcopy(self.student).requires_grad_(False).eval()
         self.ema = copy.deepcopy(self.student).requires_grad_(False).eval()
         self.opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=0.0, fused=True)
-        self.gen = {"data": torch.Generator().manual_seed(cfg.seed),
-                    "noise": torch.Generator(device).manual_seed(cfg.seed + 1)}
+        self.gen = run_generators(cfg.seed, device)
         self.loss = ConsistencyLoss(boundaries(cfg.intervals, model.schedule.sigma_min, model.schedule.sigma_max),
                                     cfg.solver)
         self.step_no = 0
@@ -179,11 +179,8 @@ class Distiller:
             save_tensors(contiguous(net.net.state_dict()), folder / f"{name}.safetensors")
 
     def read_weights(self, folder: Path) -> None:
-        theirs = read_student_info(folder)
-        if theirs.teacher_sha256 != self.info.teacher_sha256:
-            raise GouacheError(f"--resume {folder}: distilled from another teacher ({theirs.teacher}); "
-                               "give the same teacher")
-        for name, net in (("ema", self.ema), ("model", self.student), ("target", self.target)):
+        _same_teacher(folder, self.info)
+        for name, net in zip(WEIGHTS, (self.ema, self.student, self.target)):
             load_weights(net.net, folder / f"{name}.safetensors")
 
     def sample_grid(self, text_encoder: TextEncoder, path: Path) -> None:
@@ -198,6 +195,27 @@ class Distiller:
         save_png(grid(images, cols=len(prompts), labels=labels, scale=2), path)
 
 
+WEIGHTS = ("ema", "model", "target")  # a checkpoint's student networks, each NAME.safetensors
+
+
+def _same_teacher(folder: Path, info: StudentInfo) -> None:
+    """Refuse a checkpoint distilled from another teacher than ``info``'s."""
+    theirs = read_student_info(folder)
+    if theirs.teacher_sha256 != info.teacher_sha256:
+        raise GouacheError(f"--resume {folder}: distilled from another teacher ({theirs.teacher}); "
+                           "give the same teacher")
+
+
+def _check_checkpoint(folder: Path, teacher: torch.nn.Module, info: StudentInfo, seed: int,
+                      device: torch.device) -> None:
+    """The checkpoint to resume, checked whole before the data loads: its teacher, its students'
+    weights (the teacher's network, every value finite) and its optimiser state."""
+    _same_teacher(folder, info)
+    for name in WEIGHTS:
+        check_weights(teacher, folder / f"{name}.safetensors", values=True)
+    check_train_state(folder, list(teacher.parameters()), run_generators(seed, device))
+
+
 def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = True,
             text_encoder: TextEncoder | None = None) -> RunResult:
     """Distill ``cfg.teacher`` into a few-step student in ``cfg.out``; return the run's summary."""
@@ -208,14 +226,16 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
     if resume is not None:
         resolve_model_dir(resume)  # refused before the data loads
     device = pick_device(cfg.device)
+    teacher, model = load_network(teacher_dir)
+    info = StudentInfo(guidance=cfg.guidance, teacher=Path(cfg.teacher).resolve().name,
+                       teacher_sha256=weights_fingerprint(teacher_dir), solver=cfg.solver, intervals=cfg.intervals)
+    if resume is not None:
+        _check_checkpoint(resolve_model_dir(resume), teacher, info, cfg.seed, device)  # before the lock and the data
     with loop.claim_run(cfg):  # one process at a time writes the run folder
-        teacher, model = load_network(teacher_dir)
-        text_encoder = text_encoder or TextEncoder(model.text_model, max_length=model.text_max_length)
+        text_encoder = text_encoder or TextEncoder(text_model_of(teacher_dir, model),
+                                                   max_length=model.text_max_length)
         data = load_imagefolder(Path(cfg.data), size=model.unet.image_size, split=cfg.split, progress=progress)
         table = CaptionTable.build(data, text_encoder, progress=progress, folder=Path(cfg.data))
-        info = StudentInfo(guidance=cfg.guidance, teacher=Path(cfg.teacher).resolve().name,
-                           teacher_sha256=weights_fingerprint(teacher_dir), solver=cfg.solver,
-                           intervals=cfg.intervals)
         d = Distiller(cfg, teacher, model, batch_source(data, table, device), info, device)
         if resume is not None:
             loop.resume(d, resolve_model_dir(resume))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import signal
 import sys
@@ -9,10 +10,13 @@ import threading
 import time
 from pathlib import Path
 
-from gouache.errors import raise_if_disk_full
+from gouache.errors import GouacheError, raise_if_disk_full
 from gouache.store.files import replacing
+from gouache.store.reading import MissingFile, read_text
 
 __all__ = ["TrainLog", "StopSignal"]
+
+MAX_LOG = 1 << 30  # bytes of log.csv read back: some 15 million rows
 
 
 class TrainLog:
@@ -24,12 +28,15 @@ class TrainLog:
         """Rows past ``step``, the step the run starts from, are dropped: a resumed run redoes them."""
         self.path = path
         rows = []
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
+        try:  # a regular file of UTF-8 text (never a pipe to wait on)
+            rows = list(csv.reader(io.StringIO(read_text(path, what="training log", limit=MAX_LOG), newline="")))
+        except MissingFile:
+            pass
+        except csv.Error as e:
+            raise GouacheError(f"training log {path}: not CSV ({e})") from None
         header = rows[0] if rows else list(self.FIELDS)
         at = header.index("step") if "step" in header else 1
-        kept = [r for r in rows[1:] if len(r) > at and r[at].isdigit() and int(r[at]) <= step]
+        kept = [r for r in rows[1:] if len(r) > at and r[at].isascii() and r[at].isdigit() and int(r[at]) <= step]
         if not rows or len(kept) < len(rows) - 1:  # new (or empty), or rows to drop
             with replacing(path) as tmp, open(tmp, "w", newline="") as f:
                 csv.writer(f).writerows([header, *kept])

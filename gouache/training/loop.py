@@ -19,7 +19,6 @@ writes the log, checkpoints and grids, and the ranks decide together when to sto
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -39,13 +38,15 @@ from gouache.store.checkpoint import (
     save_run_state,
 )
 from gouache.store.files import Inputs, check_output_folder, write_json
+from gouache.store.latest import read_latest
 from gouache.store.lock import LOCK_FILE, locked
+from gouache.store.reading import MB, read_json
 from gouache.training.log import StopSignal, TrainLog
 from gouache.training.lr_schedule import Schedule, TimeBudget, lr_at
 from gouache.training.prior import PRIOR_FILE
 
 __all__ = ["Run", "RunConfig", "RunResult", "run_loop", "save", "resume", "check_run_folder", "claim_run",
-           "open_run"]
+           "open_run", "run_generators"]
 
 
 class RunConfig(Schedule, Protocol):
@@ -92,6 +93,11 @@ class RunResult:
     stopped: bool = False  # ended early by Ctrl-C or SIGTERM (a checkpoint was written)
 
 
+def run_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    """A run's ``gen``: the data's draws on the CPU, the noise's on the device."""
+    return {"data": torch.Generator().manual_seed(seed), "noise": torch.Generator(device).manual_seed(seed + 1)}
+
+
 def save(run: Run) -> Path:
     """A checkpoint, ``out/checkpoints/step-N``: the run's weights, AdamW, the generators and the step."""
     cfg = run.cfg
@@ -135,8 +141,8 @@ def _kind_in(folder: Path) -> str:
     """What ran in ``folder``, read from its recipe."""
     for name in ("distill_config.json", "train_config.json"):
         try:
-            recipe = json.loads((folder / name).read_text())
-        except (OSError, ValueError):
+            recipe = read_json(folder / name, what="the run's recipe", limit=MB)
+        except GouacheError:  # missing or spoiled: the other, or "a run"
             continue
         return _kind(name, recipe.get("lora", 0) if isinstance(recipe, dict) else 0)
     return "a run"
@@ -234,8 +240,11 @@ def _read_back(run: Run, pending: list[torch.Tensor]) -> list[float]:
 def _diverged(cfg: RunConfig, step: int, loss: float) -> str:
     """What to tell the user when the run has diverged at ``step``; nothing since the last
     read-back is saved, so the last checkpoint is from before that step."""
-    latest = Path(cfg.out) / "latest.txt"
-    kept = (f"the last checkpoint, {latest.read_text().strip()}, is kept" if latest.exists()
+    try:
+        latest = read_latest(cfg.out)
+    except GouacheError:  # a latest.txt it cannot follow: the run's own message matters more
+        latest = None
+    kept = (f"the last checkpoint, {latest.relative_to(cfg.out)}, is kept" if latest is not None
             else "no checkpoint was written")
     return (f"training diverged at step {step}: the loss (or its gradient) is {loss}; {kept}. "
             f"Lower lr (now {cfg.lr:g}) or grad_clip (now {cfg.grad_clip:g}), or raise warmup "

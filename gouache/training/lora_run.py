@@ -22,9 +22,9 @@ import torch
 
 from gouache.errors import GouacheError
 from gouache.model.config import ModelConfig
-from gouache.model.lora import add_adapter, load_adapter_tensors
-from gouache.store.adapters import AdapterInfo, read_adapter, save_adapter
-from gouache.store.checkpoint import load_weights, read_model_config, resolve_model_dir
+from gouache.model.lora import adapter_tensors, add_adapter, load_adapter_tensors
+from gouache.store.adapters import AdapterInfo, check_adapter_file, read_adapter, read_adapter_info, save_adapter
+from gouache.store.checkpoint import check_model_folder, load_weights, read_model_config, resolve_model_dir
 from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
 from gouache.training.config import TrainConfig
 
@@ -41,6 +41,7 @@ class LoRARun:
             raise GouacheError("--lora needs --init MODEL: the trained model the adapters sit on "
                                "(e.g. gouache/models/emoji64)")
         self.base = resolve_model_dir(cfg.init)
+        check_model_folder(self.base, values=True)  # its config and weights, before they are hashed
         name = Path(cfg.init).resolve().name
         self.info = AdapterInfo(rank=cfg.lora, alpha=float(cfg.lora_alpha or cfg.lora), convs=cfg.lora_convs,
                                 base_model=name, base_sha256=weights_fingerprint(self.base))
@@ -49,9 +50,10 @@ class LoRARun:
         """The run's model: the base's network, schedule and prompt encoder."""
         return read_model_config(self.base)
 
-    def prepare(self, net: torch.nn.Module) -> None:
-        """Base weights in, everything frozen, then the (trainable) adapter added."""
-        load_weights(net, self.base / "ema.safetensors")
+    def prepare(self, net: torch.nn.Module, *, load: bool = True) -> None:
+        """Base weights in (``load``), everything frozen, then the (trainable) adapter added."""
+        if load:
+            load_weights(net, self.base / "ema.safetensors")
         net.requires_grad_(False)
         add_adapter(net, ADAPTER, rank=self.info.rank, alpha=self.info.alpha, convs=self.info.convs)
 
@@ -60,16 +62,27 @@ class LoRARun:
         save_adapter(ema, ADAPTER, self.info, folder / "adapter.safetensors")
         save_adapter(net, ADAPTER, self.info, folder / "adapter_raw.safetensors")
 
+    def check_weights(self, folder: Path, net: torch.nn.Module) -> None:
+        """A checkpoint's adapters checked against this run's, on ``net`` (prepared, never loaded):
+        their records, the names and shapes in their headers, then their values."""
+        for path in (folder / "adapter_raw.safetensors", folder / "adapter.safetensors"):
+            self._check_info(folder, read_adapter_info(path))
+            check_adapter_file(path, adapter_tensors(net, ADAPTER))
+            read_adapter(path)  # small: its values read, each finite
+
     def read_weights(self, folder: Path, *, net: torch.nn.Module, ema: torch.nn.Module) -> None:
         """A checkpoint's adapters onto ``net`` and ``ema``, refused unless they are this run's."""
         for path, module in ((folder / "adapter_raw.safetensors", net), (folder / "adapter.safetensors", ema)):
             info, tensors = read_adapter(path)
-            if not self._same_run(info):
-                raise GouacheError(f"--resume {folder}: its adapter (rank {info.rank}, base {info.base_model} "
-                                   f"{info.base_sha256[:12]}) is not this run's (rank {self.info.rank}, base "
-                                   f"{self.info.base_model} {self.info.base_sha256[:12]}): give the same "
-                                   "--lora and --init")
+            self._check_info(folder, info)
             load_adapter_tensors(module, ADAPTER, tensors, what=str(path))
+
+    def _check_info(self, folder: Path, info: AdapterInfo) -> None:
+        if not self._same_run(info):
+            raise GouacheError(f"--resume {folder}: its adapter (rank {info.rank}, base {info.base_model} "
+                               f"{info.base_sha256[:12]}) is not this run's (rank {self.info.rank}, base "
+                               f"{self.info.base_model} {self.info.base_sha256[:12]}): give the same "
+                               "--lora and --init")
 
     def _same_run(self, info: AdapterInfo) -> bool:
         """Whether a checkpoint's adapter record is this run's: the same shape and the same base

@@ -46,22 +46,27 @@ from gouache.device import pick_device
 from gouache.errors import GouacheError
 from gouache.images import grid, save_png
 from gouache.model.denoiser import Denoiser
+from gouache.model.noinit import no_initial_weights
 from gouache.model.text import TextEncoder
 from gouache.model.unet import UNet
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import (
+    check_model_folder,
+    check_weights,
     load_weights,
     read_model_config,
     resolve_model_dir,
+    text_model_of,
     write_model_weights,
 )
+from gouache.store.train_state import check_train_state
 from gouache.training import loop
 from gouache.training.compiling import CompiledNet, compile_mode
 from gouache.training.config import TrainConfig
 from gouache.training.ema import update_ema
 from gouache.training.heldout import HeldOut
-from gouache.training.loop import RunResult, open_run, run_loop
+from gouache.training.loop import RunResult, open_run, run_generators, run_loop
 from gouache.training.lora_run import LoRARun
 from gouache.training.lr_schedule import lr_at
 from gouache.training.prior import (
@@ -112,8 +117,7 @@ class Trainer:
         # fused: one kernel for all parameters; on a 2-core CPU 13 ms a step against 50 ms (cpu64)
         trained = [p for p in self.net.parameters() if p.requires_grad]  # all, or a LoRA's adapter only
         self.opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        self.gen = {"data": torch.Generator().manual_seed(cfg.seed),
-                    "noise": torch.Generator(device).manual_seed(cfg.seed + 1)}
+        self.gen = run_generators(cfg.seed, device)
         self.step_no = 0
         self.autocast = cfg.bf16 if device.type == "cuda" else device.type == "cpu" and cfg.cpu_bf16
 
@@ -230,19 +234,24 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
     loop.check_run_folder(cfg, "train_config.json", resume=resume,  # before an hour of work, not after
                           inputs=[("the --init model", cfg.init or None), ("the --data", cfg.data or None),
                                   ("the --resume run", resume)])
-    if resume is not None or cfg.init:
-        resolve_model_dir(resume if resume is not None else cfg.init)  # refused before the data loads
+    if resume is not None:
+        resolve_model_dir(resume)  # refused before the data loads
+    if cfg.init:
+        check_model_folder(resolve_model_dir(cfg.init), values=True)  # its config and weights too
     device = pick_device(cfg.device)  # under torchrun: this rank's GPU
     dist.init(device)
     if cfg.batch_size % (dist.world_size() * cfg.grad_accum):
         raise GouacheError(f"batch size {cfg.batch_size} must divide by processes x grad_accum "
                            f"({dist.world_size()} x {cfg.grad_accum})")
     lead = dist.is_main()
+    lora = LoRARun(cfg) if cfg.lora else None  # the base, resolved and hashed once
+    if lora:  # the model is the base's
+        cfg.model = lora.model_config()
+    encoder = text_model_of(lora.base, cfg.model) if lora else cfg.model.text_model  # a recipe's: the user's
+    if resume is not None:
+        _check_checkpoint(cfg, resolve_model_dir(resume), device, lora)  # before the lock and the data
     with loop.claim_run(cfg, lead=lead):  # one process at a time writes the run folder
-        lora = LoRARun(cfg) if cfg.lora else None  # the base, resolved and hashed once
-        if lora:  # the model is the base's
-            cfg.model = lora.model_config()
-        text_encoder = text_encoder or TextEncoder(cfg.model.text_model, max_length=cfg.model.text_max_length)
+        text_encoder = text_encoder or TextEncoder(encoder, max_length=cfg.model.text_max_length)
         if text_encoder.dim != cfg.model.unet.text_dim:
             raise GouacheError(f"text encoder {cfg.model.text_model!r} gives {text_encoder.dim}-d states "
                                f"but the model expects text_dim={cfg.model.unet.text_dim}")
@@ -257,6 +266,22 @@ def train(cfg: TrainConfig, *, resume: Path | None = None, progress: bool = True
         return run_loop(trainer, log=log, sample=lambda path: _sample_grid(trainer, text_encoder, path),
                         heldout=None if heldout is None else lambda: heldout.loss(trainer.ema),
                         eval_every=cfg.eval_every, lead=lead, progress=progress and lead)
+
+
+def _check_checkpoint(cfg: TrainConfig, folder: Path, device: torch.device, lora: LoRARun | None) -> None:
+    """The checkpoint to resume, checked whole against the network this run trains: its weights
+    (or adapters) and their values, its optimiser state and generators. The network is built
+    without weights or random draws."""
+    with torch.random.fork_rng(devices=[]), no_initial_weights():
+        net = UNet(cfg.model.unet)
+        if lora:
+            lora.prepare(net, load=False)
+    if lora:
+        lora.check_weights(folder, net)
+    else:
+        for name in ("model", "ema"):
+            check_weights(net, folder / f"{name}.safetensors", values=True)
+    check_train_state(folder, [p for p in net.parameters() if p.requires_grad], run_generators(cfg.seed, device))
 
 
 def _load_data(cfg: TrainConfig, data: CaptionedImages | None, encoder: TextEncoder, device: torch.device,

@@ -81,7 +81,7 @@ CASES = [
     (["generate", "x", "--model", "{model:size0}"], "image_size must be at least 1, got 0"),
     (["generate", "x", "--model", "{model:size17}"], "image_size 17 is not divisible"),
     (["generate", "x", "--model", "{model:channels}"], "channels must be a list of whole numbers"),
-    (["generate", "x", "--model", "{model:nojson}"], "not a gouache model config"),
+    (["generate", "x", "--model", "{model:nojson}"], "config.json: not valid JSON"),
     (["generate", "x", "--model", "{model:truncated}"], "not a readable safetensors file"),
     (["generate", "x", "--model", "{model}", "--out", "{file}"], "is a file, not a folder"),
     (["generate", "x", "--model", "{model}", "--out", "/dev/null"], "is a file, not a folder"),

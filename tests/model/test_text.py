@@ -134,8 +134,12 @@ def _assert_refused(done, net, name: str) -> None:
 
 @pytest.mark.parametrize("command", ["generate", "serve", "train"])
 def test_a_folder_with_custom_code_is_refused(command, tiny_model_dir, emoji_fixture, tmp_path):
-    encoder, marker = _custom_code_encoder(tmp_path)
-    model = _model_with_encoder(tiny_model_dir, tmp_path, str(encoder))
+    import shutil
+
+    folder, marker = _custom_code_encoder(tmp_path)
+    model = _model_with_encoder(tiny_model_dir, tmp_path, folder.name)  # named inside the model folder
+    encoder = model / folder.name
+    shutil.move(folder, encoder)
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(f'steps = 1\n[model]\npreset = "tiny"\ntext_model = "{encoder}"\n')
     argv = {"generate": ["generate", "x", "--model", model, "--out", tmp_path / "out", "--device", "cpu"],

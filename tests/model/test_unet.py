@@ -42,3 +42,30 @@ def test_padding_tokens_are_ignored():
     assert torch.allclose(a, net(x, torch.zeros(1), **c), atol=1e-5)
     c["tokens"][0, 1] = 100.0  # a real token matters
     assert not torch.allclose(a, net(x, torch.zeros(1), **c), atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("change", [{}, {"blocks_per_level": 3, "attn_levels": (0, 1)}, {"patch": 1, "emb_dim": 64}])
+def test_the_parameter_count_from_the_config_is_the_networks(name, change):
+    from gouache.model.unet import parameter_count
+
+    cfg = PRESETS[name].from_dict(PRESETS[name].to_dict() | change)
+    assert parameter_count(cfg) == sum(p.numel() for p in UNet(cfg).parameters())
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"image_size": 4096}, "GiB of activations, more than 8 GiB"),
+    ({"blocks_per_level": 1_000_000}, "parameters"),
+    ({"channels": (1 << 20, 1 << 21, 1 << 21)}, "more than the 1,000,000,000 gouache builds"),
+    ({"text_dim": 10**9}, "parameters"),
+    ({"patch": 1 << 12, "image_size": 1 << 14}, "parameters"),
+])
+def test_a_network_too_costly_to_build_is_refused_from_its_config(change, said):
+    import time
+
+    from gouache.errors import GouacheError
+
+    start = time.monotonic()
+    with pytest.raises(GouacheError, match=said):
+        PRESETS["base"].from_dict(PRESETS["base"].to_dict() | change)
+    assert time.monotonic() - start < 1  # counted, never built
