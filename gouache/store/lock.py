@@ -14,7 +14,7 @@ from typing import Iterator
 
 from gouache.errors import GouacheError
 
-__all__ = ["LOCK_FILE", "locked"]
+__all__ = ["LOCK_FILE", "locked", "refuse_if_locked"]
 
 LOCK_FILE = ".lock"
 
@@ -33,10 +33,9 @@ def locked(folder: Path | str) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            error = _in_use(folder, fd)
             os.close(fd)
-            raise GouacheError(f"{folder} is in use by another process (pid {pid}) that trains into it; "
-                               "wait for it to end, or name another folder") from None
+            raise error from None
         if path.exists() and os.stat(path).st_ino == os.fstat(fd).st_ino:
             break
         os.close(fd)  # the file was removed (below, by the process before) as this one opened it
@@ -55,3 +54,28 @@ def locked(folder: Path | str) -> Iterator[Path]:
                         break
     finally:
         os.close(fd)
+
+
+def refuse_if_locked(folder: Path | str) -> None:
+    """Refuse at once, as ``locked`` would, when another process holds ``folder``'s lock; nothing
+    is made or written (what a run calls before it reads the checkpoint it continues)."""
+    path = Path(folder) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:  # no lock file: no process holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # refused only while another holds it
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise _in_use(Path(folder), fd) from None
+    except OSError:  # not a file a lock is taken on: ``locked`` will say
+        pass
+    finally:
+        os.close(fd)
+
+
+def _in_use(folder: Path, fd: int) -> GouacheError:
+    pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+    return GouacheError(f"{folder} is in use by another process (pid {pid}) that trains into it; "
+                        "wait for it to end, or name another folder")

@@ -39,7 +39,7 @@ from gouache.store.checkpoint import (
 )
 from gouache.store.files import Inputs, check_output_folder, write_json
 from gouache.store.latest import read_latest
-from gouache.store.lock import LOCK_FILE, locked
+from gouache.store.lock import LOCK_FILE, locked, refuse_if_locked
 from gouache.store.reading import MB, read_json
 from gouache.training.log import StopSignal, TrainLog
 from gouache.training.lr_schedule import Schedule, TimeBudget, lr_at
@@ -116,6 +116,7 @@ def check_run_folder(cfg: RunConfig, config_file: str, *, resume: Path | None, i
     continues, or a start of this command's that saved no checkpoint (``config_file`` in it);
     a run already there is continued only with --resume. ``inputs``: what the run reads."""
     out = Path(cfg.out)
+    refuse_if_locked(out)  # a run another process trains into: said first, before its files are read
     here = resume is not None and out.resolve() in (Path(resume).resolve(), *Path(resume).resolve().parents)
     step = None if here else run_step(out)
     if step is not None:
