@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gouache.data.captions import CAPTION_TEMPLATES, caption_variants
-from gouache.data.inputs import inside, parse_json, read_bounded
+from gouache.store.reading import inside, parse_json, read_bytes
 from gouache.errors import GouacheError
 from gouache.images import load_rgb, to_uint8_tensor
 
@@ -135,7 +135,7 @@ def _read_metadata(meta: Path, scan: FolderScan) -> None:
     root = meta.parent.resolve()
     try:
         inside(meta, root, what=METADATA_NAME)
-        lines = read_bounded(meta, MAX_METADATA_BYTES, what=METADATA_NAME).splitlines()
+        lines = read_bytes(meta, what=METADATA_NAME, limit=MAX_METADATA_BYTES).splitlines()
     except GouacheError as e:
         scan.errors.append(str(e))
         return
@@ -152,7 +152,7 @@ def _read_metadata(meta: Path, scan: FolderScan) -> None:
         if not line.strip():
             continue
         try:
-            row = parse_json(line, where=where)
+            row = parse_json(line, what=where, top=None)
         except GouacheError as e:
             scan.errors.append(str(e))
             continue
@@ -198,7 +198,7 @@ def _read_sidecars(root: Path, scan: FolderScan) -> None:
             inside(path, root, what="picture")
             if txt.exists() or txt.is_symlink():
                 inside(txt, root, what="caption")
-                text = read_bounded(txt, MAX_CAPTION_BYTES, what="caption").decode("utf-8").strip()
+                text = read_bytes(txt, what="caption", limit=MAX_CAPTION_BYTES).decode("utf-8").strip()
             else:
                 text = ""
         except UnicodeDecodeError as e:

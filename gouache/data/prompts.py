@@ -30,7 +30,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from gouache.data.captions import caption_variants
-from gouache.data.inputs import parse_json, regular_file
+from gouache.store.reading import parse_json, regular_file
 from gouache.data.imagefolder import CaptionedImages, read_records
 from gouache.data.shards import is_shard_spec, read_samples, shards_folder
 from gouache.errors import GouacheError
@@ -66,7 +66,7 @@ def load_prompt_embeddings(path: Path, encoder: TextEncoder) -> tuple[list[str],
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         return None
-    regular_file(path, what="prompt embeddings file")
+    regular_file(path, "prompt embeddings file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -75,7 +75,7 @@ def load_prompt_embeddings(path: Path, encoder: TextEncoder) -> tuple[list[str],
             missing = [k for k in ("tokens", "mask", "pooled") if k not in f.keys()]
             if missing or "captions" not in meta:
                 raise GouacheError(f"{path}: not a prompt embeddings file (no {', '.join(missing or ['captions'])})")
-            captions = parse_json(meta["captions"], where=f"{path}: its captions")
+            captions = parse_json(meta["captions"], what=f"{path}: its captions", top=None)
             emb = PromptEmbedding(f.get_tensor("tokens"), f.get_tensor("mask"), f.get_tensor("pooled"))
     except (SafetensorError, OSError) as e:
         raise GouacheError(f"{path}: not a prompt embeddings file ({e})") from None

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from gouache.data.captions import caption_variants
 from gouache.data.imagefolder import MAX_CAPTION_BYTES, MAX_ROW_BYTES, read_records
-from gouache.data.inputs import parse_json
+from gouache.store.reading import parse_json
 from gouache.errors import GouacheError
 from gouache.images import MAX_PICTURE_BYTES, load_rgb, read_picture, to_uint8_tensor
 from gouache.store.files import check_output_folder
@@ -257,7 +257,7 @@ def _checked(sample: dict) -> dict:
         raise GouacheError(f"{where}: member {key}.txt is not UTF-8 text (byte {e.start})") from None
     row = {"text": txt}
     if "json" in sample:
-        row = parse_json(sample["json"], where=f"{where}: member {key}.json")
+        row = parse_json(sample["json"], what=f"{where}: member {key}.json", top=None)
         if not isinstance(row, dict):
             raise GouacheError(f"{where}: member {key}.json must be a JSON object, not {type(row).__name__}")
     if not isinstance(row.get("text"), str) or not row["text"].strip():

@@ -12,6 +12,7 @@ Every reader of a file format opens its file through these, so that each of thes
 - a safetensors header that is not one, or that declares more bytes than the file has.
 
     regular_file(path, what="model config")           the path, once it is a regular file
+    inside(path, root, what="caption")                its real path, once it lies in ``root``
     read_bytes(path, what=..., limit=MB)              its bytes
     read_text(path, what=..., limit=MB)               decoded as UTF-8
     read_json(path, what=..., limit=MB)               a JSON object, as a dict
@@ -37,7 +38,7 @@ import torch
 
 from gouache.errors import GouacheError
 
-__all__ = ["MissingFile", "TensorSpec", "regular_file", "read_bytes", "read_text", "read_json", "parse_json",
+__all__ = ["MissingFile", "TensorSpec", "regular_file", "inside", "read_bytes", "read_text", "read_json", "parse_json",
            "read_toml", "safetensors_header", "check_depth", "KB", "MB", "MAX_DEPTH", "MAX_DIGITS"]
 
 KB, MB = 1 << 10, 1 << 20
@@ -84,6 +85,18 @@ def regular_file(path: Path | str, what: str) -> Path:
     if not stat.S_ISREG(mode):
         raise _not_regular(mode, path, what)
     return path
+
+
+def inside(path: Path, root: Path, *, what: str = "file") -> Path:
+    """``path``'s real path (symbolic links followed), once it lies in ``root``: a data folder
+    never reads from outside itself."""
+    try:
+        real = Path(path).resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop
+        raise GouacheError(f"{path}: cannot follow {what} ({e})") from None
+    if not real.is_relative_to(Path(root).resolve()):
+        raise GouacheError(f"{path}: {what} leads outside the folder {root} (to {real})")
+    return real
 
 
 def _open(path: Path, what: str) -> tuple[int, int]:

@@ -320,51 +320,50 @@ def _picture_cases() -> list[Case]:
 
 
 FOLDER_CASES = [
-    Case("train-caption-fifo", "train --data {w}/pics --out {out}", "{w}/pics/a.txt: caption is not a regular file",
+    Case("train-caption-fifo", "train --data {w}/pics --out {out}", "caption {w}/pics/a.txt is a named pipe (FIFO), not a regular file",
          lambda w, mp: _folder(w, caption="fifo")),
-    Case("shard-caption-fifo", "data shard {w}/pics --out {w}/s", "{w}/pics/a.txt: caption is not a regular file",
+    Case("shard-caption-fifo", "data shard {w}/pics --out {w}/s", "caption {w}/pics/a.txt is a named pipe (FIFO), not a regular file",
          lambda w, mp: _folder(w, caption="fifo")),
-    Case("check-caption-fifo", "data check {w}/pics", "a.txt: caption is not a regular file",
+    Case("check-caption-fifo", "data check {w}/pics", "a.txt is a named pipe (FIFO), not a regular file",
          lambda w, mp: _folder(w, caption="fifo"), how="listed"),
     Case("train-caption-outside", "train --data {w}/pics --out {out}",
-         "{w}/pics/a.txt: caption leads outside the data folder {w}/pics", lambda w, mp: _folder(w, caption="outside")),
-    Case("shard-caption-outside", "data shard {w}/pics --out {w}/s", "caption leads outside the data folder",
+         "{w}/pics/a.txt: caption leads outside the folder {w}/pics", lambda w, mp: _folder(w, caption="outside")),
+    Case("shard-caption-outside", "data shard {w}/pics --out {w}/s", "caption leads outside the folder",
          lambda w, mp: _folder(w, caption="outside")),
-    Case("check-caption-outside", "data check {w}/pics", "a.txt: caption leads outside the data folder",
+    Case("check-caption-outside", "data check {w}/pics", "a.txt: caption leads outside the folder",
          lambda w, mp: _folder(w, caption="outside"), how="listed"),
     Case("shard-picture-outside", "data shard {w}/pics --out {w}/s",
-         "{w}/pics/a.png: picture leads outside the data folder {w}/pics", _picture_outside),
+         "{w}/pics/a.png: picture leads outside the folder {w}/pics", _picture_outside),
     Case("shard-caption-big", "data shard {w}/pics --out {w}/s",
-         "{w}/pics/a.txt: caption of 80000 bytes, over gouache's limit of 65536", lambda w, mp: _folder(w, caption="big")),
+         "caption {w}/pics/a.txt is 80,000 bytes, more than such a file may be (65,536)", lambda w, mp: _folder(w, caption="big")),
     Case("shard-caption-latin1", "data shard {w}/pics --out {w}/s", "{w}/pics/a.txt: not UTF-8 text",
          lambda w, mp: _folder(w, caption="caf\xe9".encode("latin-1"))),
     Case("check-caption-latin1", "data check {w}/pics", "a.txt: not UTF-8 text",
          lambda w, mp: _folder(w, caption="caf\xe9".encode("latin-1")), how="listed"),
     Case("shard-metadata-fifo", "data shard {w}/pics --out {w}/s",
-         "{w}/pics/metadata.jsonl: metadata.jsonl is not a regular file", _meta("fifo")),
+         "metadata.jsonl {w}/pics/metadata.jsonl is a named pipe (FIFO), not a regular file", _meta("fifo")),
     Case("train-metadata-folder", "train --data {w}/pics --out {out}",
-         "{w}/pics/metadata.jsonl: metadata.jsonl is a folder", _meta("folder")),
+         "metadata.jsonl {w}/pics/metadata.jsonl is a folder, not a regular file", _meta("folder")),
     Case("shard-metadata-outside", "data shard {w}/pics --out {w}/s",
-         "{w}/pics/metadata.jsonl: metadata.jsonl leads outside the data folder", _meta("symlink")),
+         "{w}/pics/metadata.jsonl: metadata.jsonl leads outside the folder", _meta("symlink")),
     Case("train-5000-digits", "train --data {w}/pics --out {out}",
-         "{w}/pics/metadata.jsonl:1: a number of more than 4300 digits", _rows(BIG_INT)),
-    Case("shard-5000-digits", "data shard {w}/pics --out {w}/s", "metadata.jsonl:1: a number of more than 4300 digits",
+         "{w}/pics/metadata.jsonl:1: not valid JSON (a number of 5000 digits (at most 40))", _rows(BIG_INT)),
+    Case("shard-5000-digits", "data shard {w}/pics --out {w}/s", "metadata.jsonl:1: not valid JSON (a number of 5000 digits (at most 40))",
          _rows(BIG_INT)),
-    Case("embed-5000-digits", "data embed {w}/pics", "metadata.jsonl:1: a number of more than 4300 digits",
+    Case("embed-5000-digits", "data embed {w}/pics", "metadata.jsonl:1: not valid JSON (a number of 5000 digits (at most 40))",
          _rows(BIG_INT)),
-    Case("check-5000-digits", "data check {w}/pics", "metadata.jsonl:1: a number of more than 4300 digits",
+    Case("check-5000-digits", "data check {w}/pics", "metadata.jsonl:1: not valid JSON (a number of 5000 digits (at most 40))",
          _rows(BIG_INT), how="listed"),
     Case("train-100k-deep", "train --data {w}/pics --out {out}",
          f"{{w}}/pics/metadata.jsonl:1: a row of {len(DEEP)} bytes, over gouache's limit of 65536", _rows(DEEP)),
     Case("shard-20k-deep", "data shard {w}/pics --out {w}/s",
-         "metadata.jsonl:1: JSON nested too deeply (more than 64 levels)", _rows(DEEPISH)),
-    Case("shard-100-deep", "data shard {w}/pics --out {w}/s", "metadata.jsonl:1: JSON nested too deeply",
+         "metadata.jsonl:1: nested deeper than 32 levels", _rows(DEEPISH)),
+    Case("shard-100-deep", "data shard {w}/pics --out {w}/s", "metadata.jsonl:1: nested deeper than 32 levels",
          _rows(_row(deep=json.loads("[" * 100 + "]" * 100)))),
     Case("check-100k-deep", "data check {w}/pics", f"metadata.jsonl:1: a row of {len(DEEP)} bytes", _rows(DEEP),
          how="listed"),
     Case("shard-row-long", "data shard {w}/pics --out {w}/s", "metadata.jsonl:1: a row of", _rows(_row(text="x" * 70000))),
-    Case("shard-text-nan", "data shard {w}/pics --out {w}/s", "{w}/pics/a.png: image has no caption ('text' must be "
-         "text, got nan)", _rows(b'{"file_name": "a.png", "text": NaN}')),
+    Case("shard-text-nan", "data shard {w}/pics --out {w}/s", "metadata.jsonl:1: not valid JSON (NaN is not JSON)", _rows(b'{"file_name": "a.png", "text": NaN}')),
     Case("shard-text-object", "data shard {w}/pics --out {w}/s", "'text' must be text, got {'a': 1}",
          _rows(_row(text={"a": 1}))),
     Case("shard-file-name-list", "data shard {w}/pics --out {w}/s", "metadata.jsonl:1: row has no 'file_name'",
@@ -382,9 +381,9 @@ SHARD_CASES = [
          _shards(json=b"[1, 2]")),
     Case("embed-shard-json-no-text", "data embed {w}/shards", "shard {w}/shards/000000.tar: sample 001: no caption",
          _shards(json=b'{"label": "x"}')),
-    Case("embed-shard-json-digits", "data embed {w}/shards", "member 001.json: a number of more than 4300 digits",
+    Case("embed-shard-json-digits", "data embed {w}/shards", "member 001.json: not valid JSON (a number of 5000 digits (at most 40))",
          _shards(json=b'{"text": "x", "n": ' + b"1" * 5000 + b"}")),
-    Case("embed-shard-json-deep", "data embed {w}/shards", "member 001.json: JSON nested too deeply",
+    Case("embed-shard-json-deep", "data embed {w}/shards", "member 001.json: nested deeper than 32 levels",
          _shards(json=b'{"text": "x", "n": ' + b"[" * 5000 + b"]" * 5000 + b"}")),
     Case("embed-shard-no-png", "data embed {w}/shards", "shard {w}/shards/000000.tar: sample 001 has no png member "
          "(001.png)", _shards(png=None)),
@@ -416,7 +415,8 @@ SHARD_CASES = [
 
 EMBEDDING_CASES = [
     Case(f"train-embeddings-{spoil}", "train --data {w}/shards --config {recipe} --out {out}",
-         "{w}/shards/prompt_embeddings.safetensors: " + message, _embeddings(spoil))
+         ("prompt embeddings file {w}/shards/prompt_embeddings.safetensors " if spoil == "fifo"
+          else "{w}/shards/prompt_embeddings.safetensors: ") + message, _embeddings(spoil))
     for spoil, message in (
         ("shape", "tokens (2, 4, 10), mask (2, 4), pooled (2, 10); expected (2, L, 384)"),
         ("dtype", "tokens is float32, expected float16"),
@@ -427,7 +427,7 @@ EMBEDDING_CASES = [
         ("count", "tokens (2, 4, 384), mask (2, 4), pooled (2, 384); expected (3, L, 384)"),
         ("holes", "mask rows must be True on the first tokens, then False"),
         ("long", "tokens (2, 40, 384), mask (2, 40), pooled (2, 384); expected (2, L, 384) with L from 1 to 32"),
-        ("fifo", "prompt embeddings file is not a regular file"),
+        ("fifo", "is a named pipe (FIFO), not a regular file"),
         ("junk", "not a prompt embeddings file"),
     )
 ]
@@ -550,7 +550,7 @@ def test_limits_on_metadata_are_read_from_the_file_size(tmp_path, monkeypatch) -
 
     root = _folder(tmp_path, rows=[_row()] * 10)
     monkeypatch.setattr(imagefolder, "MAX_METADATA_BYTES", 100)
-    with pytest.raises(GouacheError, match=r"metadata.jsonl: metadata.jsonl of \d+ bytes, over gouache's limit of 100"):
+    with pytest.raises(GouacheError, match=r"metadata.jsonl is \d+ bytes, more than such a file may be \(100\)"):
         imagefolder.read_records(root)
 
 

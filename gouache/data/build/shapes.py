@@ -18,7 +18,7 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from gouache.data.inputs import parse_json, read_bounded
+from gouache.store.reading import MB, read_json
 from gouache.data.build.writing import write_if_changed
 from gouache.errors import GouacheError
 from gouache.images import save_png
@@ -71,7 +71,7 @@ def read_shapes_info(folder: Path) -> dict:
     path = Path(folder) / SHAPES_FILE
     if not path.exists() and not path.is_symlink():
         return {"colours": list(COLOURS), "shapes": list(SHAPES), "holdout": []}
-    info = parse_json(read_bounded(path, 2**20, what=SHAPES_FILE), where=str(path))
+    info = read_json(path, what=SHAPES_FILE, limit=MB, top=None)
     if not isinstance(info, dict) or not all(
             isinstance(info.get(k), list) and all(isinstance(x, str) for x in info[k])
             for k in ("colours", "shapes", "holdout")):
