@@ -45,7 +45,7 @@ def model_config_from_table(table: dict) -> ModelConfig:
         raise GouacheError(f"[model] must be a table (preset = ...), got {table!r}")
     table = dict(table)
     preset = table.pop("preset", "base")
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise GouacheError(f"unknown model preset {preset!r}; choose from {', '.join(PRESETS)}")
     top = {k: table.pop(k) for k in ("text_model", "text_max_length") if k in table}
     try:

@@ -251,7 +251,7 @@ def _spec(name: str, entry: Any, data: int, path: Path, what: str) -> TensorSpec
     def bad(why: str) -> GouacheError:
         return GouacheError(f"{what} {path}: not a readable safetensors file (tensor {name!r} {why})")
 
-    if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
+    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str) or entry["dtype"] not in DTYPES:
         raise bad("has no dtype it knows")
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):

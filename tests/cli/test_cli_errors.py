@@ -135,6 +135,7 @@ CASES = [
     (["train", "--config", "{recipe:stepz = 3}"], "unknown training option(s): stepz"),
     (["train", "--config", "{recipe:seed = -1}"], "seed must be from 0"),
     (["train", "--config", "{recipe-model:preset = \"huge\"}"], "unknown model preset 'huge'"),
+    (["train", "--config", "{recipe-model:preset = [\"tiny\"]}"], "unknown model preset ['tiny']"),
     (["train", "--config", "{recipe-model:preset = \"tiny\"\nchanels = [8, 16]}"], "bad [model] table"),
     (["train", "--config", "{recipe-model:preset = \"tiny\"\nimage_size = 17}"], "image_size 17 is not divisible"),
     (["train", "--config", "{recipe-model:preset = \"tiny\"\n[model.schedule]\nsigma_data = 0}"],

@@ -146,6 +146,7 @@ def _header(data: bytes) -> tuple[int, bytes]:
     (lambda d: (2**63).to_bytes(8, "little") + d[8:], "its header declares 9,223,372,036,854,775,808 bytes"),
     (lambda d: d[:-4], "past the"),
     (lambda d: d.replace(b'"F32"', b'"F99"'), "has no dtype it knows"),
+    (lambda d: d.replace(b'"F32"', b'["F32"]'), "has no dtype it knows"),
     (lambda d: d.replace(b"[3,4]", b"[3,5]"), "needs 60 bytes, the header gives it 48"),
     (lambda d: d.replace(b"[3,4]", b"[3,-4]"), "has no shape"),
     (lambda d: d[:8] + d[8:].replace(b"{", b"[", 1), "not valid JSON"),
