@@ -88,9 +88,10 @@ def check_output_folder(path: Path | str, *, what: str = "--out", inputs: Inputs
         raise GouacheError(f"{what} {path}: no permission to write in it")
     if replace or not path.exists():
         _writable_parent(path.absolute(), what)
-    if replace:  # renamed away, the folder would take the command's working folder with it
-        inputs = [*inputs, ("the current folder", Path.cwd())]
     _not_an_input(path, inputs, what, holding=replace)
+    cwd = Path.cwd().resolve()
+    if replace and (path.resolve() == cwd or path.resolve() in cwd.parents):  # renamed away, the
+        raise GouacheError(f"{what} {path} holds the current folder; name another folder")  # cwd would go too
     held = sorted(p.name for p in path.iterdir()) if path.is_dir() and empty else []
     if held and not overwrite and not (own is not None and own(path)):
         also = "" if overwrite is None else ", or add --overwrite"

@@ -124,7 +124,7 @@ CASES = [
     (["export", "{w}/model", "--out", "{w}/distill/checkpoints/step-00000005", "--overwrite"],
      "holds a run or one of its checkpoints"),
     (["export", "{w}/model", "--out", "{w}", "--overwrite"], "holds the exported folder"),
-    (["export", "{w}/model", "--out", ".", "--overwrite"], "is also the current folder"),
+    (["export", "{w}/model", "--out", ".", "--overwrite"], "holds the current folder"),
     (["export", "{w}/model", "--student", "{w}/distill", "--out", "{w}/model-out"], "is not empty"),
     (["export", "{w}/model", "--student", "{w}/distill", "--out", "{w}/distill/model"], "inside the --student run"),
     (["export", "{w}/model", "--merge-lora", "{w}/lora", "--out", "{w}/lora/merged"], "inside the --merge-lora"),
@@ -252,3 +252,9 @@ def test_train_starts_again_where_a_start_saved_no_checkpoint(work, capsys):
     (work / "fresh" / "log.csv").write_text("time,step,loss\n")
     main([a.format(w=work) for a in TRAIN] + ["--out", str(work / "fresh"), "--steps", "1"])
     assert (work / "fresh" / "checkpoints" / "step-00000001").is_dir()
+
+
+def test_export_into_a_new_folder_below_the_current_one(work, monkeypatch, capsys):
+    monkeypatch.chdir(work)  # as `make web` exports into out/web from the repository's root
+    main(["export", "model", "--out", "exported/model"])
+    assert (work / "exported" / "model" / "ema.safetensors").is_file()
