@@ -554,9 +554,11 @@ def test_limits_on_metadata_are_read_from_the_file_size(tmp_path, monkeypatch) -
         imagefolder.read_records(root)
 
 
-def test_shard_patterns_are_counted_as_they_expand() -> None:
-    from gouache.data.shards import _count
+def test_a_pattern_of_as_many_shards_as_the_limit_is_expanded(tmp_path) -> None:
+    from gouache.data.shards import MAX_SHARDS, expand_shards
+    from gouache.errors import GouacheError
 
-    assert _count("a/{000000..000099}.tar") == 100
-    assert _count("{a,b,c}/{0..10..2}-{x..z}.tar") == 3 * 6 * 3
-    assert _count("plain.tar") == 1
+    with time_limit(), pytest.raises(GouacheError, match=f"{MAX_SHARDS} of {MAX_SHARDS} shards are missing"):
+        expand_shards(f"{tmp_path}/{{000000..{MAX_SHARDS - 1:06d}}}.tar")
+    with pytest.raises(GouacheError, match="3 of 3 shards are missing"):
+        expand_shards(f"{tmp_path}/{{a,b,c}}.tar")
