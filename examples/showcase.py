@@ -14,8 +14,9 @@ from pathlib import Path
 
 from gouache.cli.arguments import add_sampling_arguments, sampling_options
 from gouache.data.emoji_prompts import DEFAULT_SAMPLE_PROMPTS
-from gouache.images import grid, save_png
+from gouache.images import grid
 from gouache.sampling.pipeline import Pipeline
+from gouache.store.files import save_png
 
 
 def main() -> None:

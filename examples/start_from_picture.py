@@ -19,9 +19,11 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from gouache.images import grid, load_rgb, save_png
+from gouache.images import grid, load_rgb
+
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
+from gouache.store.files import save_png
 
 HELD_OUT = ("lemon", "chestnut", "guitar", "video game")  # in the test split of the emoji data
 RESTYLE = (0.3, 0.45, 0.6)  # strengths for the held-out emoji, seed 0

@@ -37,10 +37,11 @@ from gouache.data.imagefolder import load_imagefolder, read_records
 from gouache.evaluate.context import generate_images, row_label
 from gouache.evaluate.features import InceptionV3TF
 from gouache.evaluate.metrics import fidelity, kid, nearest
-from gouache.images import grid, save_png, to_pil
+from gouache.images import grid, to_pil
 from gouache.model.text import TextEncoder
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
+from gouache.store.files import save_png
 
 NEW_PROMPTS = ("a blue and white zorble badge", "a zorble", "an emoji of a zorble badge")  # never in training
 EMOJI_POOL = 48  # real emoji in the nearest-neighbour pool beside the 16 zorbles

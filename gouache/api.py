@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from gouache.errors import GouacheError
-from gouache.images import grid, load_rgb, save_png
+from gouache.images import grid, load_rgb
 from gouache.model.lora import LoraSpec
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline, check_prompts, check_seeds
@@ -27,7 +27,7 @@ from gouache.sampling.start import check_start, resolve_strength, steps_to_run
 from gouache.sampling.strips import evenly_spaced_steps, noise_strip, trajectory_strip
 from gouache.store.adapters import parse_lora_spec
 from gouache.store.checkpoint import check_export_folder, default_model_dir, export_model
-from gouache.store.files import Inputs, check_output_file, check_output_folder, replacing_folder
+from gouache.store.files import Inputs, check_output_file, check_output_folder, replacing_folder, save_png
 from gouache.store.student import check_student, copy_student
 
 __all__ = ["generate", "noise_strip_file", "export"]

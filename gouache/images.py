@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from gouache.errors import GouacheError, raise_if_disk_full
+from gouache.errors import GouacheError
 
 __all__ = ["read_picture", "MAX_PIXELS", "load_rgb", "to_tensor", "to_uint8_tensor", "to_pil", "grid",
-           "labelled_strip", "save_png"]
+           "labelled_strip"]
 
 
 MAX_SIDE = 4096
@@ -214,20 +214,3 @@ def labelled_strip(rows: list[list[Image.Image]], labels: list[str], *, row_name
     for r, name in enumerate(row_names):
         draw.text((4, r * row_h + row_h // 2 - 6), name, fill="black", font=ImageFont.load_default())
     return out
-
-
-def save_png(img: Image.Image, path: Path) -> Path:
-    """Write a PNG atomically (temp file, then rename), creating the folder; a full disk is one
-    GouacheError line and leaves the previous file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        img.save(tmp, format="PNG")
-        tmp.replace(path)
-    except OSError as e:
-        raise_if_disk_full(e, path)
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)  # gone after the rename; left only by a failure
-    return path

@@ -34,7 +34,7 @@ from gouache.evaluate.context import (
 )
 from gouache.evaluate.features import ImageFeatures, InceptionV3TF, metadata_checksum
 from gouache.evaluate.sweeps import run_sweeps
-from gouache.images import grid, save_png, to_pil
+from gouache.images import grid, to_pil
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import (
@@ -42,7 +42,7 @@ from gouache.store.checkpoint import (
     default_model_dir,
     resolve_model_dir,
 )
-from gouache.store.files import json_safe
+from gouache.store.files import json_safe, save_png
 from gouache.training.heldout import HeldOut
 
 __all__ = ["evaluate", "format_report", "Sweeps", "MAX_IMAGES"]

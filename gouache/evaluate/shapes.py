@@ -29,11 +29,11 @@ from gouache.device import pick_device
 from gouache.errors import GouacheError
 from gouache.evaluate.context import MAX_SUITE_SEEDS, check_count, check_run, generate_images, row_label
 from gouache.evaluate.understanding import suite_fits
-from gouache.images import grid, save_png, to_pil
+from gouache.images import grid, to_pil
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import checkpoint_record, resolve_model_dir
-from gouache.store.files import json_safe
+from gouache.store.files import json_safe, save_png
 
 __all__ = ["judge_shapes", "check_shapes_data", "shapes_suite", "format_shapes"]
 

@@ -46,7 +46,7 @@ from gouache.errors import GouacheError
 from gouache.evaluate.context import MAX_SUITE_SEEDS, check_count, check_run, generate_images, row_label
 from gouache.evaluate.features import ImageFeatures, InceptionV3TF, cache_path
 from gouache.evaluate.metrics import nearest
-from gouache.images import grid, load_rgb, save_png, to_pil, to_uint8_tensor
+from gouache.images import grid, load_rgb, to_pil, to_uint8_tensor
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import (
@@ -54,7 +54,7 @@ from gouache.store.checkpoint import (
     default_model_dir,
     resolve_model_dir,
 )
-from gouache.store.files import json_safe
+from gouache.store.files import json_safe, save_png
 
 __all__ = ["SuitePrompt", "SUITES_DIR", "KINDS", "load_suite", "train_captions", "check_suite", "suite_fits",
            "judge_objects", "understanding", "format_understanding"]

@@ -13,12 +13,15 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from gouache.errors import DiskFull, GouacheError, raise_if_disk_full
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 __all__ = ["check_output_file", "check_output_folder", "Inputs", "replacing", "replacing_folder",
-           "write_json", "json_safe", "file_sha256"]
+           "write_json", "save_png", "json_safe", "file_sha256"]
 
 Inputs = Iterable[tuple[str, "Path | str | None"]]  # (what it is, e.g. "the --image"; its path or None)
 
@@ -155,6 +158,15 @@ def write_json(obj: dict, path: Path) -> None:
     text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
     with replacing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def save_png(img: "Image.Image", path: Path | str) -> Path:
+    """Write a PNG atomically (``replacing``), creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
 
 
 def json_safe(x):

@@ -31,7 +31,7 @@ from gouache.data.prompts import CaptionTable
 from gouache.data.sources import BatchSource
 from gouache.device import pick_device
 from gouache.errors import GouacheError
-from gouache.images import grid, save_png
+from gouache.images import grid
 from gouache.model.config import ModelConfig
 from gouache.model.denoiser import Denoiser
 from gouache.model.text import PromptEmbedding, TextEncoder
@@ -39,7 +39,7 @@ from gouache.sampling.guidance import guided
 from gouache.sampling.options import SamplingOptions
 from gouache.sampling.pipeline import Pipeline
 from gouache.store.checkpoint import check_weights, load_network, load_weights, resolve_model_dir, text_model_of
-from gouache.store.files import write_json
+from gouache.store.files import save_png, write_json
 from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.student import (
     INFO_FILE,

@@ -44,7 +44,7 @@ from gouache.data.shards import is_shard_spec
 from gouache.data.sources import BatchSource, StreamSource
 from gouache.device import pick_device
 from gouache.errors import GouacheError
-from gouache.images import grid, save_png
+from gouache.images import grid
 from gouache.model.denoiser import Denoiser
 from gouache.model.noinit import no_initial_weights
 from gouache.model.text import TextEncoder
@@ -60,6 +60,7 @@ from gouache.store.checkpoint import (
     text_model_of,
     write_model_weights,
 )
+from gouache.store.files import save_png
 from gouache.store.train_state import check_train_state
 from gouache.training import loop
 from gouache.training.compiling import CompiledNet, compile_mode

@@ -41,8 +41,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from gouache.errors import GouacheError
-from gouache.images import save_png
-from gouache.store.files import write_json
+from gouache.store.files import save_png, write_json
 from gouache.store.tensors import save_tensors
 
 folder = Path(sys.argv[1])
@@ -61,8 +60,7 @@ def test_write_json_save_tensors_and_save_png_leave_the_old_file(tmp_path):
     import torch
     from PIL import Image
 
-    from gouache.images import save_png
-    from gouache.store.files import write_json
+    from gouache.store.files import save_png, write_json
     from gouache.store.tensors import save_tensors
 
     write_json({"x": 1}, tmp_path / "a.json")

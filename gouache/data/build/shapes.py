@@ -18,11 +18,10 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from gouache.store.reading import MB, read_json
 from gouache.data.build.writing import write_if_changed
 from gouache.errors import GouacheError
-from gouache.images import save_png
-from gouache.store.files import check_output_folder
+from gouache.store.files import check_output_folder, save_png
+from gouache.store.reading import MB, read_json
 
 __all__ = ["COLOURS", "SHAPES", "SHAPES_FILE", "build_shapes_dataset", "parse_holdout", "read_shapes_info"]
 
