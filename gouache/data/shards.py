@@ -48,7 +48,7 @@ from gouache.data.imagefolder import MAX_CAPTION_BYTES, MAX_ROW_BYTES, read_reco
 from gouache.store.reading import parse_json
 from gouache.errors import GouacheError
 from gouache.images import MAX_PICTURE_BYTES, load_rgb, read_picture, to_uint8_tensor
-from gouache.store.files import check_output_folder
+from gouache.store.files import check_output_folder, replacing
 
 __all__ = ["write_shards", "Sharded", "is_shard_spec", "expand_shards", "shards_folder", "read_samples",
            "ShardStream", "collate"]
@@ -95,7 +95,7 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
 
     Each image is decoded first; one that is missing or does not decode is left out
     and listed in ``skipped``. Each shard is written under a temporary name and
-    renamed when complete. ``out`` must be new or empty.
+    renamed when complete (``replacing``). ``out`` must be new or empty.
     """
     if shard_size < 1:
         raise GouacheError(f"shard size must be at least 1, not {shard_size}")
@@ -109,26 +109,24 @@ def write_shards(imagefolder: Path, out: Path, *, shard_size: int = 1000, split:
     skipped: list[str] = []
     bar = tqdm(total=len(rows), desc=f"sharding {Path(imagefolder).name}", unit="img", disable=not progress)
     for start in range(0, len(rows), shard_size):
-        path = out / f"{len(paths):06d}.tar"
-        tmp = out / f".{path.name}.tmp"
-        written = 0
-        with open(tmp, "wb") as f, _wds().TarWriter(f, encoder=False, mtime=0.0) as sink:
-            for n, row in enumerate(rows[start:start + shard_size], start=start):
-                bar.update(1)
-                try:
-                    png = _png_bytes(Path(row["path"]))
-                except GouacheError as e:
-                    skipped.append(str(e))
-                    continue
-                meta = {k: v for k, v in row.items() if k != "path"}
-                sink.write({"__key__": f"{n:08d}", "png": png, "txt": str(row["text"]).encode("utf-8"),
+        samples = []
+        for n, row in enumerate(rows[start:start + shard_size], start=start):
+            bar.update(1)
+            try:
+                png = _png_bytes(Path(row["path"]))
+            except GouacheError as e:
+                skipped.append(str(e))
+                continue
+            meta = {k: v for k, v in row.items() if k != "path"}
+            samples.append({"__key__": f"{n:08d}", "png": png, "txt": str(row["text"]).encode("utf-8"),
                             "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8")})
-                written += 1
-        if written:
-            tmp.replace(path)
+        if samples:  # a shard whose every picture was skipped is not written
+            path = out / f"{len(paths):06d}.tar"
+            with replacing(path) as tmp, open(tmp, "wb") as f, \
+                    _wds().TarWriter(f, encoder=False, mtime=0.0) as sink:
+                for sample in samples:
+                    sink.write(sample)
             paths.append(path)
-        else:
-            tmp.unlink()
     bar.close()
     if not paths:
         if made:

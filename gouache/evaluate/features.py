@@ -22,7 +22,6 @@ import hashlib
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -159,14 +158,17 @@ def cached_features(root: Path, split: str, size: int, extractor: ImageFeatures,
 
     ``images`` may hold the split already loaded (uint8); otherwise it is loaded on a miss.
     """
-    from safetensors.torch import load_file, save_file
-
     from gouache.data.imagefolder import load_imagefolder, read_records
+    from gouache.store.tensors import read_tensors, save_tensors
 
     path = cache_path(root, split, size, extractor.name, cache_dir)
     count = len(read_records(root, split=split))
     if path.exists():
-        feats = load_file(path).get("features")
+        try:
+            feats = read_tensors(path, what="feature cache").get("features")
+        except GouacheError as e:  # a damaged cache: computed again and written anew
+            print(f"gouache: warning: {e}; computing the features again")
+            feats = None
         if feats is not None and feats.shape == (count, extractor.num_features):
             return feats
     if images is None:
@@ -175,10 +177,8 @@ def cached_features(root: Path, split: str, size: int, extractor: ImageFeatures,
                               desc=f"inception: real {split}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({"features": feats.contiguous()}, tmp, metadata={"split": split, "size": str(size)})
-        tmp.chmod(0o644)  # safetensors writes 0600; the cache is as readable as the data
-        tmp.replace(path)
-    except OSError as e:  # a read-only data folder: compute again next time
+        save_tensors({"features": feats.contiguous()}, path, metadata={"split": split, "size": str(size)},
+                     shared=True)  # two evaluations of one data folder may fill it at once
+    except (OSError, GouacheError) as e:  # a read-only data folder, a full disk: compute again next time
         print(f"gouache: warning: cannot write the feature cache {path}: {e}")
     return feats

@@ -228,12 +228,8 @@ async def _refused(request: Request, exc: GouacheError) -> JSONResponse:
                          "message": f"body: {exc}"}, status_code=422)
 
 
-class _WholeAnswers:
-    """Whatever fails inside, the client gets a whole answer and its connection stays open for the
-    next request (plain ASGI). An exception that escaped the app is logged; if no answer was started
-    it is a 500, else the started body is ended. (Starlette's own 500 handler re-raises, and uvicorn
-    then closes the connection: a keep-alive client's next request would be reset.)
-    """
+class _HttpOnly:
+    """A plain ASGI wrapper of ``app`` for HTTP requests; anything else (lifespan) passes through."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -241,7 +237,21 @@ class _WholeAnswers:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        else:
+            await self.http(scope, receive, send)
+
+    async def http(self, scope, receive, send) -> None:
+        raise NotImplementedError
+
+
+class _WholeAnswers(_HttpOnly):
+    """Whatever fails inside, the client gets a whole answer and its connection stays open for the
+    next request (plain ASGI). An exception that escaped the app is logged; if no answer was started
+    it is a 500, else the started body is ended. (Starlette's own 500 handler re-raises, and uvicorn
+    then closes the connection: a keep-alive client's next request would be reset.)
+    """
+
+    async def http(self, scope, receive, send) -> None:
         started = ended = False
 
         async def watch(message: dict) -> None:
@@ -263,7 +273,7 @@ class _WholeAnswers:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-class _BodyLimit:
+class _BodyLimit(_HttpOnly):
     """Refuse bodies larger than a request could ever need with 413 (plain ASGI).
 
     A declared Content-Length over the limit is refused before reading; any body
@@ -271,13 +281,7 @@ class _BodyLimit:
     as soon as it passes the limit. What is under the limit is handed on to the app.
     """
 
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope, receive, send) -> None:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             await _too_large(scope, receive, send)

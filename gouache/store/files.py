@@ -104,12 +104,14 @@ def check_output_folder(path: Path | str, *, what: str = "--out", inputs: Inputs
 
 
 @contextmanager
-def replacing(path: Path | str) -> Iterator[Path]:
+def replacing(path: Path | str, *, shared: bool = False) -> Iterator[Path]:
     """A temporary file beside ``path`` for the body to write, renamed over ``path`` when the
     body is done: a reader sees the old file or the new one, never half of one. A failed
-    write removes it; a full disk is one GouacheError line."""
+    write removes it; a full disk is one GouacheError line. ``shared``: a cache that several
+    processes may fill at once, each through a temporary file of its own."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")  # one name: a killed writer's is replaced by the next
+    # one name: a killed writer's file is replaced by the next; a shared cache's carry the pid
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp" if shared else f".{path.name}.tmp")
     try:
         yield tmp
         tmp.replace(path)

@@ -31,8 +31,9 @@ import math
 import os
 import stat
 import tomllib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import torch
 
@@ -73,15 +74,22 @@ def _not_regular(mode: int, path: Path, what: str) -> GouacheError:
     return GouacheError(f"{what} {path} is {kind}, not a regular file")
 
 
-def regular_file(path: Path | str, what: str) -> Path:
-    """``path``, once it is a regular file (after symbolic links); stat only: nothing is opened."""
-    path = Path(path)
+@contextmanager
+def _naming(path: Path, what: str) -> Iterator[None]:
+    """A file that cannot be found or opened, as one line naming it."""
     try:
-        mode = os.stat(path).st_mode
+        yield
     except (FileNotFoundError, NotADirectoryError):
         raise MissingFile(f"{what} {path} is missing") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
         raise GouacheError(f"{what} {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+
+
+def regular_file(path: Path | str, what: str) -> Path:
+    """``path``, once it is a regular file (after symbolic links); stat only: nothing is opened."""
+    path = Path(path)
+    with _naming(path, what):
+        mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
         raise _not_regular(mode, path, what)
     return path
@@ -102,12 +110,8 @@ def inside(path: Path, root: Path, *, what: str = "file") -> Path:
 def _open(path: Path, what: str) -> tuple[int, int]:
     """A descriptor of the regular file ``path`` and its size. Opened without blocking, so a
     named pipe put in the file's place is refused instead of waiting for a writer."""
-    try:
+    with _naming(path, what):
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        raise MissingFile(f"{what} {path} is missing") from None
-    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
-        raise GouacheError(f"{what} {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)

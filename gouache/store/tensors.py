@@ -15,11 +15,13 @@ from gouache.store.reading import MissingFile, TensorSpec, safetensors_header
 __all__ = ["save_tensors", "read_tensors", "check_tensors", "check_finite", "contiguous"]
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None) -> None:
-    """A safetensors file, written atomically (``files.replacing``) with the permissions any new
-    file gets. Serialised in memory and written by Python, so that a full disk is its errno."""
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path, *, metadata: dict[str, str] | None = None,
+                 shared: bool = False) -> None:
+    """A safetensors file, written atomically (``files.replacing``, ``shared`` for a cache) with
+    the permissions any new file gets. Serialised in memory and written by Python, so that a full
+    disk is its errno."""
     data = save(tensors, metadata=metadata)
-    with replacing(path) as tmp:
+    with replacing(path, shared=shared) as tmp:
         tmp.write_bytes(data)
 
 

@@ -161,6 +161,11 @@ def test_feature_cache_is_written_and_reused(emoji_copy):
     assert feats.shape == (6, 32) and ex.calls == 1
     again = cached_features(emoji_copy, "test", 16, ex, progress=False)
     assert ex.calls == 1 and torch.equal(feats, again)
+    assert [f.name for f in path.parent.iterdir()] == [path.name]  # no temporary file left
+    # a damaged cache is computed again and written anew, not a traceback
+    path.write_bytes(path.read_bytes()[:40])
+    assert torch.equal(cached_features(emoji_copy, "test", 16, ex, progress=False), feats) and ex.calls == 2
+    assert torch.equal(cached_features(emoji_copy, "test", 16, ex, progress=False), feats) and ex.calls == 2
     # a changed metadata.jsonl is another cache entry
     meta = emoji_copy / "metadata.jsonl"
     meta.write_text(meta.read_text() + "\n")

@@ -61,7 +61,7 @@ from gouache.data.build.render import RENDERER, render_svg
 from gouache.data.build.writing import finish_build, inside_out, is_build, write_if_changed
 from gouache.data.captions import caption_variants
 from gouache.errors import GouacheError
-from gouache.store.files import check_output_folder
+from gouache.store.files import check_output_folder, replacing
 
 __all__ = ["build_emoji_dataset", "SIZES", "NAMES_PACKAGE", "licenses_markdown", "caption_summary",
            "DEFAULT_STYLES"]
@@ -161,9 +161,8 @@ def render_all(pictures: list[Picture], size: int, cache: Path, *, jobs: int,
         with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
             for k, png in zip(todo, pool.map(_render, work, chunksize=16)):
                 paths[k].parent.mkdir(parents=True, exist_ok=True)
-                tmp = paths[k].with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(png)
-                tmp.replace(paths[k])
+                with replacing(paths[k], shared=True) as tmp:  # parallel builds share the cache
+                    tmp.write_bytes(png)
                 bar.update()
     bar.close()
     return [path.read_bytes() for path in paths]
