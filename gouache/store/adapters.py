@@ -26,7 +26,7 @@ from gouache.model.lora import (
 from gouache.store.files import write_json
 from gouache.store.fingerprint import fingerprint_matches, weights_fingerprint
 from gouache.store.latest import read_latest
-from gouache.store.reading import KB, MissingFile, TensorSpec, read_json, regular_file, safetensors_header
+from gouache.store.reading import MissingFile, TensorSpec, read_record, regular_file, safetensors_header
 from gouache.store.tensors import check_finite, check_tensors, read_tensors, save_tensors
 
 __all__ = ["AdapterInfo", "save_adapter", "read_adapter", "read_adapter_info", "check_adapter_file", "find_adapter",
@@ -90,17 +90,8 @@ def read_adapter(path: Path | str) -> tuple[AdapterInfo, dict[str, torch.Tensor]
 
 def read_adapter_info(path: Path) -> AdapterInfo:
     """The info (``NAME.json``) of the adapter file ``path``, each field typed and bounded."""
-    meta = Path(path).with_suffix(".json")
-    try:
-        d = read_json(meta, what="adapter config", limit=64 * KB)
-    except MissingFile:
-        raise GouacheError(f"{meta} is missing: an adapter needs its .json beside it") from None
-    try:
-        return AdapterInfo(**d)
-    except TypeError as e:
-        raise GouacheError(f"{meta}: not a gouache adapter config ({e})") from None
-    except GouacheError as e:
-        raise GouacheError(f"{meta}: {e}") from None
+    return read_record(Path(path).with_suffix(".json"), AdapterInfo, what="adapter config",
+                       missing="an adapter needs its .json beside it", kind="a gouache adapter config")
 
 
 def check_adapter_file(path: Path, own: dict[str, torch.Tensor] | None = None) -> None:

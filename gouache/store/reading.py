@@ -40,7 +40,7 @@ import torch
 from gouache.errors import GouacheError
 
 __all__ = ["MissingFile", "TensorSpec", "regular_file", "inside", "read_bytes", "read_text", "read_json", "parse_json",
-           "read_toml", "safetensors_header", "check_depth", "KB", "MB", "MAX_DEPTH", "MAX_DIGITS"]
+           "read_record", "read_toml", "safetensors_header", "check_depth", "KB", "MB", "MAX_DEPTH", "MAX_DIGITS"]
 
 KB, MB = 1 << 10, 1 << 20
 MAX_DEPTH = 32  # levels of nesting in a JSON or TOML file (a run's state.json has 5)
@@ -208,6 +208,22 @@ def read_json(path: Path | str, *, what: str, limit: int = MB, top: type | None 
     """The regular file ``path`` (at most ``limit`` bytes, UTF-8) parsed as JSON whose top level
     is of type ``top`` (an object unless told)."""
     return parse_json(read_text(path, what=what, limit=limit), what=f"{what} {path}", top=top)
+
+
+def read_record(path: Path | str, record: type, *, what: str, missing: str, kind: str) -> Any:
+    """The small JSON file ``path`` as the frozen dataclass ``record`` (which checks its own
+    fields): a missing file is ``{path} is missing: {missing}``, unknown or absent fields
+    ``{path}: not {kind} (...)``, a bad value ``{path}: ...``; each one line."""
+    try:
+        d = read_json(path, what=what, limit=64 * KB)
+    except MissingFile:
+        raise GouacheError(f"{path} is missing: {missing}") from None
+    try:
+        return record(**d)
+    except TypeError as e:
+        raise GouacheError(f"{path}: not {kind} ({e})") from None
+    except GouacheError as e:
+        raise GouacheError(f"{path}: {e}") from None
 
 
 def read_toml(path: Path | str, *, what: str, limit: int = MB) -> dict:

@@ -21,7 +21,7 @@ from gouache.errors import GouacheError
 from gouache.store.checkpoint import check_model_folder, export_model, load_network, resolve_model_dir
 from gouache.store.files import write_json
 from gouache.store.fingerprint import weights_fingerprint
-from gouache.store.reading import KB, MissingFile, read_json
+from gouache.store.reading import read_record
 
 __all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "check_student",
            "copy_student", "refuse_bare_student"]
@@ -50,17 +50,8 @@ class StudentInfo:
 
 def read_student_info(folder: Path) -> StudentInfo:
     """A student's ``student.json``, each field typed and checked."""
-    path = Path(folder) / INFO_FILE
-    try:
-        d = read_json(path, what="student description", limit=64 * KB)
-    except MissingFile:
-        raise GouacheError(f"{path} is missing: not a few-step student") from None
-    try:
-        return StudentInfo(**d)
-    except TypeError as e:
-        raise GouacheError(f"{path}: not a student description ({e})") from None
-    except GouacheError as e:
-        raise GouacheError(f"{path}: {e}") from None
+    return read_record(Path(folder) / INFO_FILE, StudentInfo, what="student description",
+                       missing="not a few-step student", kind="a student description")
 
 
 def refuse_bare_student(folder: Path) -> None:
