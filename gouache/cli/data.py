@@ -21,6 +21,9 @@ def add_data(sub) -> None:
     e.add_argument("--size", type=int, default=None, help="64, 128 or 256 (default: 128 for svg, 64 for png)")
     e.add_argument("--styles", default=None, help="comma-separated styles (default: all; svg: noto,twemoji,"
                    "openmoji,fluent-flat,fluent,emojione,fxemoji,streamline,noto-blob; png: google,twitter)")
+    e.add_argument("--default-styles", default=None, metavar="noto,twemoji",
+                   help="the styles a prompt without a style name paints; the others name their style "
+                        "in every caption (default: all styles alike)")
     e.add_argument("--cache-dir", type=Path, default=None, help="npm tarball cache (default ~/.cache/gouache/npm)")
     e.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     e.add_argument("--jobs", type=int, default=None, help="rendering processes (default: up to 4)")
@@ -67,7 +70,8 @@ def _data_emoji(a: argparse.Namespace) -> None:
 
     manifest = build_emoji_dataset(a.out, size=a.size, styles=items(a.styles), source=a.source,
                                    cache_dir=a.cache_dir, seed=a.seed, jobs=a.jobs, only=items(a.only),
-                                   test=items(a.test), overwrite=a.overwrite)
+                                   test=items(a.test), overwrite=a.overwrite,
+                                   default_styles=items(a.default_styles))
     print(manifest["summary"])
     print(f"built {a.out}")
 

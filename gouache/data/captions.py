@@ -21,20 +21,29 @@ rest are scaled to sum to 1:
 ==============================  ======  ========================================
 template                        weight  example (pizza, Noto)
 ==============================  ======  ========================================
-``{label}``                     0.30    pizza
+``{label}``                     0.25    pizza
 ``{name}``                      0.10    slice of pizza (Unicode character name)
 ``an emoji of {label}``         0.10    an emoji of pizza
 ``{label}, {kw1}, {kw2}``       0.15    pizza, cheese, pepperoni (CLDR keywords)
-``{label} in {style} style``    0.15    pizza in noto style
+``{keyword}``                   0.10    cheese; pepperoni; ... (each keyword alone,
+                                        the weight shared between them)
+``{label} in {style} style``    0.10    pizza in noto style
 ``a {style} emoji of {name}``   0.05    a noto emoji of slice of pizza
 ``{annotation}``                0.05    the artwork set's own name for the icon
 ``{shortcode}``                 0.05    an emojibase/GitHub shortcode, spaced
 ``{kw1} {label}``               0.05    cheese pizza
 ==============================  ======  ========================================
 
-The two keywords are the row's first two keywords that are not words of its
-label, in an order fixed by a hash of the code sequence: the same row always
-gets the same ones, and different emoji get different ones.
+The keywords are the row's keywords that are not words of its label, in an order
+fixed by a hash of the code sequence: the same row always gets the same ones, and
+different emoji get different ones. A keyword alone ("puppy" for dog face) is how
+people ask for a thing they do not know the label of.
+
+The default style. A row with ``"style_in_caption": true`` (``gouache data emoji
+--default-styles``) names its style in every caption: a caption that does not say
+it already gets ", {style} style" ("pizza, cheese, pepperoni, openmoji style").
+A prompt that names no style then means the default styles' pictures, not a blend
+of all of them.
 """
 from __future__ import annotations
 
@@ -50,11 +59,12 @@ CAPTION_TEMPLATES: tuple[tuple[str, float], ...] = (
     ("an emoji of {label}", 0.2),
 )
 EMOJI_POLICY: tuple[tuple[str, float], ...] = (
-    ("{label}", 0.30),
+    ("{label}", 0.25),
     ("{name}", 0.10),
     ("an emoji of {label}", 0.10),
     ("{label}, {kw1}, {kw2}", 0.15),
-    ("{label} in {style} style", 0.15),
+    ("{keyword}", 0.10),
+    ("{label} in {style} style", 0.10),
     ("a {style} emoji of {name}", 0.05),
     ("{annotation}", 0.05),
     ("{shortcode}", 0.05),
@@ -83,24 +93,34 @@ def _shortcode(row: dict[str, Any]) -> str:
     return ""
 
 
+def _fill(template: str, fields: dict[str, str], keywords: list[str]) -> list[str]:
+    """The captions one template makes of a row: none when a field it needs is missing
+    or would only repeat the label; one per keyword for ``{keyword}``."""
+    if template == "{keyword}":
+        return keywords
+    needed = [f for f in fields if "{" + f + "}" in template]
+    if any(not fields[f] for f in needed):
+        return []
+    if any(f in ("name", "annotation", "shortcode") and fields[f] == fields["label"] for f in needed):
+        return []
+    return [template.format(**fields)]
+
+
 def emoji_captions(row: dict[str, Any]) -> tuple[list[str], list[float]]:
     """The captions of one emoji row under ``EMOJI_POLICY``, and their probabilities."""
-    label = row["label"]
     kws = _keywords(row)
-    name = row.get("name") or ""
-    fields = {"label": label, "name": name, "style": row.get("style_title") or row.get("style", ""),
+    style = row.get("style_title") or row.get("style", "")
+    fields = {"label": row["label"], "name": row.get("name") or "", "style": style,
               "annotation": row.get("annotation") or "", "shortcode": _shortcode(row),
               "kw1": kws[0] if kws else "", "kw2": kws[1] if len(kws) > 1 else ""}
+    named = bool(row.get("style_in_caption")) and bool(style)
     chosen: dict[str, float] = {}
     for template, weight in EMOJI_POLICY:
-        needed = [f for f in ("name", "style", "annotation", "shortcode", "kw1", "kw2")
-                  if "{" + f + "}" in template]
-        if any(not fields[f] for f in needed):
-            continue
-        if any(f in ("name", "annotation", "shortcode") and fields[f] == label for f in needed):
-            continue  # would only repeat the label
-        caption = template.format(**fields)
-        chosen[caption] = chosen.get(caption, 0.0) + weight
+        captions = _fill(template, fields, kws)
+        for caption in captions:
+            if named and f"{style} style" not in caption and f"a {style} emoji" not in caption:
+                caption = f"{caption}, {style} style"
+            chosen[caption] = chosen.get(caption, 0.0) + weight / len(captions)
     total = sum(chosen.values())
     return list(chosen), [w / total for w in chosen.values()]
 

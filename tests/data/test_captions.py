@@ -21,9 +21,29 @@ def test_emoji_rows_get_the_policy_and_its_names() -> None:
     listed = [c for c in caps if c.startswith("pizza, ")]
     assert len(listed) == 1 and "pizza" not in listed[0].split(", ")[1:]  # keywords, not the label
     assert "pizza" not in caps[1:] and caps.count("pizza") == 1  # annotation/shortcode repeat it: merged
-    assert dict(zip(caps, probs))["pizza"] == pytest.approx(0.30 / sum(w for t, w in EMOJI_POLICY
+    assert dict(zip(caps, probs))["pizza"] == pytest.approx(0.25 / sum(w for t, w in EMOJI_POLICY
                                                                       if t not in ("{annotation}", "{shortcode}")))
     assert caption_variants(dict(PIZZA)) == (caps, probs)  # a pure function of the row
+
+
+def test_each_keyword_alone_is_a_caption_sharing_one_weight() -> None:
+    caps, probs = caption_variants(PIZZA)
+    alone = {c: p for c, p in zip(caps, probs) if c in ("cheese", "food", "hungry", "pepperoni", "slice")}
+    assert len(alone) == 5  # every keyword but the label's own word
+    total = sum(w for t, w in EMOJI_POLICY if t not in ("{annotation}", "{shortcode}"))
+    assert sum(alone.values()) == pytest.approx(0.10 / total)
+    assert len(set(alone.values())) == 1
+
+
+def test_a_row_outside_the_default_styles_names_its_style_in_every_caption() -> None:
+    plain, plain_probs = caption_variants(PIZZA)
+    caps, probs = caption_variants({**PIZZA, "style": "openmoji", "style_title": "openmoji",
+                                    "style_in_caption": True})
+    assert all("openmoji style" in c or "a openmoji emoji" in c for c in caps)
+    assert "pizza, openmoji style" in caps and "pizza in openmoji style" in caps
+    assert "cheese, openmoji style" in caps and "slice of pizza, openmoji style" in caps
+    assert len(caps) == len(plain) and probs == pytest.approx(plain_probs)  # the same draw, style named
+    assert caption_variants({**PIZZA, "style_in_caption": False}) == (plain, plain_probs)
 
 
 def test_templates_without_their_fields_are_left_out() -> None:

@@ -115,6 +115,18 @@ def _styles(keys: Sequence[str] | None) -> list[Style]:
     return [s for s in STYLES if s.key in keys]  # table order, whatever order was asked
 
 
+def _default_styles(keys: Sequence[str] | None, chosen: Sequence[Style]) -> set[str]:
+    """The default styles asked for, each one of the build's styles (none: every style is default)."""
+    if not keys:
+        return set()
+    built = {s.key for s in chosen}
+    unknown = [k for k in keys if k not in built]
+    if unknown:
+        raise GouacheError(f"default style(s) {', '.join(unknown)} not among the styles built "
+                           f"({', '.join(sorted(built))})")
+    return set(keys)
+
+
 def _pictures(styles: list[Style], tarballs: dict[str, Path], names: dict[str, EmojiNames],
               keep: set[str] | None) -> list[Picture]:
     """Every picture the styles have of an emoji emojibase names, licences checked."""
@@ -239,7 +251,8 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
                         seed: int = 0, only: Sequence[str] | None = None,
                         test: Sequence[str] | None = None, jobs: int | None = None,
                         progress: bool = True, pins: Mapping[str, str] | None = None,
-                        overwrite: bool = False) -> dict[str, Any]:
+                        overwrite: bool = False,
+                        default_styles: Sequence[str] | None = None) -> dict[str, Any]:
     """Build the folder; return the manifest (also written as out/manifest.json), with the
     printable summary under ``"summary"`` (not written: it holds the build time).
 
@@ -249,6 +262,8 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
     ``only`` keeps the listed code sequences; ``test`` holds out exactly the listed emoji
     (by base/concept key) instead of the seeded draw (both for making test fixtures).
     ``pins``: the tarballs' checksums, NAME@VERSION -> sha512 (default ``npm.PINNED``).
+    ``default_styles``: the styles a prompt without a style name means; the rows of every
+    other style name their style in all their captions (``"style_in_caption"``, captions.py).
     """
     start = time.perf_counter()
     out, cache = Path(out), Path(cache_dir or default_cache())
@@ -260,6 +275,8 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
     only = None if only is None else [check_hexcode(h.strip(), source="--only") for h in only]
     test = None if test is None else [check_hexcode(h.strip(), source="--test") for h in test]
     if source == "png":
+        if default_styles:
+            raise GouacheError("--default-styles is for the svg source (the png set has its own captions)")
         from gouache.data.build.emoji_png import build_png_dataset
         manifest = build_png_dataset(out, size=size or 64, cache_dir=cache, seed=seed,
                                      test_fraction=test_fraction, only=only, test_bases=test,
@@ -271,6 +288,7 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
     if size not in SIZES:
         raise GouacheError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
     chosen = _styles(styles)
+    defaults = _default_styles(default_styles, chosen)
     packages = {NAMES_PACKAGE[0]: NAMES_PACKAGE[1], **{s.package: s.version for s in chosen}}
     if any(s.by_name for s in chosen):
         packages.update(REFERENCE_PACKAGES)
@@ -287,6 +305,8 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
         split = (("test" if key in forced else "train") if forced is not None
                  else split_for(key, seed, test_fraction))
         row = metadata_row(pic, names[pic.code], split)
+        if defaults and pic.style.key not in defaults:
+            row["style_in_caption"] = True
         write_if_changed(inside_out(out, row["file_name"]), png)
         rows.append(row)
     if not rows:
@@ -294,7 +314,8 @@ def build_emoji_dataset(out: Path, *, size: int | None = None, styles: Sequence[
     subset = None if keep is None and forced is None else {
         "only": sorted(keep or []), "test": sorted(forced or [])}
     settings = {"source": "svg", "size": size, "seed": seed, "test_fraction": test_fraction,
-                "styles": [s.key for s in chosen], "subset": subset, "renderer": RENDERER}
+                "styles": [s.key for s in chosen], "subset": subset, "renderer": RENDERER,
+                **({"default_styles": sorted(defaults)} if defaults else {})}
     extra = {"licences": {s.key: s.licence for s in chosen},
              "share_alike": [s.key for s in chosen if s.share_alike],
              "captions": caption_summary(rows)}

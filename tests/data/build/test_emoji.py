@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from gouache.data.captions import caption_variants
 from gouache.data.build.emoji import build_emoji_dataset, licenses_markdown
 from gouache.data.build.emoji_names import NAMES_FILES, concept_of, normalize_hexcode
 from gouache.data.build.emoji_styles import STYLES
@@ -145,6 +146,21 @@ def test_a_build_is_stable_when_styles_are_added_and_byte_identical(tmp_path, mo
     assert sorted((registry / "render").rglob("*.png")) == cached
     assert {p: p.read_bytes() for p in (tmp_path / "two").rglob("*") if p.is_file()} == before
     assert again["metadata_sha256"] == two["metadata_sha256"]
+
+
+def test_default_styles_leave_the_other_styles_naming_themselves(tmp_path, monkeypatch) -> None:
+    registry = fake_registry(tmp_path / "npm", monkeypatch)
+    m = _build(tmp_path / "d", registry, ["noto", "openmoji"], default_styles=["noto"])
+    assert m["default_styles"] == ["noto"]
+    rows = [json.loads(x) for x in (tmp_path / "d" / "metadata.jsonl").read_text().splitlines()]
+    for r in rows:
+        captions = caption_variants(r)[0]
+        if r["style"] == "noto":
+            assert "style_in_caption" not in r and r["label"] in captions
+        else:
+            assert r["style_in_caption"] is True and all("openmoji" in c for c in captions)
+    with pytest.raises(GouacheError, match="default style.*twemoji.*not among the styles built"):
+        _build(tmp_path / "x", registry, ["noto"], default_styles=["twemoji"])
 
 
 def test_subsets_forced_splits_and_refusals(tmp_path, monkeypatch) -> None:
