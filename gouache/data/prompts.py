@@ -123,7 +123,7 @@ def embed_dataset(data: Path | str, encoder: TextEncoder, *, progress: bool = Fa
     folder = shards_folder(data) if is_shard_spec(data) else Path(data)
     captions = dataset_captions(data)
     check_output_file(folder / EMBEDDINGS_FILE, what="data embed: the embeddings file", overwrite=True)
-    emb = encoder.encode_many(captions, progress=progress)
+    emb = encoder.encode_many(captions, progress=progress, token_dtype=torch.float16)  # stored so
     name, length = _model_of(encoder)
     return save_prompt_embeddings(folder / EMBEDDINGS_FILE, captions, emb,
                                   text_model=str(name), max_length=int(length or 0))
@@ -156,7 +156,7 @@ class CaptionTable:
         if stored and all(c in rows for c in captions):
             emb = stored[1].index(torch.tensor([rows[c] for c in captions]))
         else:
-            emb = encoder.encode_many(captions, progress=progress)
+            emb = encoder.encode_many(captions, progress=progress, token_dtype=torch.float16)
         emb = PromptEmbedding(emb.tokens.half(), emb.mask, emb.pooled)
         return cls(captions, emb, ids, cum)
 

@@ -121,13 +121,14 @@ class StubEncoder:
 
     name, max_length, dim = "stub-encoder", 6, 4
 
-    def encode_many(self, captions: list[str], progress: bool = False) -> Any:
+    def encode_many(self, captions: list[str], progress: bool = False,
+                    token_dtype: torch.dtype = torch.float32) -> Any:
         from gouache.model.text import PromptEmbedding
         g = torch.Generator().manual_seed(0)
         n = len(captions)
         mask = torch.zeros(n, self.max_length, dtype=torch.bool)
         mask[:, :2] = True
-        return PromptEmbedding(torch.randn(n, self.max_length, self.dim, generator=g), mask,
+        return PromptEmbedding(torch.randn(n, self.max_length, self.dim, generator=g).to(token_dtype), mask,
                                torch.randn(n, self.dim, generator=g))
 
 

@@ -21,6 +21,19 @@ def test_padding_does_not_change_a_prompt(text_encoder):
     assert torch.allclose(alone.tokens[0, :n], padded.tokens[0, :n], atol=1e-4)
 
 
+def test_encode_many_in_batches_is_one_call_padded_and_may_store_half(text_encoder):
+    prompts = ["red apple", "a much longer prompt that forces padding of the others", "", "cat"]
+    whole = text_encoder(prompts)
+    many = text_encoder.encode_many(prompts, batch_size=1)  # four parts of different lengths
+    assert many.tokens.shape == whole.tokens.shape and torch.equal(many.mask, whole.mask)
+    assert torch.allclose(many.tokens, whole.tokens, atol=1e-4)
+    assert torch.allclose(many.pooled, whole.pooled, atol=1e-5)
+    half = text_encoder.encode_many(prompts, batch_size=3, token_dtype=torch.float16)
+    assert half.tokens.dtype == torch.float16 and torch.equal(half.mask, whole.mask)
+    assert torch.allclose(half.tokens.float(), whole.tokens, atol=1e-2)
+    assert torch.all(half.tokens[~half.mask] == 0)
+
+
 def test_frozen_no_gradient(text_encoder):
     assert all(not p.requires_grad for p in text_encoder.parameters())
     with torch.enable_grad():
