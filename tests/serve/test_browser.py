@@ -71,6 +71,10 @@ def test_page_paints_a_picture(server, browser_page, tiny_pipeline, tmp_path):
     assert link.get_attribute("download") == f"red-apple-seed{seed}.png"
     expect(card.locator(".chips")).to_contain_text(str(seed))
     expect(page.locator("#caption")).to_contain_text("red apple")
+    expect(page.locator("#history-empty")).to_be_hidden()
+    page.fill("#prompt", "something else")
+    card.locator(".reuse").click()  # the card's settings come back into the form
+    assert page.input_value("#prompt") == "red apple" and page.input_value("#seed") == str(seed)
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
 
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen

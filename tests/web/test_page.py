@@ -84,6 +84,8 @@ def test_the_page_paints_red_apple_the_same_twice_and_as_python(site_server, bro
 
 
 def test_the_page_paints_offline_once_loaded(site_server, shipped_site, browser):
+    from playwright.sync_api import expect
+
     assert "gouache-web-SITE" not in (shipped_site / "sw.js").read_text()  # its cache named after the files
     context, page, errors = browser
     page.goto(site_server.url + "/")
@@ -92,7 +94,11 @@ def test_the_page_paints_offline_once_loaded(site_server, shipped_site, browser)
     context.set_offline(True)
     page.reload()
     wait_ready(page)
-    assert np.array_equal(paint(page, "green apple", 3, 2), first)
+    assert np.array_equal(paint(page, "green apple", 3, 2), first)  # the history outlived the reload
+    page.click("#clear")
+    expect(page.locator("#history .card")).to_have_count(0)
+    expect(page.locator("#history-empty")).to_be_visible()
+    expect(page.locator("#clear")).to_be_hidden()
     assert errors == []
 
 

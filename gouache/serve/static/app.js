@@ -12,6 +12,7 @@ const state = { info: null, controller: null, stepsTouched: false, history: [] }
 // ---------- start-up ----------
 async function init() {
   bindForm();
+  mountHistory();
   loadHistory();
   renderHistory();
   try {
@@ -92,7 +93,6 @@ function bindForm() {
   $("sampler").addEventListener("change", () => { if (!state.stepsTouched) $("steps").value = defaultSteps(); });
   $("lora").addEventListener("change", adapterChanged);
   $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6); });
-  $("clear").addEventListener("click", () => { state.history = []; saveHistory(); renderHistory(); });
   startPicture.bind(showError);
 }
 
@@ -275,25 +275,14 @@ function setBusy(busy) {
 }
 
 function renderHistory() {
-  const list = $("history");
-  const template = $("card-template");
-  list.replaceChildren(...state.history.map((entry) => {
-    const card = template.content.firstElementChild.cloneNode(true);
-    const thumbs = card.querySelector(".thumbs");
-    if (entry.images.length === 1) thumbs.dataset.single = "";
-    for (const image of entry.images) thumbs.append(thumb(entry, image));
-    card.querySelector(".card-prompt").textContent = entry.prompt;
-    card.querySelector(".card-negative").textContent = entry.negative_prompt ? `not: ${entry.negative_prompt}` : "";
-    const chips = card.querySelector(".chips");
-    appendChips(chips, [["sampler", SAMPLER_LABELS[entry.sampler] || entry.sampler], ["steps", entry.steps],
+  renderCards((entry) => ({
+    thumbs: entry.images.map((image) => thumb(entry, image)),
+    negative: entry.negative_prompt ? `not: ${entry.negative_prompt}` : "",
+    chips: [["sampler", SAMPLER_LABELS[entry.sampler] || entry.sampler], ["steps", entry.steps],
       ["guidance", Number(entry.guidance).toFixed(1)], ["seed", entry.seed],
       ...(entry.strength == null ? [] : [["strength", Number(entry.strength).toFixed(2)]]),
-      ...(entry.lora == null ? [] : [["adapter", `${entry.lora} × ${Number(entry.lora_scale).toFixed(2)}`]])]);
-    card.querySelector(".reuse").addEventListener("click", () => reuse(entry));
-    return card;
-  }));
-  $("history-empty").hidden = state.history.length > 0;
-  $("clear").hidden = state.history.length === 0;
+      ...(entry.lora == null ? [] : [["adapter", `${entry.lora} × ${Number(entry.lora_scale).toFixed(2)}`]])],
+  }), reuse);
 }
 
 function thumb(entry, image) {

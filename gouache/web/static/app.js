@@ -13,6 +13,7 @@ const state = { model: null, tokenizer: null, ort: null, text: null, student: nu
 // ---------- start-up ----------
 async function init() {
   bindForm();
+  mountHistory();
   loadHistory();
   renderHistory();
   try {
@@ -95,7 +96,6 @@ function bindForm() {
     if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); $("form").requestSubmit(); }
   });
   $("dice").addEventListener("click", () => { $("seed").value = Math.floor(Math.random() * 1e6); });
-  $("clear").addEventListener("click", () => { state.history = []; saveHistory(); renderHistory(); });
 }
 
 function collect() {
@@ -214,18 +214,10 @@ function setBusy(busy) {
 }
 
 function renderHistory() {
-  const template = $("card-template");
-  $("history").replaceChildren(...state.history.map((entry) => {
-    const card = template.content.firstElementChild.cloneNode(true);
-    card.querySelector(".thumbs").append(thumb(entry));
-    card.querySelector(".card-prompt").textContent = entry.prompt;
-    const chips = card.querySelector(".chips");
-    appendChips(chips, [["steps", entry.steps], ["seed", entry.seed], ["time", `${entry.elapsed_s.toFixed(1)} s`]]);
-    card.querySelector(".reuse").addEventListener("click", () => reuse(entry));
-    return card;
-  }));
-  $("history-empty").hidden = state.history.length > 0;
-  $("clear").hidden = state.history.length === 0;
+  renderCards((entry) => ({
+    thumbs: [thumb(entry)],
+    chips: [["steps", entry.steps], ["seed", entry.seed], ["time", `${entry.elapsed_s.toFixed(1)} s`]],
+  }), reuse);
 }
 
 function thumb(entry) {
