@@ -12,7 +12,7 @@ __all__ = ["add_train", "add_distill"]
 TRAIN_OVERRIDES = ("data", "out", "steps", "batch_size", "lr", "seed", "max_minutes", "sample_every",
                    "checkpoint_every", "grad_accum", "num_workers", "device", "grad_checkpointing", "init",
                    "balance_by", "lora", "compile", "resident_data", "lora_prior", "lora_prior_weight")
-DISTILL_OVERRIDES = ("teacher", "data", "out", "steps", "batch_size", "lr", "seed", "max_minutes", "guidance",
+DISTILL_OVERRIDES = ("teacher", "data", "out", "init", "steps", "batch_size", "lr", "seed", "max_minutes", "guidance",
                      "sample_every", "checkpoint_every", "device")
 
 
@@ -84,6 +84,9 @@ def add_distill(sub) -> None:
     p.add_argument("--config", type=Path, default=None, help="TOML recipe (see configs/distill-emoji64.toml)")
     p.add_argument("--out", default=None, help="run folder (default runs/distill)")
     p.add_argument("--resume", type=Path, default=None, help="continue the run in this folder")
+    p.add_argument("--init", default=None, metavar="STUDENT",
+                   help="start from this student's weights (a model folder with student/, or a distill run), "
+                        "not the teacher's")
     for name, kind in (("steps", int), ("batch-size", int), ("lr", float), ("seed", int), ("max-minutes", float),
                        ("guidance", float), ("sample-every", int), ("checkpoint-every", int)):
         p.add_argument(f"--{name}", type=kind, default=None, help="override the recipe")

@@ -24,7 +24,7 @@ from gouache.store.fingerprint import weights_fingerprint
 from gouache.store.reading import read_record
 
 __all__ = ["StudentInfo", "STUDENT_DIR", "INFO_FILE", "read_student_info", "load_student", "check_student",
-           "copy_student", "refuse_bare_student"]
+           "copy_student", "refuse_bare_student", "student_folder"]
 
 STUDENT_DIR = "student"
 INFO_FILE = "student.json"
@@ -59,6 +59,15 @@ def refuse_bare_student(folder: Path) -> None:
     if (Path(folder) / INFO_FILE).exists():
         raise GouacheError(f"{folder} is a few-step student on its own: join it to its teacher with "
                            f"gouache export TEACHER --student RUN --out MODEL, and use MODEL")
+
+
+def student_folder(path: Path | str) -> Path:
+    """The student weights ``path`` names: a model folder's ``student/``, a student folder, or
+    a distillation run (its latest checkpoint); refused when it is none of these."""
+    path = Path(path)
+    folder = path / STUDENT_DIR if (path / STUDENT_DIR).is_dir() else resolve_model_dir(path)
+    read_student_info(folder)  # a student, not a diffusion model
+    return folder
 
 
 def load_student(model: Path) -> tuple[torch.nn.Module, StudentInfo] | None:

@@ -46,6 +46,7 @@ from gouache.store.student import (
     StudentInfo,
     read_student_info,
     refuse_bare_student,
+    student_folder,
 )
 from gouache.store.tensors import contiguous, save_tensors
 from gouache.store.train_state import check_train_state
@@ -67,6 +68,10 @@ class DistillConfig:
     (configs/distill-emoji64.toml says so too)."""
 
     teacher: str = ""  # the trained model (model or run folder)
+    # start the student from another student's weights (a model folder with student/, a student
+    # or a distillation run) instead of the teacher's: a student of an earlier version of the
+    # teacher has learnt most of the few-step mapping already; "" = the teacher's weights
+    init: str = ""
     data: str = ""  # an imagefolder like the teacher's training data
     out: str = "runs/distill"  # the run folder
     split: str = "train"
@@ -183,6 +188,11 @@ class Distiller:
         for name, net in zip(WEIGHTS, (self.ema, self.student, self.target)):
             load_weights(net.net, folder / f"{name}.safetensors")
 
+    def start_from(self, folder: Path) -> None:
+        """The student, its target and its EMA all start from the student weights in ``folder``."""
+        for net in (self.student, self.target, self.ema):
+            load_weights(net.net, folder / "ema.safetensors")
+
     def sample_grid(self, text_encoder: TextEncoder, path: Path) -> None:
         """The sample prompts at 1, 2 and 4 steps, a row each."""
         pipe = Pipeline(self.teacher.net, text_encoder, self.model, self.device,
@@ -204,6 +214,13 @@ def _same_teacher(folder: Path, info: StudentInfo) -> None:
     if theirs.teacher_sha256 != info.teacher_sha256:
         raise GouacheError(f"--resume {folder}: distilled from another teacher ({theirs.teacher}); "
                            "give the same teacher")
+
+
+def _start_weights(init: str, teacher: torch.nn.Module) -> Path:
+    """The student folder ``init`` names, its weights checked to fit the teacher's network."""
+    folder = student_folder(init)
+    check_weights(teacher, folder / "ema.safetensors", values=True)
+    return folder
 
 
 def _check_checkpoint(folder: Path, teacher: torch.nn.Module, info: StudentInfo, seed: int,
@@ -231,6 +248,7 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
                        teacher_sha256=weights_fingerprint(teacher_dir), solver=cfg.solver, intervals=cfg.intervals)
     if resume is not None:
         _check_checkpoint(resolve_model_dir(resume), teacher, info, cfg.seed, device)  # before the lock and the data
+    start = _start_weights(cfg.init, teacher) if cfg.init and resume is None else None
     with loop.claim_run(cfg):  # one process at a time writes the run folder
         text_encoder = text_encoder or TextEncoder(text_model_of(teacher_dir, model),
                                                    max_length=model.text_max_length)
@@ -239,6 +257,8 @@ def distill(cfg: DistillConfig, *, resume: Path | None = None, progress: bool = 
         d = Distiller(cfg, teacher, model, batch_source(data, table, device), info, device)
         if resume is not None:
             loop.resume(d, resolve_model_dir(resume))
+        elif start is not None:
+            d.start_from(start)
         log = open_run(cfg, "distill_config.json", step=d.step_no)
         return run_loop(d, log=log, sample=lambda path: d.sample_grid(text_encoder, path), progress=progress,
                         desc="distilling")

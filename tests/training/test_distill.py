@@ -48,6 +48,23 @@ def test_resume_repeats_an_uninterrupted_run(tiny_model_dir, shapes_dir, tmp_pat
         assert all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
+def test_a_student_can_start_from_another_students_weights(distilled, tiny_model_dir, shapes_dir, tmp_path,
+                                                          text_encoder, one_thread):
+    earlier = read_tensors(resolve_model_dir(distilled.run) / "ema.safetensors")
+    cfg = config(tiny_model_dir, shapes_dir, tmp_path / "again", init=str(distilled.run), lr=1e-8)
+    again = distill(replace(cfg, steps=1), progress=False, text_encoder=text_encoder)
+    now = read_tensors(resolve_model_dir(again.run) / "target.safetensors")  # barely moved from its start
+    teacher = read_tensors(tiny_model_dir / "ema.safetensors")
+
+    def distance(a: dict, b: dict) -> float:
+        return sum(float((a[k].float() - b[k].float()).norm() ** 2) for k in a) ** 0.5
+
+    assert distance(now, earlier) < distance(teacher, earlier) / 100  # it started from the student
+    with pytest.raises(GouacheError, match="not a few-step student"):
+        distill(replace(cfg, out=str(tmp_path / "x"), init=str(tiny_model_dir)), progress=False,
+                text_encoder=text_encoder)
+
+
 @pytest.fixture()
 def with_student(distilled, tiny_model_dir, tmp_path):
     model = export_model(tiny_model_dir, tmp_path / "model")
